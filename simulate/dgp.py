@@ -1,0 +1,285 @@
+"""The data-generating process: one replication's persons for any scenario.
+
+Model (notation of Reardon & Raudenbush 2013; SPEC.md)
+------------------------------------------------------
+Sites s = 1..K are drawn afresh in each replication.  A standard normal vector
+z_s of the site components (compliance_1..P, effect_1..P, direct_effect) is
+correlated by the site correlation matrix R_site = F F' (u_s = F z_s), then
+
+    gamma_ps = E[gamma_p] + sd(gamma_p) u_ps                          (continuous M_p)
+    delta_ps = E[delta_p] + sd(delta_p) u_(P+p)s
+               + lambda_p sd(delta_p) (u_ps^2 - 1) / sqrt(2)           (nonlinear dependence)
+    kappa_s  = E[kappa] + sd(kappa) u_(2P+1)s
+
+Persons i in site s carry a standard normal vector u_i of (compliance_1..P,
+effect_1..P, mediator_1..P, outcome) with the within-site correlation R_person:
+
+    Gamma_pi = gamma_ps + sd(Gamma_p) u^Gamma_pi,   Delta_pi = delta_ps + sd(Delta_p) u^Delta_pi
+    M_pi(0)  = E[M_p(0)] + b_ps + sd(M_p) u^M_pi,   Y_i(0) = E[Y(0)] + b_s + sd(Y) u^Y_i
+    M_pi     = M_pi(0) + g_p(T_i) Gamma_pi + sum_{paths r -> p} B_ri (M_ri(T_i) - M_ri(0))
+               [+ spillover_p * share treated in site, for controls]
+    Y_i      = Y_i(0) + sum_p Delta_pi h_p(M_pi) + kappa_s T_i  [+ spillover * share treated, controls]
+
+with g_p(t) = t + c_p t (t - 1) and h_p(m) = m + phi_p m^2.
+
+Binary mediators (the LATE case): the site's complier share is Phi(c_ps) with
+c_ps = a_p + tau_p u_ps, a_p = Phi^-1(pi_c) sqrt(1 + tau_p^2) (so E[share] = pi_c).
+Person i is a complier when u^Gamma_pi > -c_ps; a non-complier with u^M_pi > q_p
+(q_p = Phi^-1(1 - (pi_a + pi_d) / (1 - pi_c))) is a defier with probability
+pi_d / (pi_a + pi_d) (an independent uniform v), otherwise an always-taker; the rest
+are never-takers.  Under arm t a complier takes the mediator when
+g_p(t) / g_p(L) >= w_i, a defier when g_p(t) / g_p(L) < w_i (w_i uniform, drawn only
+with 3+ arms).  Delta_pi = delta_ps + sd(Delta_p) u^Delta_pi + shift(type).
+
+Assignment: key_i = xi * u^sel_i + e_i, e_i ~ N(0, 1), where u^sel is Y(0)'s
+standardized error or Gamma_p's (selection, assumption vi; xi = 0 is pure
+randomization).  Complete randomization treats the persons with the largest keys,
+so each site gets its exact arm counts (largest-remainder rounding of n_s times
+the arm shares); Bernoulli assignment compares the key with the normal quantiles
+of the cumulative arm shares, scaled by sqrt(1 + xi^2).
+
+Canonical draw order
+--------------------
+Replication seed -> ``SeedSequence`` -> six child streams (PCG64), each used in
+one fixed order, so that adding a feature never moves another feature's numbers:
+
+0. sizes: ``integers(min, max + 1, size=K)`` when site sizes are a range;
+1. site: per site, 2P+1 correlated normals then P+1 baseline normals;
+2. person: per person (sites in order), 3P+1 normals;
+3. assignment: per person, one normal e_i;
+4. binary: per person, per binary mediator, v (and w with 3+ arms);
+5. paths: K x R site normals, then per person per path (paths ordered by target).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from .kernels.dgp_nb import draw_trial
+from .scenario import Scenario, arm_counts
+
+__all__ = ["Trial", "draw", "streams", "Plan", "plan"]
+
+N_STREAMS = 6
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One replication's data.
+
+    Person-level arrays are sorted by site.  ``effect`` is Delta_pi and
+    ``compliance`` the person's effect of the top arm on M_p per unit dose,
+    (M_pi(L) - M_pi(0)) / g_p(L) (with paths: the total effect).
+    """
+
+    site: np.ndarray  # (n,) int64, 0..K-1
+    treatment: np.ndarray  # (n,) int64, arm 0..L
+    mediators: np.ndarray  # (n, P)
+    outcome: np.ndarray  # (n,)
+    effect: np.ndarray  # (n, P) Delta_pi
+    compliance: np.ndarray  # (n, P)
+    complier_type: np.ndarray  # (n, P) 0 complier 1 always 2 never 3 defier, -1 continuous
+    n_per_site: np.ndarray  # (K,)
+    arm_counts: np.ndarray  # (K, arms)
+    site_compliance: np.ndarray  # (K, P) gamma_ps
+    site_effect: np.ndarray  # (K, P) delta_ps (the Gaussian part; type shifts excluded)
+    site_direct_effect: np.ndarray  # (K,) kappa_s
+    share_treated: np.ndarray  # (K,) realised share in a non-control arm
+
+    @property
+    def n_sites(self) -> int:
+        return len(self.n_per_site)
+
+    def sample_estimands(self) -> dict[str, np.ndarray]:
+        """This replication's estimands, per mediator.
+
+        ``ate``: mean of Delta_p over the persons drawn; ``compliance_weighted``:
+        sum_i Gamma_pi Delta_pi / sum_i Gamma_pi; ``late``: mean Delta_p over the
+        compliers drawn (NaN for continuous mediators).
+        """
+        ate = self.effect.mean(axis=0)
+        cw = (self.compliance * self.effect).sum(axis=0) / self.compliance.sum(axis=0)
+        late = np.full(self.effect.shape[1], np.nan)
+        for p in range(self.effect.shape[1]):
+            c = self.complier_type[:, p] == 0
+            if c.any() and (self.complier_type[:, p] >= 0).all():
+                late[p] = self.effect[c, p].mean()
+        return {"ate": ate, "compliance_weighted": cw, "late": late}
+
+
+def streams(seed) -> list[np.random.Generator]:
+    """The six child generators of a replication seed (an int or a ``SeedSequence``).
+
+    Children are derived by extending the spawn key, so the result is a pure
+    function of the seed (``SeedSequence.spawn`` would depend on earlier calls).
+    """
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return [np.random.Generator(np.random.PCG64(
+        np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (i,)))) for i in range(N_STREAMS)]
+
+
+def psd_factor(R: np.ndarray) -> np.ndarray:
+    """F with F F' = R: Cholesky, or a symmetric square root when R is singular."""
+    try:
+        return np.linalg.cholesky(R)
+    except np.linalg.LinAlgError:
+        lam, V = np.linalg.eigh(R)
+        return V * np.sqrt(np.clip(lam, 0.0, None))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The scenario's constants in kernel form (everything that does not depend on the seed)."""
+
+    F_site: np.ndarray
+    site_mean: np.ndarray
+    site_sd: np.ndarray
+    nonlinear: np.ndarray
+    binary: np.ndarray
+    bin_a: np.ndarray
+    bin_tau: np.ndarray
+    bin_q: np.ndarray
+    bin_defier: np.ndarray
+    med_base_sd: np.ndarray
+    out_base_sd: float
+    F_person: np.ndarray
+    med_mean: np.ndarray
+    med_sd: np.ndarray
+    out_mean: float
+    out_sd: float
+    comp_sd: np.ndarray
+    eff_sd: np.ndarray
+    effect_shift: np.ndarray
+    dose: np.ndarray  # (P, arms)
+    phi: np.ndarray
+    sel_strength: float
+    sel_index: int
+    path_src: np.ndarray
+    path_dst: np.ndarray
+    path_mean: np.ndarray
+    path_site_sd: np.ndarray
+    path_person_sd: np.ndarray
+    path_rho: np.ndarray
+    spill_out: float
+    spill_med: np.ndarray
+    shares: np.ndarray  # (K, arms)
+    complete: bool
+    thresholds: np.ndarray  # (K, arms - 1), Bernoulli only
+
+
+def binary_constants(sc: Scenario):
+    """a_p, tau_p, q_p and the defier fraction of M(0) = 1 non-compliers, per mediator."""
+    P = sc.n_mediators
+    a = np.zeros(P)
+    tau = np.array(sc.complier_share_site_sd, float)
+    q = np.zeros(P)
+    d = np.zeros(P)
+    for p in range(P):
+        if not sc.is_binary[p]:
+            continue
+        pc, pa, pd = sc.complier_share[p], sc.always_share[p], sc.defier_share[p]
+        a[p] = special.ndtri(pc) * np.sqrt(1.0 + tau[p] ** 2) if pc < 1 else np.inf
+        rest = 1.0 - pc
+        top = (pa + pd) / rest if rest > 0 else 0.0
+        q[p] = special.ndtri(1.0 - top) if 0 < top < 1 else (np.inf if top <= 0 else -np.inf)
+        d[p] = pd / (pa + pd) if pa + pd > 0 else 0.0
+    return a, tau, q, d
+
+
+def plan(sc: Scenario) -> Plan:
+    """Kernel constants of a scenario."""
+    P = sc.n_mediators
+    site_mean = np.array(sc.site_mean, float)
+    site_sd = np.array(sc.site_sd, float)
+    lam = np.array(sc.nonlinear_dependence, float)
+    a, tau, q, d = binary_constants(sc)
+    dose = np.array([sc.dose(p) for p in range(P)])
+    if sc.selection_on == "outcome":
+        sel_index = 3 * P
+    else:
+        sel_index = sc.selection_mediator
+    paths = sc.paths
+    shares = np.array(sc.arm_shares, float)
+    xi = sc.selection_strength
+    cum = np.cumsum(shares, axis=1)[:, :-1]
+    thresholds = special.ndtri(np.clip(cum, 0, 1)) * np.sqrt(1.0 + xi * xi)
+    return Plan(
+        F_site=psd_factor(np.array(sc.site_correlation, float)),
+        site_mean=site_mean, site_sd=site_sd,
+        nonlinear=lam * site_sd[P:2 * P] / np.sqrt(2.0),
+        binary=np.array(sc.is_binary, np.bool_), bin_a=a, bin_tau=tau, bin_q=q, bin_defier=d,
+        med_base_sd=np.array(sc.mediator_baseline_sd, float), out_base_sd=float(sc.outcome_baseline_sd),
+        F_person=psd_factor(np.array(sc.person_correlation, float)),
+        med_mean=np.array(sc.mediator_mean, float), med_sd=np.array(sc.mediator_sd, float),
+        out_mean=float(sc.outcome_mean), out_sd=float(sc.outcome_sd),
+        comp_sd=np.array(sc.compliance_sd, float), eff_sd=np.array(sc.effect_sd, float),
+        effect_shift=np.array(sc.effect_shift, float), dose=dose,
+        phi=np.array(sc.outcome_curvature, float),
+        sel_strength=float(xi), sel_index=int(sel_index),
+        path_src=np.array([r.source for r in paths], np.int64),
+        path_dst=np.array([r.target for r in paths], np.int64),
+        path_mean=np.array([r.mean for r in paths], float),
+        path_site_sd=np.array([r.site_sd for r in paths], float),
+        path_person_sd=np.array([r.person_sd for r in paths], float),
+        path_rho=np.array([r.effect_correlation for r in paths], float),
+        spill_out=float(sc.spillover_outcome), spill_med=np.array(sc.spillover_mediator, float),
+        shares=shares, complete=sc.assignment == "complete", thresholds=thresholds,
+    )
+
+
+def site_sizes(sc: Scenario, rng: np.random.Generator) -> np.ndarray:
+    """n_s for each site: fixed, or uniform on {min..max} from the sizes stream."""
+    if sc.n_per_site_range is not None:
+        lo, hi = sc.n_per_site_range
+        return rng.integers(lo, hi + 1, size=sc.n_sites).astype(np.int64)
+    return np.array(sc.n_per_site, np.int64)
+
+
+def cell_counts(sizes: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Exact arm counts per site (complete randomization)."""
+    return np.array([arm_counts(int(n), row) for n, row in zip(sizes, shares)], np.int64)
+
+
+def draw(sc: Scenario, seed, pl: Plan | None = None) -> Trial:
+    """Draw one replication of a scenario.
+
+    Parameters
+    ----------
+    sc : Scenario
+    seed : int or numpy.random.SeedSequence
+        The replication's seed; the data are a pure function of (scenario, seed).
+    pl : Plan, optional
+        Precomputed :func:`plan` (saves work when drawing many replications).
+    """
+    pl = plan(sc) if pl is None else pl
+    rs = streams(seed)
+    sizes = site_sizes(sc, rs[0])
+    counts = cell_counts(sizes, pl.shares)
+    out = draw_trial(rs[1], rs[2], rs[3], rs[4], rs[5], sizes, counts, pl.thresholds, pl.complete,
+                     pl.F_site, pl.site_mean, pl.site_sd, pl.nonlinear, pl.binary, pl.bin_a, pl.bin_tau,
+                     pl.bin_q, pl.bin_defier, pl.med_base_sd, pl.out_base_sd,
+                     pl.F_person, pl.med_mean, pl.med_sd, pl.out_mean, pl.out_sd, pl.comp_sd, pl.eff_sd,
+                     pl.effect_shift, pl.dose, pl.phi, pl.sel_strength, pl.sel_index,
+                     pl.path_src, pl.path_dst, pl.path_mean, pl.path_site_sd, pl.path_person_sd, pl.path_rho,
+                     pl.spill_out, pl.spill_med)
+    return _trial(sc, pl, sizes, *out)
+
+
+def _trial(sc, pl, sizes, site, arm, M, Y, effect, compliance, ptype, site_params, share_treated) -> Trial:
+    P = sc.n_mediators
+    K = sc.n_sites
+    realised = np.zeros((K, sc.arms), np.int64)
+    np.add.at(realised, (site, arm), 1)
+    gamma = site_params[:, :P].copy()
+    for p in range(P):
+        if sc.is_binary[p]:
+            pc = special.ndtr(site_params[:, p])
+            pd = (1.0 - pc) * sc.defier_share[p] / (1.0 - sc.complier_share[p]) if sc.complier_share[p] < 1 else 0.0
+            gamma[:, p] = (pc - pd) / pl.dose[p, -1]
+    return Trial(site=site, treatment=arm, mediators=M, outcome=Y, effect=effect, compliance=compliance,
+                 complier_type=ptype, n_per_site=sizes, arm_counts=realised, site_compliance=gamma,
+                 site_effect=site_params[:, P:2 * P].copy(), site_direct_effect=site_params[:, 2 * P].copy(),
+                 share_treated=share_treated)

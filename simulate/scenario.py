@@ -1,0 +1,948 @@
+"""Scenario files: read, validate, sweep.
+
+A scenario is a small TOML file that describes one multisite, multi-mediator IV
+design and how far each of the founding paper's assumptions fails (Reardon &
+Raudenbush 2013).  Every dial defaults to zero, where its assumption holds.
+
+Reading a file goes through three steps, all before any simulation starts:
+
+1. ``tomllib`` parses the text;
+2. :func:`validate_raw` checks every key against :data:`SCHEMA` (unknown keys are
+   rejected with the nearest valid name), every type and range, and the
+   cross-field constraints (shares sum to one, correlation matrices are positive
+   semi-definite, enough persons per arm, ...).  The first failure is raised as a
+   :class:`ScenarioError` whose message is one line naming the file, the field and
+   the constraint;
+3. :func:`build` turns the checked table into a frozen :class:`Scenario` with every
+   per-mediator value broadcast to a tuple of length P.
+
+A ``[grid]`` table sweeps any number by its dotted path (``site.effect_sd``,
+``site.compliance_mean[2]`` for mediator 2, ``paths[1].mean``, or a pair such as
+``person.correlations.compliance_1:effect_1``).  Listed paths form a cartesian
+product; paths named together in ``zip = [["a", "b"]]`` move together.  Each grid
+cell is a full scenario with a stable content hash.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ScenarioError",
+    "Scenario",
+    "GridCell",
+    "load",
+    "loads",
+    "from_dict",
+    "expand_grid",
+    "validate_file",
+]
+
+
+class ScenarioError(ValueError):
+    """An invalid scenario.  ``str(error)`` is one line: ``file: field: constraint``."""
+
+
+# ---------------------------------------------------------------------------
+# The schema: every key a scenario file may hold, with its type and range.
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Field:
+    """One scalar (or per-mediator) entry of the schema."""
+
+    kind: str  # "int", "float", "str", "choice", "bool"
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    per_mediator: bool = False  # scalar, or a list with one value per mediator
+    per_site: bool = False  # scalar, or a list with one value per site
+    doc: str = ""
+
+
+def _f(default=0.0, low=None, high=None, *, lo_open=False, hi_open=False, pm=False, ps=False, doc=""):
+    return Field("float", default, low, high, lo_open, hi_open, per_mediator=pm, per_site=ps, doc=doc)
+
+
+_CORR = dict(low=-1.0, high=1.0)
+
+SCHEMA: dict[str, Any] = {
+    "name": Field("str", "scenario", doc="a short name"),
+    "description": Field("str", "", doc="what the scenario shows"),
+    "n_sites": Field("int", 50, low=1, doc="K, the number of sites"),
+    "n_per_site": "n_per_site",  # special: int, list of ints, or {min, max}
+    "treatment": {
+        "arms": Field("int", 2, low=2, high=20, doc="number of arms including control (L + 1)"),
+        "share": _f(0.5, 0.0, 1.0, lo_open=True, hi_open=True, ps=True,
+                    doc="share treated per site (binary treatment); scalar or one per site"),
+        "arm_shares": "arm_shares",  # special: list of `arms` shares summing to one
+        "assignment": Field("choice", "complete", choices=("complete", "bernoulli"),
+                            doc="complete: an exact share per site; bernoulli: independent draws"),
+    },
+    "mediators": {
+        "count": Field("int", None, low=1, high=20, doc="P, the number of mediators"),
+        "names": "names",  # special: list of P strings
+        "kind": Field("choice", "continuous", choices=("continuous", "binary"), per_mediator=True),
+        "curvature": _f(0.0, pm=True, doc="c_p in g_p(t) = t + c_p t (t - 1) (assumption iii)"),
+        "outcome_curvature": _f(0.0, pm=True, doc="phi_p in h_p(m) = m + phi_p m^2 (assumption iv)"),
+    },
+    "site": {
+        "compliance_mean": _f(1.0, pm=True, doc="E[gamma_p], mean site compliance"),
+        "compliance_sd": _f(0.3, 0.0, pm=True, doc="SD of gamma_p between sites"),
+        "effect_mean": _f(0.5, pm=True, doc="E[delta_p], mean site effect of M_p on Y"),
+        "effect_sd": _f(0.0, 0.0, pm=True, doc="SD of delta_p between sites"),
+        "direct_effect_mean": _f(0.0, doc="E[kappa], mean direct effect of T on Y (assumption ii)"),
+        "direct_effect_sd": _f(0.0, 0.0, doc="SD of kappa between sites (assumption ii)"),
+        "compliance_effect_correlation": _f(0.0, **_CORR, pm=True,
+                                            doc="corr(gamma_p, delta_p) between sites (assumption ix)"),
+        "compliance_correlation": _f(0.0, **_CORR, doc="corr(gamma_p, gamma_q), p != q (assumption viii)"),
+        "direct_effect_compliance_correlation": _f(0.0, **_CORR, pm=True, doc="corr(kappa, gamma_p)"),
+        "nonlinear_dependence": _f(0.0, pm=True,
+                                   doc="lambda_p: delta_p += lambda_p sd(delta_p) (z_p^2 - 1) / sqrt(2), "
+                                       "z_p standardized gamma_p (assumption ix, zero correlation)"),
+        "mediator_baseline_sd": _f(0.0, 0.0, pm=True, doc="SD of site means of M_p(0)"),
+        "outcome_baseline_sd": _f(0.0, 0.0, doc="SD of site means of Y(0)"),
+        "correlations": "site_pairs",
+    },
+    "person": {
+        "mediator_mean": _f(0.0, pm=True, doc="E[M_p(0)] (continuous mediators)"),
+        "mediator_sd": _f(1.0, 0.0, pm=True, doc="SD of M_p(0) within site (continuous mediators)"),
+        "outcome_mean": _f(0.0, doc="E[Y(0)]"),
+        "outcome_sd": _f(1.0, 0.0, doc="SD of Y(0) within site"),
+        "compliance_sd": _f(0.0, 0.0, pm=True, doc="SD of Gamma_p within site (continuous mediators)"),
+        "effect_sd": _f(0.0, 0.0, pm=True, doc="SD of Delta_p within site"),
+        "within_site_correlation": _f(0.0, **_CORR, pm=True,
+                                      doc="corr(Gamma_p, Delta_p) within site (assumption vii.a)"),
+        "confounding": _f(0.0, **_CORR, pm=True, doc="corr(M_p(0), Y(0)) within site"),
+        "correlations": "person_pairs",
+    },
+    "binary": {
+        "complier_share": _f(0.6, 0.0, 1.0, lo_open=True, pm=True, doc="mean share of compliers"),
+        "always_share": _f(0.2, 0.0, 1.0, pm=True, doc="share of always-takers"),
+        "never_share": _f(0.2, 0.0, 1.0, pm=True, doc="share of never-takers"),
+        "defier_share": _f(0.0, 0.0, 1.0, pm=True, doc="share of defiers (assumption vii.b)"),
+        "complier_share_site_sd": _f(0.0, 0.0, pm=True,
+                                     doc="between-site SD of the complier share on the probit scale"),
+        "always_effect_shift": _f(0.0, pm=True, doc="Delta_p of always-takers minus that of compliers"),
+        "never_effect_shift": _f(0.0, pm=True, doc="Delta_p of never-takers minus that of compliers"),
+        "defier_effect_shift": _f(0.0, pm=True, doc="Delta_p of defiers minus that of compliers"),
+    },
+    "paths": [  # array of tables: non-parallel mediators (assumption v)
+        {
+            "from": Field("int", None, low=1, doc="the earlier mediator p (1-based)"),
+            "to": Field("int", None, low=1, doc="the later mediator q (1-based)"),
+            "mean": _f(0.0, doc="mean path coefficient"),
+            "site_sd": _f(0.0, 0.0, doc="SD of the path coefficient between sites"),
+            "person_sd": _f(0.0, 0.0, doc="SD of the path coefficient within site"),
+            "effect_correlation": _f(0.0, **_CORR, doc="corr(path coefficient, Delta_q) within site"),
+        }
+    ],
+    "selection": {
+        "strength": _f(0.0, -10.0, 10.0, doc="xi: probit index of selection into treatment (assumption vi)"),
+        "on": Field("choice", "outcome", choices=("outcome", "compliance")),
+        "mediator": Field("int", 1, low=1, doc="which mediator's compliance (with on = 'compliance')"),
+    },
+    "spillover": {
+        "outcome": _f(0.0, doc="shift of controls' Y per unit share treated in their site (assumption i)"),
+        "mediator": _f(0.0, pm=True, doc="shift of controls' M_p per unit share treated (assumption i)"),
+    },
+    "grid": "grid",
+}
+
+_TABLE_DOC = {
+    "treatment": "treatment arms and assignment",
+    "mediators": "the P mediators",
+    "site": "between-site distribution of compliance, effects and direct effects",
+    "person": "within-site distribution",
+    "binary": "compliance types of binary mediators",
+    "selection": "selection into treatment",
+    "spillover": "spillovers onto controls",
+}
+
+
+# ---------------------------------------------------------------------------
+# The frozen scenario
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Path_:
+    """A path from an earlier mediator to a later one (assumption v)."""
+
+    source: int  # 0-based
+    target: int  # 0-based
+    mean: float
+    site_sd: float
+    person_sd: float
+    effect_correlation: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario.  Per-mediator values are tuples of length ``n_mediators``.
+
+    The public fields use the paper's terms; :attr:`spec` keeps the normalised
+    table the scenario was built from (the source of :attr:`hash`).
+    """
+
+    name: str
+    description: str
+    n_sites: int
+    n_per_site: tuple[int, ...] | None  # fixed sizes (one per site), or None for a range
+    n_per_site_range: tuple[int, int] | None  # (min, max), drawn uniformly per site and replication
+    arms: int
+    arm_shares: tuple[tuple[float, ...], ...]  # per site, shares of arms 0..L
+    assignment: str
+    mediator_names: tuple[str, ...]
+    mediator_kind: tuple[str, ...]
+    curvature: tuple[float, ...]
+    outcome_curvature: tuple[float, ...]
+    site_mean: tuple[float, ...]  # (compliance_1..P, effect_1..P, direct_effect)
+    site_sd: tuple[float, ...]
+    site_correlation: tuple[tuple[float, ...], ...]
+    nonlinear_dependence: tuple[float, ...]
+    mediator_baseline_sd: tuple[float, ...]
+    outcome_baseline_sd: float
+    mediator_mean: tuple[float, ...]
+    mediator_sd: tuple[float, ...]
+    outcome_mean: float
+    outcome_sd: float
+    compliance_sd: tuple[float, ...]  # person level
+    effect_sd: tuple[float, ...]  # person level
+    person_correlation: tuple[tuple[float, ...], ...]  # (compliance_p, effect_p, mediator_p, outcome)
+    complier_share: tuple[float, ...]
+    always_share: tuple[float, ...]
+    never_share: tuple[float, ...]
+    defier_share: tuple[float, ...]
+    complier_share_site_sd: tuple[float, ...]
+    effect_shift: tuple[tuple[float, float, float, float], ...]  # per mediator: complier, always, never, defier
+    paths: tuple[Path_, ...]
+    selection_strength: float
+    selection_on: str
+    selection_mediator: int  # 0-based
+    spillover_outcome: float
+    spillover_mediator: tuple[float, ...]
+    spec: str  # canonical JSON of the normalised table
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def n_mediators(self) -> int:
+        return len(self.mediator_names)
+
+    @property
+    def binary_treatment(self) -> bool:
+        return self.arms == 2
+
+    @property
+    def is_binary(self) -> tuple[bool, ...]:
+        return tuple(k == "binary" for k in self.mediator_kind)
+
+    @property
+    def hash(self) -> str:
+        """A stable content hash: sha256 of the canonical normalised table (16 hex digits)."""
+        return hashlib.sha256(self.spec.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        """The normalised table (every default filled in), suitable for ``tomli_w``/JSON."""
+        return json.loads(self.spec)
+
+    def dose(self, p: int) -> np.ndarray:
+        """g_p(t) = t + c_p t (t - 1) for t = 0..L (assumption iii)."""
+        t = np.arange(self.arms, dtype=float)
+        return t + self.curvature[p] * t * (t - 1.0)
+
+
+@dataclass(frozen=True)
+class GridCell:
+    """One cell of a grid: the values it sets and the full scenario."""
+
+    index: int
+    values: tuple[tuple[str, Any], ...]
+    scenario: Scenario
+
+    @property
+    def hash(self) -> str:
+        return self.scenario.hash
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+def load(path: str | Path) -> Scenario:
+    """Read and validate a scenario file (without its grid: the base scenario).
+
+    Raises
+    ------
+    ScenarioError
+        One line: ``file: field: constraint``.
+    """
+    raw = _read(path)
+    raw.pop("grid", None)
+    return from_dict(raw, source=str(path))
+
+
+def loads(text: str, source: str = "<string>") -> Scenario:
+    """Validate a scenario given as TOML text (its grid is ignored; see :func:`expand_grid`)."""
+    raw = _parse(text, source)
+    raw.pop("grid", None)
+    return from_dict(raw, source=source)
+
+
+def _read(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    return _parse(text, str(path))
+
+
+def _parse(text: str, source: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{source}: not valid TOML ({exc})") from None
+
+
+def validate_file(path: str | Path) -> list[GridCell]:
+    """Validate a file and every cell of its grid; returns the cells (one if no grid)."""
+    raw = _read(path)
+    return expand_grid(raw, source=str(path))
+
+
+def from_dict(raw: dict, source: str = "<dict>") -> Scenario:
+    """Validate a scenario table and build the frozen :class:`Scenario`."""
+    if "grid" in raw:
+        raise ScenarioError(f"{source}: grid: use expand_grid() for a file with a [grid] table")
+    table = _normalise(raw, source)
+    return _build(table, source)
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+
+def _err(source: str, field: str, msg: str) -> ScenarioError:
+    return ScenarioError(f"{source}: {field}: {msg}")
+
+
+def _unknown(source: str, prefix: str, key: str, valid) -> ScenarioError:
+    full = f"{prefix}{key}"
+    near = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    hint = f"; did you mean '{prefix}{near[0]}'?" if near else f"; valid keys here: {', '.join(sorted(valid))}"
+    return ScenarioError(f"{source}: {full}: unknown key{hint}")
+
+
+def _is_num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_scalar(source, name, f: Field, v):
+    if f.kind == "str":
+        if not isinstance(v, str):
+            raise _err(source, name, f"must be a string, got {_show(v)}")
+        return v
+    if f.kind == "choice":
+        if v not in f.choices:
+            raise _err(source, name, f"must be one of {', '.join(repr(c) for c in f.choices)}, got {_show(v)}")
+        return v
+    if f.kind == "int":
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise _err(source, name, f"must be an integer, got {_show(v)}")
+    elif f.kind == "float":
+        if not _is_num(v):
+            raise _err(source, name, f"must be a number, got {_show(v)}")
+        v = float(v)
+        if not math.isfinite(v):
+            raise _err(source, name, f"must be finite, got {v}")
+    if f.low is not None and (v < f.low or (f.low_open and v == f.low)):
+        raise _err(source, name, f"must be {'>' if f.low_open else '>='} {_num(f.low)}, got {_num(v)}")
+    if f.high is not None and (v > f.high or (f.high_open and v == f.high)):
+        raise _err(source, name, f"must be {'<' if f.high_open else '<='} {_num(f.high)}, got {_num(v)}")
+    return v
+
+
+def _num(x):
+    return int(x) if float(x).is_integer() else x
+
+
+def _show(v) -> str:
+    if isinstance(v, str):
+        return repr(v)
+    if isinstance(v, dict):
+        return "a table"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v)
+
+
+def _check_vector(source, name, f: Field, v, length: int, what: str):
+    """A scalar (broadcast) or a list of `length` scalars."""
+    if isinstance(v, list):
+        if len(v) != length:
+            raise _err(source, name, f"must be a single value or a list of {length} (one per {what}), got {len(v)}")
+        return [_check_scalar(source, f"{name}[{i + 1}]", f, x) for i, x in enumerate(v)]
+    return [_check_scalar(source, name, f, v)] * length
+
+
+def _normalise(raw: dict, source: str) -> dict:
+    """Check every key and type; return a table with every default filled in and vectors expanded."""
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{source}: the scenario must be a table")
+    for key in raw:
+        if key not in SCHEMA or key == "grid":
+            raise _unknown(source, "", key, [k for k in SCHEMA if k != "grid"])
+
+    out: dict[str, Any] = {}
+    out["name"] = _check_scalar(source, "name", SCHEMA["name"], raw.get("name", "scenario"))
+    out["description"] = _check_scalar(source, "description", SCHEMA["description"], raw.get("description", ""))
+    n_sites = _check_scalar(source, "n_sites", SCHEMA["n_sites"], raw.get("n_sites", 50))
+    out["n_sites"] = n_sites
+
+    # sizes
+    sizes = raw.get("n_per_site", 200)
+    size_field = Field("int", None, low=2)
+    if isinstance(sizes, dict):
+        for k in sizes:
+            if k not in ("min", "max"):
+                raise _unknown(source, "n_per_site.", k, ["min", "max"])
+        if "min" not in sizes or "max" not in sizes:
+            raise _err(source, "n_per_site", "a range needs both min and max, e.g. {min = 100, max = 300}")
+        lo = _check_scalar(source, "n_per_site.min", size_field, sizes["min"])
+        hi = _check_scalar(source, "n_per_site.max", size_field, sizes["max"])
+        if hi < lo:
+            raise _err(source, "n_per_site", f"max ({hi}) must be >= min ({lo})")
+        out["n_per_site"] = {"min": lo, "max": hi}
+        smallest = lo
+    elif isinstance(sizes, list):
+        if len(sizes) != n_sites:
+            raise _err(source, "n_per_site", f"a list must have one size per site ({n_sites}), got {len(sizes)}")
+        out["n_per_site"] = [_check_scalar(source, f"n_per_site[{i + 1}]", size_field, x) for i, x in enumerate(sizes)]
+        smallest = min(out["n_per_site"])
+    else:
+        out["n_per_site"] = _check_scalar(source, "n_per_site", size_field, sizes)
+        smallest = out["n_per_site"]
+
+    # mediators first: P is needed by every per-mediator field
+    med_raw = _table(raw, "mediators", source)
+    names = med_raw.get("names")
+    count = med_raw.get("count")
+    if count is not None:
+        count = _check_scalar(source, "mediators.count", SCHEMA["mediators"]["count"], count)
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not names:
+            raise _err(source, "mediators.names", "must be a non-empty list of strings")
+        if len(set(names)) != len(names):
+            raise _err(source, "mediators.names", "names must be distinct")
+        for n in names:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", n):
+                raise _err(source, "mediators.names", f"{n!r} must start with a letter and hold only letters, digits, _")
+        if count is not None and count != len(names):
+            raise _err(source, "mediators.count", f"is {count} but mediators.names lists {len(names)}")
+        count = len(names)
+    if count is None:
+        count = 1
+    P = count
+    if names is None:
+        names = [f"M{p + 1}" for p in range(P)]
+    out["mediators"] = {"count": P, "names": names}
+    for key, f in SCHEMA["mediators"].items():
+        if isinstance(f, Field) and f.per_mediator:
+            out["mediators"][key] = _check_vector(source, f"mediators.{key}", f, med_raw.get(key, f.default), P, "mediator")
+    for key in med_raw:
+        if key not in SCHEMA["mediators"]:
+            raise _unknown(source, "mediators.", key, SCHEMA["mediators"])
+
+    # treatment
+    tr = _table(raw, "treatment", source)
+    for key in tr:
+        if key not in SCHEMA["treatment"]:
+            raise _unknown(source, "treatment.", key, SCHEMA["treatment"])
+    arms = _check_scalar(source, "treatment.arms", SCHEMA["treatment"]["arms"], tr.get("arms", 2))
+    assignment = _check_scalar(source, "treatment.assignment", SCHEMA["treatment"]["assignment"],
+                               tr.get("assignment", "complete"))
+    if "share" in tr and "arm_shares" in tr:
+        raise _err(source, "treatment.share", "give either share (binary) or arm_shares, not both")
+    if "arm_shares" in tr:
+        a = tr["arm_shares"]
+        if not isinstance(a, list) or len(a) != arms:
+            raise _err(source, "treatment.arm_shares", f"must be a list of {arms} shares (one per arm, control first)")
+        shr = Field("float", None, 0.0, 1.0, True, True)
+        a = [_check_scalar(source, f"treatment.arm_shares[{i + 1}]", shr, x) for i, x in enumerate(a)]
+        if abs(sum(a) - 1.0) > 1e-9:
+            raise _err(source, "treatment.arm_shares", f"must sum to 1, got {sum(a):.6g}")
+        arm_shares = [a] * n_sites
+    else:
+        if arms > 2 and "share" in tr:
+            raise _err(source, "treatment.share", f"is for a binary treatment; with arms = {arms} give arm_shares")
+        if arms > 2:
+            arm_shares = [[1.0 / arms] * arms] * n_sites
+        else:
+            s = _check_vector(source, "treatment.share", SCHEMA["treatment"]["share"], tr.get("share", 0.5), n_sites, "site")
+            arm_shares = [[1.0 - x, x] for x in s]
+    out["treatment"] = {"arms": arms, "arm_shares": arm_shares, "assignment": assignment}
+
+    # simple per-mediator / scalar tables
+    for table in ("site", "person", "binary", "selection", "spillover"):
+        t_raw = _table(raw, table, source)
+        t_out: dict[str, Any] = {}
+        for key in t_raw:
+            if key not in SCHEMA[table]:
+                raise _unknown(source, f"{table}.", key, SCHEMA[table])
+        for key, f in SCHEMA[table].items():
+            if not isinstance(f, Field):
+                continue
+            name = f"{table}.{key}"
+            v = t_raw.get(key, f.default)
+            t_out[key] = _check_vector(source, name, f, v, P, "mediator") if f.per_mediator else _check_scalar(source, name, f, v)
+        if table in ("site", "person"):
+            t_out["correlations"] = _pairs(source, table, t_raw.get("correlations", {}), P)
+        out[table] = t_out
+    out["_given"] = {t: sorted(_table(raw, t, source).keys()) for t in ("binary", "person", "site")}
+
+    # paths
+    p_raw = raw.get("paths", [])
+    if not isinstance(p_raw, list) or not all(isinstance(x, dict) for x in p_raw):
+        raise _err(source, "paths", "must be an array of tables: [[paths]] with from, to, mean, ...")
+    paths = []
+    spec = SCHEMA["paths"][0]
+    for i, pr in enumerate(p_raw):
+        pre = f"paths[{i + 1}]"
+        for key in pr:
+            if key not in spec:
+                raise _unknown(source, f"{pre}.", key, spec)
+        for req in ("from", "to"):
+            if req not in pr:
+                raise _err(source, f"{pre}.{req}", "is required (a mediator number, 1..P)")
+        po = {key: _check_scalar(source, f"{pre}.{key}", f, pr.get(key, f.default)) for key, f in spec.items()}
+        paths.append(po)
+    out["paths"] = paths
+
+    _cross_checks(out, source, smallest)
+    return out
+
+
+def _table(raw: dict, name: str, source: str) -> dict:
+    t = raw.get(name, {})
+    if not isinstance(t, dict):
+        raise _err(source, name, f"must be a table ([{name}]), got {_show(t)}")
+    return t
+
+
+_SITE_NAMES = ("compliance", "effect")
+_PERSON_NAMES = ("compliance", "effect", "mediator")
+
+
+def _component_names(level: str, P: int) -> list[str]:
+    if level == "site":
+        return [f"{n}_{p + 1}" for n in _SITE_NAMES for p in range(P)] + ["direct_effect"]
+    return [f"{n}_{p + 1}" for n in _PERSON_NAMES for p in range(P)] + ["outcome"]
+
+
+def _pairs(source: str, level: str, table, P: int) -> dict:
+    """A table of named correlation pairs, e.g. ``"compliance_1:effect_2" = 0.2``."""
+    if not isinstance(table, dict):
+        raise _err(source, f"{level}.correlations", "must be a table of pairs such as \"compliance_1:effect_1\" = 0.3")
+    names = _component_names(level, P)
+    out = {}
+    for key, v in table.items():
+        field = f"{level}.correlations.{key}"
+        parts = key.split(":")
+        if len(parts) != 2:
+            raise _err(source, field, "a pair is written \"a:b\", e.g. \"compliance_1:effect_1\"")
+        for part in parts:
+            if part not in names:
+                near = difflib.get_close_matches(part, names, n=1, cutoff=0.5)
+                hint = f"; did you mean '{near[0]}'?" if near else f"; components are {', '.join(names)}"
+                raise _err(source, field, f"unknown component '{part}'{hint}")
+        if parts[0] == parts[1]:
+            raise _err(source, field, "a component's correlation with itself is 1")
+        out[":".join(parts)] = _check_scalar(source, field, Field("float", None, -1.0, 1.0), v)
+    return out
+
+
+def correlation_matrix(level: str, table: dict, P: int) -> np.ndarray:
+    """Assemble the site- or person-level correlation matrix from convenience fields and pairs.
+
+    Site order: compliance_1..P, effect_1..P, direct_effect.
+    Person order: compliance_1..P, effect_1..P, mediator_1..P, outcome.
+    Named pairs in ``correlations`` override the convenience fields.
+    """
+    names = _component_names(level, P)
+    idx = {n: i for i, n in enumerate(names)}
+    R = np.eye(len(names))
+
+    def put(a, b, v):
+        R[idx[a], idx[b]] = R[idx[b], idx[a]] = v
+
+    if level == "site":
+        for p in range(P):
+            put(f"compliance_{p + 1}", f"effect_{p + 1}", table["compliance_effect_correlation"][p])
+            put("direct_effect", f"compliance_{p + 1}", table["direct_effect_compliance_correlation"][p])
+            for q in range(p + 1, P):
+                put(f"compliance_{p + 1}", f"compliance_{q + 1}", table["compliance_correlation"])
+    else:
+        for p in range(P):
+            put(f"compliance_{p + 1}", f"effect_{p + 1}", table["within_site_correlation"][p])
+            put(f"mediator_{p + 1}", "outcome", table["confounding"][p])
+    for key, v in table["correlations"].items():
+        a, b = key.split(":")
+        put(a, b, v)
+    return R
+
+
+def _psd(source, field, R, names):
+    lam = np.linalg.eigvalsh(R)
+    if lam[0] < -1e-10:
+        raise _err(source, field, f"the correlation matrix of ({', '.join(names)}) is not positive semi-definite "
+                                  f"(smallest eigenvalue {lam[0]:.3g})")
+
+
+def _cross_checks(t: dict, source: str, smallest: int) -> None:
+    P = t["mediators"]["count"]
+    K = t["n_sites"]
+    arms = t["treatment"]["arms"]
+    kinds = t["mediators"]["kind"]
+    binary = [k == "binary" for k in kinds]
+    warnings: list[str] = []
+
+    # enough persons per arm in every site
+    shares = np.array(t["treatment"]["arm_shares"])
+    least = float(shares.min())
+    if t["treatment"]["assignment"] == "complete":
+        counts = [arm_counts(smallest, row) for row in shares]
+        low = min(min(c) for c in counts)
+        if low < 2:
+            raise _err(source, "n_per_site", f"the smallest site ({smallest} persons) gives an arm with {low} "
+                                             f"person(s) under the arm shares; each arm needs at least 2")
+    elif smallest * least < 5:
+        raise _err(source, "n_per_site", f"with Bernoulli assignment the smallest site ({smallest} persons) expects "
+                                         f"{smallest * least:.3g} persons in its smallest arm; at least 5 are needed")
+
+    # curvature of M in T needs 3+ arms
+    if arms == 2 and any(c != 0.0 for c in t["mediators"]["curvature"]):
+        raise _err(source, "mediators.curvature", "has no effect with a binary treatment (arms = 2): g(0) = 0 and "
+                                                  "g(1) = 1 whatever c; set treatment.arms >= 3 or curvature = 0")
+    for p in range(P):
+        if binary[p] and arms > 2:
+            g = np.arange(arms) + t["mediators"]["curvature"][p] * np.arange(arms) * (np.arange(arms) - 1)
+            if g[-1] <= 0 or np.any(g < 0) or np.any(g > g[-1]):
+                raise _err(source, f"mediators.curvature[{p + 1}]", "for a binary mediator g(t) = t + c t(t-1) "
+                                                                    "must stay within [0, g(L)] over the arms")
+        if binary[p] and t["mediators"]["outcome_curvature"][p] != 0.0:
+            raise _err(source, f"mediators.outcome_curvature[{p + 1}]", "has no effect on a binary mediator "
+                                                                        "(m^2 = m); set it to 0")
+
+    # binary mediators: the type shares
+    b = t["binary"]
+    given_binary = t["_given"]["binary"]
+    if given_binary and not any(binary):
+        raise _err(source, f"binary.{given_binary[0]}", "no mediator is binary (set mediators.kind = \"binary\")")
+    for p in range(P):
+        if not binary[p]:
+            continue
+        total = b["complier_share"][p] + b["always_share"][p] + b["never_share"][p] + b["defier_share"][p]
+        if abs(total - 1.0) > 1e-9:
+            raise _err(source, "binary", f"the complier, always-taker, never-taker and defier shares of mediator "
+                                         f"{p + 1} must sum to 1, got {total:.6g}")
+        if b["defier_share"][p] >= b["complier_share"][p]:
+            raise _err(source, f"binary.defier_share[{p + 1}]", "must be smaller than complier_share (otherwise "
+                                                                "the mean compliance is not positive)")
+    if all(binary):
+        for key in ("compliance_sd", "mediator_mean", "mediator_sd"):
+            if key in t["_given"]["person"]:
+                raise _err(source, f"person.{key}", "has no effect when every mediator is binary; "
+                                                    "binary mediators follow [binary]")
+        for key in ("compliance_mean", "compliance_sd"):
+            if key in t["_given"]["site"]:
+                raise _err(source, f"site.{key}", "has no effect when every mediator is binary; use "
+                                                  "binary.complier_share and binary.complier_share_site_sd")
+
+    # correlation matrices
+    Rs = correlation_matrix("site", t["site"], P)
+    _psd(source, "site.correlations", Rs, _component_names("site", P))
+    Rp = correlation_matrix("person", t["person"], P)
+    _psd(source, "person.correlations", Rp, _component_names("person", P))
+    for p in range(P):
+        if binary[p] and Rp[p, 2 * P + p] != 0.0:
+            raise _err(source, f"person.correlations.compliance_{p + 1}:mediator_{p + 1}",
+                       "must be 0 for a binary mediator (its latent compliance and baseline fix the type shares)")
+
+    # paths
+    seen = set()
+    targets = {pa["to"] for pa in t["paths"]}
+    for i, pa in enumerate(t["paths"]):
+        pre = f"paths[{i + 1}]"
+        if pa["from"] > P or pa["to"] > P:
+            raise _err(source, pre, f"from and to must name mediators 1..{P}")
+        if pa["from"] >= pa["to"]:
+            raise _err(source, pre, "must run from an earlier to a later mediator (from < to)")
+        if binary[pa["to"] - 1]:
+            raise _err(source, f"{pre}.to", "a path cannot end at a binary mediator")
+        if pa["from"] in targets:
+            raise _err(source, f"{pre}.from", f"mediator {pa['from']} receives a path itself; chains of paths are "
+                                              "not supported")
+        if (pa["from"], pa["to"]) in seen:
+            raise _err(source, pre, f"a second path from {pa['from']} to {pa['to']}")
+        seen.add((pa["from"], pa["to"]))
+
+    for p in range(P):
+        if t["site"]["nonlinear_dependence"][p] != 0.0:
+            spread = b["complier_share_site_sd"][p] if binary[p] else t["site"]["compliance_sd"][p]
+            if spread == 0.0:
+                raise _err(source, f"site.nonlinear_dependence[{p + 1}]", "needs compliance that varies between sites "
+                           "(site.compliance_sd > 0, or binary.complier_share_site_sd > 0 for a binary mediator)")
+    sel = t["selection"]
+    if sel["mediator"] > P:
+        raise _err(source, "selection.mediator", f"must name a mediator 1..{P}, got {sel['mediator']}")
+
+    # identification (assumption viii): not an error, since it is one of the dials
+    n_instruments = K * (arms - 1)
+    if n_instruments < P:
+        warnings.append(f"n_sites: {K} sites x {arms - 1} contrast(s) give {n_instruments} instrument(s) for {P} "
+                        "mediators; the effects are not identified (assumption viii) and IV estimators will fail")
+    t["_warnings"] = warnings
+
+
+def arm_counts(n: int, shares) -> list[int]:
+    """Exact arm sizes for complete randomization: largest-remainder rounding of n * share.
+
+    Ties in the remainders go to the lower arm, so the rule is deterministic.
+    """
+    raw = [n * s for s in shares]
+    base = [int(math.floor(x + 1e-9)) for x in raw]
+    left = n - sum(base)
+    order = sorted(range(len(raw)), key=lambda i: (-(raw[i] - base[i]), i))
+    for i in order[:left]:
+        base[i] += 1
+    return base
+
+
+# ---------------------------------------------------------------------------
+# Build the frozen scenario
+# ---------------------------------------------------------------------------
+
+
+def _build(t: dict, source: str) -> Scenario:
+    P = t["mediators"]["count"]
+    K = t["n_sites"]
+    site, person, b = t["site"], t["person"], t["binary"]
+    sizes = t["n_per_site"]
+    warnings = tuple(t.pop("_warnings", ()))
+    t.pop("_given", None)
+    spec = json.dumps(t, sort_keys=True, separators=(",", ":"))
+    R_site = correlation_matrix("site", site, P)
+    R_person = correlation_matrix("person", person, P)
+    return Scenario(
+        name=t["name"],
+        description=t["description"],
+        n_sites=K,
+        n_per_site=(tuple(sizes) if isinstance(sizes, list) else (sizes,) * K) if not isinstance(sizes, dict) else None,
+        n_per_site_range=(sizes["min"], sizes["max"]) if isinstance(sizes, dict) else None,
+        arms=t["treatment"]["arms"],
+        arm_shares=tuple(tuple(r) for r in t["treatment"]["arm_shares"]),
+        assignment=t["treatment"]["assignment"],
+        mediator_names=tuple(t["mediators"]["names"]),
+        mediator_kind=tuple(t["mediators"]["kind"]),
+        curvature=tuple(t["mediators"]["curvature"]),
+        outcome_curvature=tuple(t["mediators"]["outcome_curvature"]),
+        site_mean=tuple(site["compliance_mean"]) + tuple(site["effect_mean"]) + (site["direct_effect_mean"],),
+        site_sd=tuple(site["compliance_sd"]) + tuple(site["effect_sd"]) + (site["direct_effect_sd"],),
+        site_correlation=tuple(tuple(float(x) for x in row) for row in R_site),
+        nonlinear_dependence=tuple(site["nonlinear_dependence"]),
+        mediator_baseline_sd=tuple(site["mediator_baseline_sd"]),
+        outcome_baseline_sd=site["outcome_baseline_sd"],
+        mediator_mean=tuple(person["mediator_mean"]),
+        mediator_sd=tuple(person["mediator_sd"]),
+        outcome_mean=person["outcome_mean"],
+        outcome_sd=person["outcome_sd"],
+        compliance_sd=tuple(person["compliance_sd"]),
+        effect_sd=tuple(person["effect_sd"]),
+        person_correlation=tuple(tuple(float(x) for x in row) for row in R_person),
+        complier_share=tuple(b["complier_share"]),
+        always_share=tuple(b["always_share"]),
+        never_share=tuple(b["never_share"]),
+        defier_share=tuple(b["defier_share"]),
+        complier_share_site_sd=tuple(b["complier_share_site_sd"]),
+        effect_shift=tuple((0.0, b["always_effect_shift"][p], b["never_effect_shift"][p], b["defier_effect_shift"][p])
+                           for p in range(P)),
+        paths=tuple(Path_(pa["from"] - 1, pa["to"] - 1, pa["mean"], pa["site_sd"], pa["person_sd"],
+                          pa["effect_correlation"]) for pa in sorted(t["paths"], key=lambda x: (x["to"], x["from"]))),
+        selection_strength=t["selection"]["strength"],
+        selection_on=t["selection"]["on"],
+        selection_mediator=t["selection"]["mediator"] - 1,
+        spillover_outcome=t["spillover"]["outcome"],
+        spillover_mediator=tuple(t["spillover"]["mediator"]),
+        spec=spec,
+        warnings=warnings,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Grids
+# ---------------------------------------------------------------------------
+
+_STEP = re.compile(r"^([A-Za-z_][A-Za-z0-9_:]*)(?:\[(\d+)\])?$")
+
+
+def _split_path(path: str) -> list[tuple[str, int | None]]:
+    steps = []
+    for part in path.split("."):
+        m = _STEP.match(part)
+        if not m:
+            raise ValueError(part)
+        steps.append((m.group(1), int(m.group(2)) if m.group(2) else None))
+    return steps
+
+
+def set_path(raw: dict, path: str, value, source: str = "<grid>") -> dict:
+    """Return a copy of the raw scenario table with the number at ``path`` set to ``value``.
+
+    ``path`` is dotted; ``name[k]`` picks the k-th entry of a list (from 1).  A
+    per-mediator scalar addressed with ``[k]`` is first expanded to one value per
+    mediator.
+    """
+    out = copy.deepcopy(raw)
+    try:
+        steps = _split_path(path)
+    except ValueError:
+        raise _err(source, f"grid.{path}", "is not a dotted path such as site.effect_sd or site.compliance_mean[2]") from None
+    node: Any = out
+    schema: Any = SCHEMA
+    P = _count(raw)
+    for depth, (key, index) in enumerate(steps):
+        last = depth == len(steps) - 1
+        where = ".".join(k + (f"[{i}]" if i else "") for k, i in steps[: depth + 1])
+        if isinstance(schema, dict) and key not in schema:
+            valid = [k for k in schema if k != "grid"]
+            near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            raise _err(source, f"grid.{path}", f"'{where}' names no field of the scenario{hint}")
+        sub_schema = schema.get(key) if isinstance(schema, dict) else None
+        if sub_schema in ("site_pairs", "person_pairs"):
+            if last or len(steps) != depth + 2:
+                raise _err(source, f"grid.{path}", "name a pair, e.g. site.correlations.compliance_1:effect_1")
+            pair = steps[depth + 1][0]
+            node.setdefault(key, {})[pair] = value
+            return out
+        if last:
+            if isinstance(sub_schema, dict) or isinstance(sub_schema, list):
+                raise _err(source, f"grid.{path}", f"'{where}' is a table, not a number")
+            if index is None:
+                node[key] = value
+            else:
+                cur = node.get(key, sub_schema.default if isinstance(sub_schema, Field) else None)
+                length = P if (isinstance(sub_schema, Field) and sub_schema.per_mediator) else (
+                    len(cur) if isinstance(cur, list) else None)
+                if isinstance(sub_schema, Field) and sub_schema.per_site:
+                    length = raw.get("n_sites", 50)
+                if length is None:
+                    raise _err(source, f"grid.{path}", f"'{key}' is not a list")
+                if not isinstance(cur, list):
+                    cur = [cur] * length
+                if not 1 <= index <= len(cur):
+                    raise _err(source, f"grid.{path}", f"index {index} is outside 1..{len(cur)}")
+                cur = list(cur)
+                cur[index - 1] = value
+                node[key] = cur
+            return out
+        if isinstance(sub_schema, list):  # array of tables (paths)
+            arr = node.get(key)
+            if index is None or not isinstance(arr, list) or not 1 <= index <= len(arr):
+                raise _err(source, f"grid.{path}", f"'{key}' needs an index of an existing entry, e.g. {key}[1].mean")
+            node = arr[index - 1]
+            schema = sub_schema[0]
+            continue
+        if not isinstance(sub_schema, dict):
+            raise _err(source, f"grid.{path}", f"'{where}' is a number, not a table")
+        node = node.setdefault(key, {})
+        schema = sub_schema
+    return out
+
+
+def _count(raw: dict) -> int:
+    med = raw.get("mediators", {})
+    if isinstance(med, dict):
+        if isinstance(med.get("names"), list):
+            return len(med["names"])
+        if isinstance(med.get("count"), int):
+            return med["count"]
+    return 1
+
+
+def expand_grid(raw: dict, source: str = "<dict>") -> list[GridCell]:
+    """Expand a raw scenario table with an optional ``[grid]`` into validated cells.
+
+    The grid's keys are dotted paths with lists of values; their cartesian
+    product gives the cells (the first path varies slowest).  ``zip = [["a",
+    "b"], ...]`` ties paths together: their lists must have equal lengths and
+    move in step.  The base scenario is validated first, then every cell.
+    """
+    raw = copy.deepcopy(raw)
+    grid = raw.pop("grid", None)
+    base = from_dict(raw, source)  # the base must be valid on its own
+    if grid is None:
+        return [GridCell(0, (), base)]
+    if not isinstance(grid, dict) or not grid:
+        raise _err(source, "grid", "must be a table of dotted paths with lists of values")
+    zips = grid.pop("zip", [])
+    if not isinstance(zips, list) or not all(isinstance(z, list) and all(isinstance(p, str) for p in z) for z in zips):
+        raise _err(source, "grid.zip", "must be a list of lists of paths, e.g. zip = [[\"site.effect_sd\", \"n_sites\"]]")
+    for path, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise _err(source, f"grid.{path}", "must be a non-empty list of values")
+    used: set[str] = set()
+    for z in zips:
+        for p in z:
+            if p not in grid:
+                raise _err(source, "grid.zip", f"'{p}' is not a path of the grid")
+            if p in used:
+                raise _err(source, "grid.zip", f"'{p}' appears in two zip groups")
+            used.add(p)
+        lengths = {len(grid[p]) for p in z}
+        if len(lengths) != 1:
+            raise _err(source, "grid.zip", f"zipped paths {', '.join(z)} must have lists of equal length")
+    axes: list[list[str]] = []
+    for path in grid:
+        group = next((z for z in zips if path in z), [path])
+        if group not in axes:
+            axes.append(list(group))
+    cells = []
+    ranges = [range(len(grid[a[0]])) for a in axes]
+    for index, combo in enumerate(itertools.product(*ranges)):
+        cell_raw = raw
+        values = []
+        for axis, j in zip(axes, combo):
+            for path in axis:
+                cell_raw = set_path(cell_raw, path, grid[path][j], source)
+                values.append((path, grid[path][j]))
+        label = ", ".join(f"{p} = {v}" for p, v in values)
+        scen = from_dict(cell_raw, f"{source} [grid cell {index + 1}: {label}]")
+        cells.append(GridCell(index, tuple(values), scen))
+    return cells
