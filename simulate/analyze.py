@@ -49,6 +49,12 @@ class AnalysisError(ValueError):
     """Invalid real data (missing column, non-numeric value, NaN, a one-arm site...)."""
 
 
+def _label(x) -> str:
+    """A label as the user wrote it: strings quoted, numbers plain (no numpy repr)."""
+    x = x.item() if isinstance(x, np.generic) else x
+    return repr(x) if isinstance(x, str) else str(x)
+
+
 def _ordered_codes(values: pd.Series, what: str):
     """Codes 0..m-1 in sorted order of the labels, and the sorted labels."""
     try:
@@ -147,7 +153,7 @@ def analyze(
     site_code, site_labels = _ordered_codes(frame[site], "site")
     arm_code, arm_labels = _ordered_codes(frame[treatment], "treatment")
     if len(arm_labels) < 2:
-        raise AnalysisError(f"treatment column {treatment!r} has a single value {arm_labels[0]!r}")
+        raise AnalysisError(f"treatment column {treatment!r} has a single value {_label(arm_labels[0])}")
     K, A = len(site_labels), len(arm_labels)
     counts = np.zeros((K, A), np.int64)
     np.add.at(counts, (site_code, arm_code), 1)
@@ -155,12 +161,12 @@ def analyze(
         present = counts[s] > 0
         if present.sum() == 1:
             raise AnalysisError(
-                f"site {site_labels[s]!r} has a single treatment arm "
-                f"({arm_labels[present.argmax()]!r}); every site needs every arm"
+                f"site {_label(site_labels[s])} has a single treatment arm "
+                f"({_label(arm_labels[present.argmax()])}); every site needs every arm"
             )
         if not present.all():
-            absent = ", ".join(repr(a) for a in arm_labels[~present])
-            raise AnalysisError(f"site {site_labels[s]!r} has no persons in arm(s) {absent}")
+            absent = ", ".join(_label(a) for a in arm_labels[~present])
+            raise AnalysisError(f"site {_label(site_labels[s])} has no persons in arm(s) {absent}")
     result = estimate(
         site_code,
         arm_code,
