@@ -1,0 +1,199 @@
+"""The ``simulate`` command.
+
+Every failure the user can cause is one line on stderr and exit code 2; an
+unexpected failure is one line and exit code 1; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from . import __version__
+from .scenario import ScenarioError, validate_file
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+class UsageError(Exception):
+    """A user error with a one-line message (exit code 2)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="simulate", description="A Monte Carlo laboratory for multisite, "
+                                 "multi-mediator instrumental variables (MSMM-IV).")
+    ap.add_argument("--version", action="version", version=f"simulate {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("validate", help="check a scenario file (and every cell of its grid)")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("truth", help="print a scenario's truth: ATE, LATE, compliance-weighted estimand, limits")
+    p.add_argument("file", help="a scenario file, or the name of a bundled scenario")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--sites", type=int, default=None, help="simulated sites for the site moments (default 1,000,000)")
+    p.set_defaults(func=cmd_truth)
+
+    p = sub.add_parser("draw", help="draw one replication's persons and write them as CSV")
+    p.add_argument("file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="-", help="CSV file (default: standard output)")
+    p.set_defaults(func=cmd_draw)
+
+    p = sub.add_parser("list", help="name the bundled scenarios")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="print a bundled scenario with its truth")
+    p.add_argument("name")
+    p.add_argument("--sites", type=int, default=None)
+    p.set_defaults(func=cmd_show)
+
+    try:  # real-data analysis (estimators); absent until that module lands
+        from . import analyze as _analyze
+        _analyze.add_subcommand(sub)
+    except ImportError:
+        pass
+    return ap
+
+
+def _resolve(name: str) -> Path:
+    path = Path(name)
+    if path.exists():
+        return path
+    bundled = SCENARIO_DIR / f"{name}.toml"
+    if bundled.exists():
+        return bundled
+    raise UsageError(f"{name}: no such file or bundled scenario (simulate list names them)")
+
+
+def cmd_validate(args) -> int:
+    cells = validate_file(args.file)
+    for w in cells[0].scenario.warnings:
+        print(f"{args.file}: warning: {w}", file=sys.stderr)
+    print("ok" if len(cells) == 1 else f"ok ({len(cells)} grid cells)")
+    return 0
+
+
+def _fmt(x: float) -> str:
+    return "." if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def _truth_table(cell, tr) -> str:
+    sc = cell.scenario
+    lines = []
+    head = f"{sc.name} [{sc.hash}]"
+    if cell.values:
+        head += "  " + ", ".join(f"{p} = {v}" for p, v in cell.values)
+    lines.append(head)
+    cols = ["ate", "late", "compliance_weighted", "limit_2sls", "limit_between_ols", "limit_between_intercept",
+            "limit_wald"]
+    short = ["ATE", "LATE", "compl.-weighted", "2SLS limit", "between OLS", "between w/ int.", "Wald limit"]
+    width = max(8, max(len(n) for n in sc.mediator_names))
+    lines.append(f"  {'mediator':<{width}} " + " ".join(f"{s:>16}" for s in short))
+    for rec in tr.to_records():
+        lines.append(f"  {rec['mediator']:<{width}} " + " ".join(f"{_fmt(rec[c]):>16}" for c in cols))
+    lines.append(f"  intercept of the between-site regression (mean direct effect) limit: "
+                 f"{_fmt(tr.limit_between_intercept_constant)}; site moments over {tr.n_sites_simulated:,} sites")
+    for note in tr.notes:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def cmd_truth(args) -> int:
+    from .truth import TRUTH_SITES, truth
+
+    path = _resolve(args.file)
+    cells = validate_file(path)
+    n_sites = args.sites if args.sites is not None else TRUTH_SITES
+    if n_sites < 1000:
+        raise UsageError(f"--sites: must be at least 1000, got {n_sites}")
+    out = []
+    for cell in cells:
+        tr = truth(cell.scenario, n_sites=n_sites)
+        if args.json:
+            out.append({"scenario": cell.scenario.name, "hash": cell.hash,
+                        "grid": {p: v for p, v in cell.values}, **tr.to_dict()})
+        else:
+            print(_truth_table(cell, tr))
+            for w in cell.scenario.warnings:
+                print(f"  warning: {w}")
+    if args.json:
+        print(json.dumps(out if len(out) > 1 else out[0], indent=2, default=_json_default))
+    return 0
+
+
+def _json_default(x):
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    return str(x)
+
+
+def cmd_draw(args) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from .dgp import draw
+
+    cells = validate_file(_resolve(args.file))
+    if len(cells) > 1:
+        raise UsageError(f"{args.file}: has a grid of {len(cells)} cells; draw takes a scenario without [grid]")
+    sc = cells[0].scenario
+    tr = draw(sc, args.seed)
+    frame = pd.DataFrame({"site": tr.site, "treatment": tr.treatment})
+    for p, name in enumerate(sc.mediator_names):
+        frame[name] = tr.mediators[:, p]
+    frame["outcome"] = tr.outcome
+    if args.out == "-":
+        frame.to_csv(sys.stdout, index=False, float_format="%.10g")
+    else:
+        frame.to_csv(args.out, index=False, float_format="%.10g")
+        print(f"wrote {len(frame):,} persons in {tr.n_sites} sites to {args.out}", file=sys.stderr)
+    del np
+    return 0
+
+
+def cmd_list(args) -> int:
+    import tomllib
+
+    for path in sorted(SCENARIO_DIR.glob("*.toml")):
+        with path.open("rb") as fh:
+            desc = tomllib.load(fh).get("description", "")
+        print(f"{path.stem:<32} {desc.splitlines()[0] if desc else ''}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    path = SCENARIO_DIR / f"{args.name}.toml"
+    if not path.exists():
+        raise UsageError(f"{args.name}: no bundled scenario of that name (simulate list names them)")
+    print(path.read_text(encoding="utf-8").rstrip())
+    print()
+    ns = argparse.Namespace(file=str(path), json=False, sites=args.sites)
+    return cmd_truth(ns)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
+    args = ap.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ScenarioError, UsageError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("simulate: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # never a traceback for the user
+        print(f"simulate: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
