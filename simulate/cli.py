@@ -53,11 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sites", type=int, default=None)
     p.set_defaults(func=cmd_show)
 
-    try:  # real-data analysis (estimators); absent until that module lands
-        from . import analyze as _analyze
-        _analyze.add_subcommand(sub)
-    except ImportError:
-        pass
+    from .analyze import add_subcommand as add_analyze
+
+    add_analyze(sub)
     return ap
 
 
@@ -181,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        func = getattr(args, "func", None) or args.run
+        return int(func(args) or 0)
     except (ScenarioError, UsageError) as exc:
         print(str(exc), file=sys.stderr)
         return 2

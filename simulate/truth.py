@@ -38,7 +38,8 @@ For a scenario, per mediator p:
     - between-site regression through the origin (unweighted) of the site ITT on Y
       on the site ITT on M (each arm against control): (E[pi pi'])^-1 E[pi rho];
     - the same with an intercept (slopes; ``limit_between_intercept_constant`` is the
-      intercept, the mean direct effect);
+      intercept, the mean direct effect; with several arms the regressor is T's value t,
+      since the direct effect enters as kappa_s t);
     - the pooled Wald estimator (P = 1): E[n Cov_s(T, Y)] / E[n Cov_s(T, M)].
 
     Identification bias is limit minus the target; the estimator's finite-sample
@@ -478,7 +479,7 @@ def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED) -> T
             frac = sites_by_pattern[row]
             Ab += frac * itt_m.T @ itt_m
             bb += frac * itt_m.T @ itt_y
-            Xi = np.column_stack([np.ones(len(itt_y)), itt_m])
+            Xi = np.column_stack([np.tile(np.arange(1, arms, dtype=float), K), itt_m])  # T's value: kappa_s t
             Ai += frac * Xi.T @ Xi
             bi += frac * Xi.T @ itt_y
             if P == 1:
