@@ -71,8 +71,10 @@ def _resolve(name: str) -> Path:
 
 def cmd_validate(args) -> int:
     cells = validate_file(args.file)
-    for w in cells[0].scenario.warnings:
-        print(f"{args.file}: warning: {w}", file=sys.stderr)
+    for cell in cells:
+        where = f" [grid cell {cell.index + 1}: {', '.join(f'{p} = {v}' for p, v in cell.values)}]" if cell.values else ""
+        for w in cell.scenario.warnings:
+            print(f"{args.file}{where}: warning: {w}", file=sys.stderr)
     print("ok" if len(cells) == 1 else f"ok ({len(cells)} grid cells)")
     return 0
 
@@ -121,14 +123,19 @@ def cmd_truth(args) -> int:
             for w in cell.scenario.warnings:
                 print(f"  warning: {w}")
     if args.json:
-        print(json.dumps(out if len(out) > 1 else out[0], indent=2, default=_json_default))
+        print(json.dumps(_nan_to_none(out if len(out) > 1 else out[0]), indent=2, allow_nan=False, default=str))
     return 0
 
 
-def _json_default(x):
-    if isinstance(x, float) and math.isnan(x):
+def _nan_to_none(x):
+    """Strict JSON: NaN (no such estimand or limit) becomes null."""
+    if isinstance(x, float) and not math.isfinite(x):
         return None
-    return str(x)
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_to_none(v) for v in x]
+    return x
 
 
 def cmd_draw(args) -> int:

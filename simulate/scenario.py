@@ -86,7 +86,7 @@ _CORR = dict(low=-1.0, high=1.0)
 SCHEMA: dict[str, Any] = {
     "name": Field("str", "scenario", doc="a short name"),
     "description": Field("str", "", doc="what the scenario shows"),
-    "n_sites": Field("int", 50, low=1, doc="K, the number of sites"),
+    "n_sites": Field("int", 50, low=1, high=1_000_000, doc="K, the number of sites"),
     "n_per_site": "n_per_site",  # special: int, list of ints, or {min, max}
     "treatment": {
         "arms": Field("int", 2, low=2, high=20, doc="number of arms including control (L + 1)"),
@@ -348,7 +348,14 @@ def _err(source: str, field: str, msg: str) -> ScenarioError:
     return ScenarioError(f"{source}: {field}: {msg}")
 
 
+def _clean(key) -> str:
+    """A key as it may appear in a one-line message."""
+    key = str(key)
+    return key if key.isprintable() else repr(key)
+
+
 def _unknown(source: str, prefix: str, key: str, valid) -> ScenarioError:
+    key = _clean(key)
     full = f"{prefix}{key}"
     near = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
     hint = f"; did you mean '{prefix}{near[0]}'?" if near else f"; valid keys here: {', '.join(sorted(valid))}"
@@ -445,6 +452,8 @@ def _normalise(raw: dict, source: str) -> dict:
             raise _err(source, "n_per_site", f"a list must have one size per site ({n_sites}), got {len(sizes)}")
         out["n_per_site"] = [_check_scalar(source, f"n_per_site[{i + 1}]", size_field, x) for i, x in enumerate(sizes)]
         smallest = min(out["n_per_site"])
+        if len(set(out["n_per_site"])) == 1:  # the same design as the single-number form, so the same hash
+            out["n_per_site"] = out["n_per_site"][0]
     else:
         out["n_per_site"] = _check_scalar(source, "n_per_site", size_field, sizes)
         smallest = out["n_per_site"]
@@ -572,7 +581,7 @@ def _pairs(source: str, level: str, table, P: int) -> dict:
     names = _component_names(level, P)
     out = {}
     for key, v in table.items():
-        field = f"{level}.correlations.{key}"
+        field = f"{level}.correlations.{_clean(key)}"
         parts = key.split(":")
         if len(parts) != 2:
             raise _err(source, field, "a pair is written \"a:b\", e.g. \"compliance_1:effect_1\"")
@@ -580,7 +589,7 @@ def _pairs(source: str, level: str, table, P: int) -> dict:
             if part not in names:
                 near = difflib.get_close_matches(part, names, n=1, cutoff=0.5)
                 hint = f"; did you mean '{near[0]}'?" if near else f"; components are {', '.join(names)}"
-                raise _err(source, field, f"unknown component '{part}'{hint}")
+                raise _err(source, field, f"unknown component '{_clean(part)}'{hint}")
         if parts[0] == parts[1]:
             raise _err(source, field, "a component's correlation with itself is 1")
         out[":".join(parts)] = _check_scalar(source, field, Field("float", None, -1.0, 1.0), v)
@@ -756,7 +765,22 @@ def _build(t: dict, source: str) -> Scenario:
     sizes = t["n_per_site"]
     warnings = tuple(t.pop("_warnings", ()))
     t.pop("_given", None)
-    spec = json.dumps(t, sort_keys=True, separators=(",", ":"))
+    shares = t["treatment"]["arm_shares"]
+    spec_table = copy.deepcopy(t)  # the normalised table, in the input format (from_dict reads it back)
+    if all(row == shares[0] for row in shares):
+        spec_table["treatment"]["arm_shares"] = shares[0]
+    else:
+        del spec_table["treatment"]["arm_shares"]
+        spec_table["treatment"]["share"] = [row[1] for row in shares]
+    kinds = spec_table["mediators"]["kind"]
+    if "binary" not in kinds:  # keys that do not apply are left out, so from_dict reads the table back
+        del spec_table["binary"]
+    if "continuous" not in kinds:
+        for key in ("compliance_sd", "mediator_mean", "mediator_sd"):
+            del spec_table["person"][key]
+        for key in ("compliance_mean", "compliance_sd"):
+            del spec_table["site"][key]
+    spec = json.dumps(spec_table, sort_keys=True, separators=(",", ":"))
     R_site = correlation_matrix("site", site, P)
     R_person = correlation_matrix("person", person, P)
     return Scenario(
@@ -915,6 +939,9 @@ def expand_grid(raw: dict, source: str = "<dict>") -> list[GridCell]:
     if not isinstance(zips, list) or not all(isinstance(z, list) and all(isinstance(p, str) for p in z) for z in zips):
         raise _err(source, "grid.zip", "must be a list of lists of paths, e.g. zip = [[\"site.effect_sd\", \"n_sites\"]]")
     for path, values in grid.items():
+        if isinstance(values, dict):
+            raise _err(source, f"grid.{_clean(path)}", "a dotted path must be quoted in [grid], e.g. "
+                                                       "\"site.effect_sd\" = [0.1, 0.2]")
         if not isinstance(values, list) or not values:
             raise _err(source, f"grid.{path}", "must be a non-empty list of values")
     used: set[str] = set()

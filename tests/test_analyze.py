@@ -150,7 +150,7 @@ def test_cli_subprocess_no_traceback(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("s,t,m,y\n1,0,1,2\n1,1,x,3\n")
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
-    out = subprocess.run([sys.executable, "-m", "simulate.analyze", str(path), "--site", "s",
+    out = subprocess.run([sys.executable, "-m", "simulate.cli", "analyze", str(path), "--site", "s",
                           "--treatment", "t", "--mediator", "m", "--outcome", "y"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2

@@ -338,8 +338,10 @@ def test_hash_is_the_same_in_another_process(tmp_path):
 
 def test_to_dict_holds_every_default():
     d = loads(_BASE).to_dict()
-    assert set(d) >= {"name", "n_sites", "n_per_site", "treatment", "mediators", "site", "person", "binary",
+    assert set(d) >= {"name", "n_sites", "n_per_site", "treatment", "mediators", "site", "person",
                       "paths", "selection", "spillover"}
+    assert "binary" not in d  # no binary mediator: the [binary] table does not apply
+    assert from_dict(d).hash == loads(_BASE).hash  # the normalised table reads back as the same scenario
     assert d["site"]["effect_sd"] == [0.0, 0.0]
     assert d["selection"]["strength"] == 0.0
     assert d["person"]["within_site_correlation"] == [0.3, 0.3]
