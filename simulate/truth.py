@@ -83,6 +83,8 @@ class Truth:
     limit_between_intercept: tuple[float, ...]
     limit_between_intercept_constant: float
     limit_wald: tuple[float, ...]
+    limit_liml: tuple[float, ...]
+    between_site_heterogeneity: float
     n_sites_simulated: int
     notes: tuple[str, ...] = field(default=())
 
@@ -98,12 +100,14 @@ class Truth:
                 "limit_between_ols": self.limit_between_ols[p],
                 "limit_between_intercept": self.limit_between_intercept[p],
                 "limit_wald": self.limit_wald[p],
+                "limit_liml": self.limit_liml[p],
             })
         return rows
 
     def to_dict(self) -> dict:
         return {"mediators": self.to_records(),
                 "limit_between_intercept_constant": self.limit_between_intercept_constant,
+                "between_site_heterogeneity": self.between_site_heterogeneity,
                 "n_sites_simulated": self.n_sites_simulated, "notes": list(self.notes)}
 
 
@@ -446,7 +450,7 @@ def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED) -> T
     mean_size = float(np.mean(sizes))
     arms = sc.arms
     rng = np.random.Generator(np.random.PCG64(seed))
-    A2 = np.zeros((P, P)); b2 = np.zeros(P)
+    A2 = np.zeros((P, P)); b2 = np.zeros(P); c2 = 0.0
     Ab = np.zeros((P, P)); bb = np.zeros(P)
     Ai = np.zeros((P + 1, P + 1)); bi = np.zeros(P + 1)
     wald_num = wald_den = 0.0
@@ -474,6 +478,7 @@ def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED) -> T
             w = weight / mean_size  # relative weight n_s of this pattern
             A2 += w * np.einsum("t,ktp,ktq->pq", p_arm, x, x)
             b2 += w * np.einsum("t,ktp,kt->p", p_arm, x, y)
+            c2 += w * np.einsum("t,kt,kt->", p_arm, y, y)
             itt_m = (mM[:, 1:] - mM[:, :1]).reshape(-1, P)
             itt_y = (mY[:, 1:] - mY[:, :1]).reshape(-1)
             frac = sites_by_pattern[row]
@@ -499,6 +504,16 @@ def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED) -> T
         return np.linalg.solve(A, b)
 
     lim2 = solve(A2, b2, "2SLS")
+    # E[n sum_t p_t (y - x'b)^2] at the 2SLS limit, relative to E[n sum_t p_t y^2]: zero when the
+    # between-site relation is exact, and then every k-class estimator (LIML, Fuller) shares the limit
+    hetero = float((c2 - 2 * lim2 @ b2 + lim2 @ A2 @ lim2) / c2) if c2 > 0 else math.nan
+    if np.isfinite(hetero) and abs(hetero) < 1e-9:
+        lim_liml = lim2
+    else:
+        lim_liml = np.full(P, np.nan)
+        if np.all(np.isfinite(lim2)):
+            model.notes.append("LIML/Fuller: the between-site relation is not exact (heterogeneity "
+                               f"{hetero:.3g}), so their limit differs from 2SLS's and is not computed")
     limb = solve(Ab, bb, "between-site OLS")
     limi = solve(Ai, bi, "between-site regression with intercept")
     wald = (wald_num / wald_den,) if P == 1 and wald_den != 0 else (math.nan,) * P
@@ -514,6 +529,8 @@ def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED) -> T
         limit_between_intercept=tuple(float(x) for x in limi[1:]),
         limit_between_intercept_constant=float(limi[0]),
         limit_wald=tuple(float(x) for x in wald),
+        limit_liml=tuple(float(x) for x in lim_liml),
+        between_site_heterogeneity=hetero,
         n_sites_simulated=n_sites,
         notes=tuple(model.notes),
     )
@@ -558,3 +575,43 @@ def _compliance_weighted_moments(model: _Model, gamma, delta, beta):
         num[:, p] = n_
         den[:, p] = d_
     return num, den
+
+
+LIMIT_OF: dict[str, str | None] = {
+    "ols": None,
+    "2sls": "limit_2sls",
+    "liml": "limit_liml",
+    "fuller": "limit_liml",
+    "ujive": "limit_2sls",  # the jackknife correction vanishes as n_s grows
+    "bias_corrected_2sls": "limit_2sls",  # kappa = 1 + KL/(n - KA) -> 1 as n_s grows
+    "between_ols": "limit_between_ols",
+    "between_precision": None,
+    "between_intercept": "limit_between_intercept",
+    "wald": "limit_wald",
+}
+"""Which large-sample limit each estimator tends to (None: not computed)."""
+
+
+def targets(tr: Truth, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
+    """Per (estimator, mediator): the population targets and the estimator's limit.
+
+    Keys of each value: ``ate``, ``late`` (NaN for continuous mediators), ``compliance_weighted``
+    and ``limit``.  The between-site intercept row (mediator ``direct_effect``) targets
+    E[kappa], the mean direct effect of one unit of T.
+    """
+    out = {}
+    P = sc.n_mediators
+    for est, lim in LIMIT_OF.items():
+        if est == "wald" and P != 1:
+            continue
+        for p, name in enumerate(sc.mediator_names):
+            out[(est, name)] = {
+                "ate": tr.ate[p],
+                "late": tr.late[p],
+                "compliance_weighted": tr.compliance_weighted[p],
+                "limit": getattr(tr, lim)[p] if lim else math.nan,
+            }
+    out[("between_intercept", "direct_effect")] = {
+        "ate": float(sc.site_mean[2 * P]), "late": math.nan, "compliance_weighted": math.nan,
+        "limit": tr.limit_between_intercept_constant}
+    return out
