@@ -45,6 +45,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="-", help="CSV file (default: standard output)")
     p.set_defaults(func=cmd_draw)
 
+    p = sub.add_parser("run", help="run replications of a scenario (every grid cell), streaming rows to DIR")
+    p.add_argument("file", help="a scenario file, or the name of a bundled scenario")
+    p.add_argument("--reps", type=int, required=True, help="replications per grid cell")
+    p.add_argument("--seed", type=int, default=0, help="the run seed (default 0)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--out", required=True, help="run directory (parts, manifest.json, summary.csv)")
+    p.add_argument("--backend", default="loky", help="loky (processes, default), threads or dask")
+    p.add_argument("--scheduler", default=None, help="address of a Dask scheduler (with --backend dask); "
+                                                     "without it a local cluster is started")
+    p.add_argument("--chunk", type=int, default=None, help="replications per task (default: automatic)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted (or shorter) run in DIR")
+    p.add_argument("--independent-cells", action="store_true",
+                   help="own random numbers per grid cell (default: common random numbers across cells)")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
     p = sub.add_parser("list", help="name the bundled scenarios")
     p.set_defaults(func=cmd_list)
 
@@ -159,6 +176,24 @@ def cmd_draw(args) -> int:
         frame.to_csv(args.out, index=False, float_format="%.10g")
         print(f"wrote {len(frame):,} persons in {tr.n_sites} sites to {args.out}", file=sys.stderr)
     del np
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .runner import RunError, config_from_args, run
+
+    path = _resolve(args.file)
+    try:
+        manifest = run(path, args.out, config_from_args(args))
+    except RunError as exc:
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt as exc:
+        print(f"simulate: interrupted; {exc}" if str(exc) else "simulate: interrupted", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        last = manifest["runs"][-1]
+        print(f"{args.out}: {last['replications']} replications in {last['wall_seconds']:.1f} s "
+              f"({len(manifest['cells'])} cell(s) x {manifest['reps']} reps); summary in {args.out}/summary.csv")
     return 0
 
 

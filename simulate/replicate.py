@@ -17,12 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from .dgp import Plan, draw, plan
-from .estimators import ESTIMATORS, PRIMARY_SE, STATUS_NAMES, SE_TYPES, diagnostic_values, estimate_arrays, \
-    primary_inference
-from .kernels import estimators_nb as nb
+from scipy import special
+
+from .estimators import ESTIMATORS, SE_TYPES, STATUS_NAMES, diagnostic_values, estimate_arrays, primary_inference
 from .scenario import Scenario
 
-__all__ = ["ROW_COLUMNS", "replication_seed", "run_replications", "DIRECT_EFFECT"]
+__all__ = ["ROW_COLUMNS", "replication_seed", "run_replications", "estimators_for", "DIRECT_EFFECT"]
 
 DIRECT_EFFECT = "direct_effect"
 """Mediator name of the between-site intercept row (the mean direct effect of one unit of T)."""
@@ -90,7 +90,6 @@ def _rows_of(sc: Scenario, pl: Plan, cell: int, cell_key: int, seed: int, rep: i
     out["conf_low"] = np.append(lo.reshape(-1), b - z * s)
     out["conf_high"] = np.append(hi.reshape(-1), b + z * s)
     with np.errstate(invalid="ignore", divide="ignore"):
-        from scipy import special
         out["p_value"] = np.append(pv.reshape(-1), 2.0 * special.ndtr(-abs(b / s)) if s > 0 else np.nan)
     status = [STATUS_NAMES[int(c)] for c in arrays.status]
     ib = ESTIMATORS.index("between_intercept")
@@ -102,12 +101,25 @@ def _rows_of(sc: Scenario, pl: Plan, cell: int, cell_key: int, seed: int, rep: i
     out["sample_ate"] = np.append(np.tile(samp["ate"], E), np.nan)
     out["sample_late"] = np.append(np.tile(samp["late"], E), np.nan)
     out["sample_compliance_weighted"] = np.append(np.tile(samp["compliance_weighted"], E), np.nan)
-    return out
+    mask = np.append(np.repeat([e in estimators_for(P) for e in ESTIMATORS], P), True)
+    return {k: v[mask] for k, v in out.items()}
+
+
+def estimators_for(P: int) -> tuple[str, ...]:
+    """The estimators that apply with P mediators (the pooled Wald estimator needs P = 1)."""
+    return tuple(e for e in ESTIMATORS if not (e == "wald" and P > 1))
 
 
 def _z(level):
-    from scipy import special
     return float(special.ndtri(0.5 + level / 2.0))
+
+
+def _failed_rows(P: int, message: str) -> dict:
+    """The rows of a replication that raised: NaN everywhere, the error as the status."""
+    n = len(estimators_for(P)) * P + 1
+    out = {col: np.full(n, np.nan) for col, kind in ROW_COLUMNS.items() if kind == "float64"}
+    out["status"] = np.array([f"error: {message}"[:200]] * n, dtype=object)
+    return out
 
 
 def run_replications(sc: Scenario, cell: int, cell_key: int, seed: int, reps, level: float = 0.95) -> dict:
@@ -117,13 +129,18 @@ def run_replications(sc: Scenario, cell: int, cell_key: int, seed: int, reps, le
     """
     pl = plan(sc)
     P = sc.n_mediators
-    E = len(ESTIMATORS)
+    kept = estimators_for(P)
     names = list(sc.mediator_names)
-    per_rep_estimator = np.array([e for e in ESTIMATORS for _ in range(P)] + ["between_intercept"], dtype=object)
-    per_rep_mediator = np.array(names * E + [DIRECT_EFFECT], dtype=object)
-    n_per = E * P + 1
+    per_rep_estimator = np.array([e for e in kept for _ in range(P)] + ["between_intercept"], dtype=object)
+    per_rep_mediator = np.array(names * len(kept) + [DIRECT_EFFECT], dtype=object)
+    n_per = len(kept) * P + 1
     reps = list(reps)
-    chunks = [_rows_of(sc, pl, cell, cell_key, seed, r, level) for r in reps]
+    chunks = []
+    for r in reps:
+        try:
+            chunks.append(_rows_of(sc, pl, cell, cell_key, seed, r, level))
+        except Exception as exc:  # a failed replication is a row with its status, never the end of a run
+            chunks.append(_failed_rows(P, f"{exc.__class__.__name__}: {exc}"))
     out: dict[str, np.ndarray] = {}
     R = len(reps)
     out["cell"] = np.full(R * n_per, cell, np.int32)
@@ -138,5 +155,3 @@ def run_replications(sc: Scenario, cell: int, cell_key: int, seed: int, reps, le
     out["cell_key"] = np.full(R * n_per, cell_key, np.int64)
     return {col: out[col] for col in ROW_COLUMNS}
 
-
-__all__ += ["PRIMARY_SE", "nb"]

@@ -1,0 +1,186 @@
+"""The replication engine: identical rows whatever the workers, backend, chunking or interruption."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import simulate as sm
+from simulate.replicate import ROW_COLUMNS, replication_seed, run_replications
+from simulate.runner import RunConfig, RunError, part_files, read_rows, run
+
+SMALL = """
+name = "small"
+n_sites = 8
+n_per_site = 40
+[mediators]
+count = 2
+[site]
+compliance_sd = [0.4, 0.3]
+effect_sd = 0.1
+[person]
+confounding = 0.3
+compliance_sd = 0.2
+"""
+
+GRID = SMALL + """
+[grid]
+"site.effect_mean[1]" = [0.5, 0.8]
+"""
+
+
+def _file(tmp_path, text, name="s.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _rows(out):
+    d = read_rows(out)
+    return d.sort_values(["cell", "rep", "estimator", "mediator"], kind="stable").reset_index(drop=True)
+
+
+def _run(tmp_path, name, text=SMALL, **kw):
+    out = tmp_path / name
+    cfg = RunConfig(reps=kw.pop("reps", 24), seed=kw.pop("seed", 11), quiet=True, **kw)
+    run(_file(tmp_path, text), out, cfg, truth_sites=10_000)
+    return out
+
+
+def assert_same_rows(a, b):
+    ra, rb = _rows(a), _rows(b)
+    assert list(ra.columns) == list(ROW_COLUMNS)
+    pd.testing.assert_frame_equal(ra, rb, check_exact=True)
+
+
+def test_rows_identical_for_jobs_backends_and_chunks(tmp_path):
+    ref = _run(tmp_path, "ref", jobs=1, chunk=24)
+    assert_same_rows(ref, _run(tmp_path, "loky2", jobs=2, chunk=5))
+    assert_same_rows(ref, _run(tmp_path, "threads2", jobs=2, backend="threads", chunk=7))
+    assert_same_rows(ref, _run(tmp_path, "chunk1", jobs=1, chunk=1))
+    # every replication exactly once, and the rows are the ones a replication gives alone
+    rows = _rows(ref)
+    assert sorted(rows.rep.unique()) == list(range(24))
+    assert (rows.groupby(["rep", "estimator", "mediator"]).size() == 1).all()
+    sc = sm.load(tmp_path / "s.toml")
+    alone = pd.DataFrame(run_replications(sc, 0, 0, 11, [17]))
+    mine = rows[rows.rep == 17].reset_index(drop=True)
+    np.testing.assert_array_equal(np.sort(alone.estimate.dropna().to_numpy()), np.sort(mine.estimate.dropna().to_numpy()))
+
+
+def test_dask_local_cluster_gives_the_same_rows(tmp_path):
+    pytest.importorskip("distributed")
+    ref = _run(tmp_path, "ref", jobs=1)
+    assert_same_rows(ref, _run(tmp_path, "dask", jobs=2, backend="dask", chunk=6))
+
+
+def test_extending_a_run_equals_running_it_at_once(tmp_path):
+    once = _run(tmp_path, "once", reps=30)
+    ext = tmp_path / "ext"
+    run(_file(tmp_path, SMALL), ext, RunConfig(reps=12, seed=11, quiet=True), truth_sites=10_000)
+    run(_file(tmp_path, SMALL), ext, RunConfig(reps=30, seed=11, quiet=True, resume=True, chunk=4),
+        truth_sites=10_000)
+    assert_same_rows(once, ext)
+    manifest = json.loads((ext / "manifest.json").read_text())
+    assert manifest["reps"] == 30 and len(manifest["runs"]) == 2
+
+
+def test_resume_refuses_another_scenario_seed_or_a_used_directory(tmp_path):
+    out = _run(tmp_path, "a", reps=5)
+    with pytest.raises(RunError, match="already holds a run"):
+        run(_file(tmp_path, SMALL), out, RunConfig(reps=5, seed=11, quiet=True))
+    other = _file(tmp_path, SMALL.replace("n_per_site = 40", "n_per_site = 41"), "other.toml")
+    with pytest.raises(RunError, match="different scenario") as err:
+        run(other, out, RunConfig(reps=5, seed=11, quiet=True, resume=True))
+    assert "\n" not in str(err.value)
+    with pytest.raises(RunError, match="different seed"):
+        run(_file(tmp_path, SMALL), out, RunConfig(reps=5, seed=12, quiet=True, resume=True))
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "x.txt").write_text("x")
+    with pytest.raises(RunError, match="not a run directory"):
+        run(_file(tmp_path, SMALL), tmp_path / "junk", RunConfig(reps=5, quiet=True))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(reps=0), "--reps"), (dict(reps=3, jobs=0), "--jobs"), (dict(reps=3, backend="mpi"), "--backend"),
+    (dict(reps=3, scheduler="tcp://127.0.0.1:1"), "--scheduler"), (dict(reps=3, seed=-1), "--seed"),
+    (dict(reps=3, chunk=0), "--chunk"), (dict(reps=3, level=1.5), "--level"),
+])
+def test_bad_run_settings_fail_before_any_work(tmp_path, bad, message):
+    out = tmp_path / "never"
+    with pytest.raises(RunError, match=message):
+        run(_file(tmp_path, SMALL), out, RunConfig(quiet=True, **bad))
+    assert not out.exists()
+
+
+def test_common_random_numbers_across_grid_cells(tmp_path):
+    crn = _rows(_run(tmp_path, "crn", text=GRID, reps=4))
+    ind = _rows(_run(tmp_path, "ind", text=GRID, reps=4, common_random_numbers=False))
+    # the grid changes only effect_mean of M1, so with common random numbers the first stage is the same
+    def first_stage(d, c):
+        return d[(d.cell == c) & (d.estimator == "2sls")].first_stage_f.to_numpy()
+
+    np.testing.assert_array_equal(first_stage(crn, 0), first_stage(crn, 1))
+    assert not np.array_equal(first_stage(ind, 0), first_stage(ind, 1))
+    assert not np.array_equal(first_stage(crn, 0), first_stage(ind, 0))  # cell 0 has its own stream
+    assert set(crn.cell_key) == {0} and set(ind.cell_key) == {1, 2}
+
+
+def test_a_failing_replication_is_a_row_not_the_end(tmp_path, monkeypatch):
+    import simulate.replicate as rp
+
+    real = rp._rows_of
+
+    def flaky(sc, pl, cell, cell_key, seed, rep, level):
+        if rep == 2:
+            raise FloatingPointError("boom")
+        return real(sc, pl, cell, cell_key, seed, rep, level)
+
+    monkeypatch.setattr(rp, "_rows_of", flaky)
+    cols = run_replications(sm.loads(SMALL), 0, 0, 1, range(4))
+    status = pd.Series(cols["status"])
+    rep = pd.Series(cols["rep"])
+    assert (status[rep == 2] == "error: FloatingPointError: boom").all()
+    assert (status[rep != 2] == "ok").all()
+    assert np.isnan(pd.Series(cols["estimate"])[rep == 2]).all()
+
+
+def test_seed_information_replays_a_replication(tmp_path):
+    rows = _rows(_run(tmp_path, "r", reps=3))
+    r = rows[(rows.rep == 2) & (rows.estimator == "2sls")].iloc[0]
+    sc = sm.load(tmp_path / "s.toml")
+    trial = sm.draw(sc, replication_seed(int(r.seed), int(r.cell_key), int(r.rep)))
+    est = sm.estimate(trial.site, trial.treatment, trial.mediators, trial.outcome,
+                      mediator_names=sc.mediator_names, estimators=["2sls"])
+    assert est[est.mediator == r.mediator].estimate.iloc[0] == r.estimate
+
+
+def test_sigkill_then_resume_stores_every_replication_once(tmp_path):
+    text = SMALL.replace("n_sites = 8", "n_sites = 30").replace("n_per_site = 40", "n_per_site = 300")
+    path = _file(tmp_path, text)
+    reps = 400
+    ref = tmp_path / "ref"
+    run(path, ref, RunConfig(reps=reps, seed=5, quiet=True, chunk=50), truth_sites=10_000)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "simulate.cli", "run", str(path), "--reps", str(reps), "--seed", "5",
+           "--out", str(out), "--jobs", "2", "--chunk", "4", "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(part_files(out)) < 5:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stored = sum(b - a for _, a, b, _ in part_files(out))
+    assert 0 < stored < reps, stored
+    res = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert_same_rows(ref, out)
+    counts = _rows(out).groupby("rep").size()
+    assert len(counts) == reps and counts.nunique() == 1
