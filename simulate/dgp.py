@@ -40,8 +40,11 @@ of the cumulative arm shares, scaled by sqrt(1 + xi^2).
 
 Canonical draw order
 --------------------
-Replication seed -> ``SeedSequence`` -> six child streams (PCG64), each used in
-one fixed order, so that adding a feature never moves another feature's numbers:
+Replication seed -> ``SeedSequence`` -> six child streams, each used in one fixed
+order, so that adding a feature never moves another feature's numbers.  Stream 0
+is a numpy PCG64 generator (site sizes, drawn in Python); streams 1-5 are
+xoshiro256++ states with ziggurat normals inside the kernel
+(:mod:`simulate.kernels.rng_nb`):
 
 0. sizes: ``integers(min, max + 1, size=K)`` when site sizes are a range;
 1. site: per site, 2P+1 correlated normals then P+1 baseline normals;
@@ -59,6 +62,7 @@ import numpy as np
 from scipy import special
 
 from .kernels.dgp_nb import draw_trial
+from .kernels.rng_nb import seed_states
 from .scenario import Scenario, arm_counts
 
 __all__ = ["Trial", "draw", "streams", "Plan", "plan"]
@@ -110,15 +114,20 @@ class Trial:
         return {"ate": ate, "compliance_weighted": cw, "late": late}
 
 
-def streams(seed) -> list[np.random.Generator]:
-    """The six child generators of a replication seed (an int or a ``SeedSequence``).
+def child_seeds(seed) -> list[np.random.SeedSequence]:
+    """The six child seeds of a replication seed (an int or a ``SeedSequence``).
 
     Children are derived by extending the spawn key, so the result is a pure
     function of the seed (``SeedSequence.spawn`` would depend on earlier calls).
     """
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    return [np.random.Generator(np.random.PCG64(
-        np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (i,)))) for i in range(N_STREAMS)]
+    return [np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (i,)) for i in range(N_STREAMS)]
+
+
+def streams(seed) -> tuple[np.random.Generator, np.ndarray]:
+    """(numpy generator of stream 0, (6, 4) uint64 xoshiro states of every stream)."""
+    children = child_seeds(seed)
+    return np.random.Generator(np.random.PCG64(children[0])), seed_states(children)
 
 
 def psd_factor(R: np.ndarray) -> np.ndarray:
@@ -255,10 +264,10 @@ def draw(sc: Scenario, seed, pl: Plan | None = None) -> Trial:
         Precomputed :func:`plan` (saves work when drawing many replications).
     """
     pl = plan(sc) if pl is None else pl
-    rs = streams(seed)
-    sizes = site_sizes(sc, rs[0])
+    rng_sizes, states = streams(seed)
+    sizes = site_sizes(sc, rng_sizes)
     counts = cell_counts(sizes, pl.shares)
-    out = draw_trial(rs[1], rs[2], rs[3], rs[4], rs[5], sizes, counts, pl.thresholds, pl.complete,
+    out = draw_trial(states, sizes, counts, pl.thresholds, pl.complete,
                      pl.F_site, pl.site_mean, pl.site_sd, pl.nonlinear, pl.binary, pl.bin_a, pl.bin_tau,
                      pl.bin_q, pl.bin_defier, pl.med_base_sd, pl.out_base_sd,
                      pl.F_person, pl.med_mean, pl.med_sd, pl.out_mean, pl.out_sd, pl.comp_sd, pl.eff_sd,

@@ -8,6 +8,7 @@ persons at once.  The kernel must give bit-identical data from the same seed.
 
 import numpy as np
 
+from naive_rng import Xoshiro
 from simulate.dgp import _trial, cell_counts, plan, site_sizes, streams
 
 
@@ -22,9 +23,24 @@ def _lin(F, Z):
     return out
 
 
+class _Stream:
+    """numpy-style array draws from the pure-Python xoshiro256++ reference, in C order."""
+
+    def __init__(self, state):
+        self.x = Xoshiro(state)
+
+    def standard_normal(self, shape):
+        shape = (shape,) if isinstance(shape, int) else shape
+        return np.array(self.x.normals(int(np.prod(shape))), dtype=float).reshape(shape)
+
+    def random(self, shape):
+        return np.array(self.x.doubles(int(np.prod(shape))), dtype=float).reshape(shape)
+
+
 def draw_reference(sc, seed):
     pl = plan(sc)
-    r_size, r_site, r_person, r_assign, r_binary, r_path = streams(seed)
+    r_size, states = streams(seed)
+    r_site, r_person, r_assign, r_binary, r_path = (_Stream(states[i]) for i in range(1, 6))
     sizes = site_sizes(sc, r_size)
     counts = cell_counts(sizes, pl.shares)
     K, P, arms = sc.n_sites, sc.n_mediators, sc.arms

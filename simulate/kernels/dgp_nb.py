@@ -8,9 +8,11 @@ numpy calls and must give bit-identical data.
 import numpy as np
 from numba import njit
 
+from .rng_nb import next_double, standard_normal
+
 
 @njit(cache=True)
-def draw_trial(rng_site, rng_person, rng_assign, rng_binary, rng_path,
+def draw_trial(states,
                sizes, counts, thresholds, complete,
                F_site, site_mean, site_sd, nonlinear, binary, bin_a, bin_tau, bin_q, bin_defier,
                med_base_sd, out_base_sd,
@@ -18,11 +20,17 @@ def draw_trial(rng_site, rng_person, rng_assign, rng_binary, rng_path,
                dose, phi, sel_strength, sel_index,
                path_src, path_dst, path_mean, path_site_sd, path_person_sd, path_rho,
                spill_out, spill_med):
-    """Draw one replication.  Returns (site, arm, M, Y, effect, compliance, type, site_params, share_treated).
+    """Draw one replication from the stream states (6, 4) uint64.  Returns (site, arm, M, Y, effect, compliance, type, site_params, share_treated).
 
     Person loop order inside a site: mediators 0..P-1 (so a path's source precedes its target).
     Binary mediator types: 0 complier, 1 always-taker, 2 never-taker, 3 defier (-1 for continuous).
+    Streams: states[1] site, [2] person, [3] assignment, [4] binary, [5] paths (0: sizes, drawn outside).
     """
+    rng_site = states[1]
+    rng_person = states[2]
+    rng_assign = states[3]
+    rng_binary = states[4]
+    rng_path = states[5]
     K = sizes.shape[0]
     P = binary.shape[0]
     Ds = F_site.shape[0]
@@ -45,7 +53,7 @@ def draw_trial(rng_site, rng_person, rng_assign, rng_binary, rng_path,
     u = np.empty(Ds)
     for s in range(K):
         for j in range(Ds + P + 1):
-            z[j] = rng_site.standard_normal()
+            z[j] = standard_normal(rng_site)
         for i in range(Ds):
             acc = 0.0
             for j in range(Ds):
@@ -64,7 +72,7 @@ def draw_trial(rng_site, rng_person, rng_assign, rng_binary, rng_path,
     path_site = np.empty((K, R))
     for s in range(K):
         for r in range(R):
-            path_site[s, r] = path_mean[r] + path_site_sd[r] * rng_path.standard_normal()
+            path_site[s, r] = path_mean[r] + path_site_sd[r] * standard_normal(rng_path)
 
     site = np.empty(N, np.int64)
     arm = np.empty(N, np.int64)
@@ -86,7 +94,7 @@ def draw_trial(rng_site, rng_person, rng_assign, rng_binary, rng_path,
         U = np.empty((n, Dp))
         for i in range(n):
             for j in range(Dp):
-                zp[j] = rng_person.standard_normal()
+                zp[j] = standard_normal(rng_person)
             for k in range(Dp):
                 acc = 0.0
                 for j in range(Dp):
@@ -94,7 +102,7 @@ def draw_trial(rng_site, rng_person, rng_assign, rng_binary, rng_path,
                 U[i, k] = acc
         key = np.empty(n)
         for i in range(n):
-            key[i] = sel_strength * U[i, sel_index] + rng_assign.standard_normal()
+            key[i] = sel_strength * U[i, sel_index] + standard_normal(rng_assign)
         a = np.empty(n, np.int64)
         if complete:
             order = np.argsort(key)
@@ -127,10 +135,10 @@ def draw_trial(rng_site, rng_person, rng_assign, rng_binary, rng_path,
             for p in range(P):
                 d_eff = site_params[s, P + p] + eff_sd[p] * U[i, P + p]
                 if binary[p]:
-                    v = rng_binary.random()
+                    v = next_double(rng_binary)
                     w = 0.5
                     if arms > 2:
-                        w = rng_binary.random()
+                        w = next_double(rng_binary)
                     if U[i, p] > -site_params[s, p]:
                         ty = 0
                     elif U[i, 2 * P + p] > bin_q[p]:
@@ -159,7 +167,7 @@ def draw_trial(rng_site, rng_person, rng_assign, rng_binary, rng_path,
                         if path_dst[r] == p:
                             q = path_src[r]
                             b = path_site[s, r] + path_person_sd[r] * (
-                                path_rho[r] * U[i, P + p] + np.sqrt(1.0 - path_rho[r] * path_rho[r]) * rng_path.standard_normal())
+                                path_rho[r] * U[i, P + p] + np.sqrt(1.0 - path_rho[r] * path_rho[r]) * standard_normal(rng_path))
                             change[p] += b * change[q]
                             change_top[p] += b * change_top[q]
                     m = m0 + change[p]
