@@ -87,6 +87,16 @@ def draw_trial(states,
     zp = np.empty(Dp)
     change = np.empty(P)
     change_top = np.empty(P)
+    # the nonzero loadings of each row of F_person, in ascending column order: skipping exact
+    # zeros leaves every sum bit-identical (x + 0*z == x) and saves most of the work when the
+    # person-level components are uncorrelated
+    nnz = np.zeros(Dp, np.int64)
+    cols = np.zeros((Dp, Dp), np.int64)
+    for k in range(Dp):
+        for j in range(Dp):
+            if F_person[k, j] != 0.0:
+                cols[k, nnz[k]] = j
+                nnz[k] += 1
     start = 0
     for s in range(K):
         n = sizes[s]
@@ -97,7 +107,8 @@ def draw_trial(states,
                 zp[j] = standard_normal(rng_person)
             for k in range(Dp):
                 acc = 0.0
-                for j in range(Dp):
+                for c in range(nnz[k]):
+                    j = cols[k, c]
                     acc += F_person[k, j] * zp[j]
                 U[i, k] = acc
         key = np.empty(n)
@@ -105,12 +116,19 @@ def draw_trial(states,
             key[i] = sel_strength * U[i, sel_index] + standard_normal(rng_assign)
         a = np.empty(n, np.int64)
         if complete:
-            order = np.argsort(key)
-            pos = 0
-            for t in range(arms):
-                for c in range(counts[s, t]):
-                    a[order[pos]] = t
-                    pos += 1
+            # arm t takes the persons whose key ranks in [m_0 + .. + m_(t-1), m_0 + .. + m_t): with
+            # distinct keys that is key >= the cut's order statistic (found by partition, O(n))
+            for i in range(n):
+                a[i] = 0
+            cut = 0
+            for t in range(1, arms):
+                cut += counts[s, t - 1]
+                if cut >= n:
+                    break
+                th = np.partition(key, cut)[cut]
+                for i in range(n):
+                    if key[i] >= th:
+                        a[i] = t
         else:
             for i in range(n):
                 t = 0
