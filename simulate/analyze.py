@@ -197,14 +197,15 @@ def format_table(result: pd.DataFrame) -> str:
     """A readable text table of every estimator and the diagnostics.
 
     One line per estimator x mediator: estimate, conventional and robust (HC0)
-    standard errors, the confidence interval and p-value (from the standard error
-    named in ``se_type``), and the status; then the diagnostics.
+    standard errors, the standard error behind the interval (``se_ci``, of the kind
+    named in ``ci_se``), the confidence interval and p-value, and the status; then the
+    diagnostics.
     """
     lines = []
     first = result.iloc[0]
     head = (
         f"{'estimator':<21}{'mediator':<16}{'estimate':>10}{'se_conv':>10}{'se_robust':>10}"
-        f"{'conf_low':>10}{'conf_high':>10}{'p_value':>10}  {'ci_se':<17}status"
+        f"{'se_ci':>10}{'conf_low':>10}{'conf_high':>10}{'p_value':>10}  {'ci_se':<17}status"
     )
     lines.append(
         f"n = {int(first['n'])}, sites = {int(first['n_sites'])}, arms = {int(first['n_arms'])}"
@@ -216,7 +217,7 @@ def format_table(result: pd.DataFrame) -> str:
     for _, r in result.iterrows():
         lines.append(
             f"{r['estimator']:<21}{str(r['mediator'])[:15]:<16}{_fmt(r['estimate'])}"
-            f"{_fmt(r['se_conventional'])}{_fmt(r['se_robust'])}{_fmt(r['conf_low'])}"
+            f"{_fmt(r['se_conventional'])}{_fmt(r['se_robust'])}{_fmt(r['std_error'])}{_fmt(r['conf_low'])}"
             f"{_fmt(r['conf_high'])}{_fmt(r['p_value'])}  {r['se_type']:<17}{r['status']}"
         )
     lines.append("")

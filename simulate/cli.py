@@ -71,8 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     from .analyze import add_subcommand as add_analyze
+    from .summary import add_subcommand as add_summarize
 
     add_analyze(sub)
+    add_summarize(sub)
     return ap
 
 

@@ -35,7 +35,7 @@ instruments where instruments are used:
     Pooled Wald (P = 1 only): T's value as the single instrument, site effects.
 
 The confidence interval and p-value of each row use the standard error named in
-:data:`PRIMARY_SE` (normal approximation).
+:data:`PRIMARY_SE` (Student's t with :func:`primary_df` degrees of freedom).
 """
 
 from __future__ import annotations
@@ -73,20 +73,43 @@ SE_TYPES: tuple[str, ...] = (
 """Standard-error kinds, in the column order of ``EstimateArrays.se``."""
 
 PRIMARY_SE: dict[str, str] = {
-    "ols": "hc0",
-    "2sls": "hc0",
-    "liml": "many_instrument",
-    "fuller": "many_instrument",
-    "ujive": "hc0",
-    "bias_corrected_2sls": "many_instrument",
+    "ols": "cluster",
+    "2sls": "cluster",
+    "liml": "cluster",
+    "fuller": "cluster",
+    "ujive": "cluster",
+    "bias_corrected_2sls": "cluster",
     "between_ols": "hc0",
     "between_precision": "hc0",
     "between_intercept": "hc0",
-    "wald": "hc0",
+    "wald": "cluster",
 }
-"""The standard error behind each estimator's confidence interval and p-value:
-HC0 (heteroskedasticity-robust; site-level sandwich for the between-site
-regressions), Bekker (1994) for LIML/Fuller, KCFGI (2015) for bias-corrected 2SLS."""
+"""The standard error behind each estimator's confidence interval and p-value.
+
+Site-clustered for the person-level estimators, the site-level sandwich (HC0 over
+sites) for the between-site regressions: in a multisite trial the effects vary
+between sites (delta_s, kappa_s), which makes the errors of persons in a site
+dependent; person-level HC0, Bekker or KCFGI standard errors then understate the
+sampling variance (they are still reported as columns).  Critical values and
+p-values use Student's t with K - 1 degrees of freedom (clustered) or K - p (between
+sites, p coefficients), which keeps the intervals honest with few sites."""
+
+
+def primary_df(n_sites: int, n_mediators: int) -> np.ndarray:
+    """Degrees of freedom of each estimator's t reference (:data:`ESTIMATORS` order)."""
+    K, P = n_sites, n_mediators
+    out = np.empty(len(ESTIMATORS))
+    for e, name in enumerate(ESTIMATORS):
+        if PRIMARY_SE[name] == "cluster":
+            out[e] = K - 1
+        elif name == "between_intercept":
+            out[e] = K - P - 1
+        elif name.startswith("between"):
+            out[e] = K - P
+        else:
+            out[e] = np.inf
+    return np.where(out > 0, out, np.nan)
+
 
 STATUS_NAMES: dict[int, str] = {
     nb.STATUS_OK: "ok",
@@ -179,16 +202,32 @@ def estimate_statistics(count, mean, cross, fuller_alpha: float = 1.0) -> Estima
 
 
 def primary_inference(arrays: EstimateArrays, level: float = 0.95):
-    """Standard error of :data:`PRIMARY_SE`, normal CI and two-sided p-value (H0: 0).
+    """Standard error of :data:`PRIMARY_SE`, t-based CI and two-sided p-value (H0: 0).
 
-    Returns (std_error, conf_low, conf_high, p_value), each (E, P).
+    Returns (std_error, conf_low, conf_high, p_value), each (E, P).  The t reference
+    has :func:`primary_df` degrees of freedom (K - 1 for site-clustered SEs).
     """
     se = arrays.se[_ROWS, _PRIMARY_INDEX]
-    z = special.ndtri(0.5 + level / 2.0)
+    K = int(arrays.diagnostics[nb.D_SITES])
+    df = primary_df(K, arrays.estimate.shape[1])[:, None]
+    q = special.stdtrit(df, 0.5 + level / 2.0)
     est = arrays.estimate
     with np.errstate(invalid="ignore", divide="ignore"):
-        p = 2.0 * special.ndtr(-np.abs(est / se))
-    return se, est - z * se, est + z * se, p
+        p = 2.0 * special.stdtr(df, -np.abs(est / se))
+    return se, est - q * se, est + q * se, p
+
+
+def direct_effect_inference(diag: dict, n_mediators: int, level: float = 0.95):
+    """(estimate, SE, conf_low, conf_high, p_value) of the between-site intercept (mean direct effect).
+
+    Site-level sandwich SE with a t reference of K - P - 1 degrees of freedom.
+    """
+    b, s = diag["direct_effect"], diag["direct_effect_se_hc0"]
+    df = diag["n_sites"] - n_mediators - 1
+    if not (df > 0 and s > 0 and np.isfinite(s)):
+        return b, s, np.nan, np.nan, np.nan
+    q = special.stdtrit(df, 0.5 + level / 2.0)
+    return b, s, b - q * s, b + q * s, 2.0 * special.stdtr(df, -abs(b / s))
 
 
 def diagnostic_values(arrays: EstimateArrays) -> dict[str, float]:
@@ -390,8 +429,7 @@ def tidy(
                 }
             )
         if name == "between_intercept" and include_direct_effect:
-            z = special.ndtri(0.5 + level / 2.0)
-            b, s = diag["direct_effect"], diag["direct_effect_se_hc0"]
+            b, s, d_lo, d_hi, d_p = direct_effect_inference(diag, P, level)
             records.append(
                 {
                     "estimator": name,
@@ -405,9 +443,9 @@ def tidy(
                     "se_cluster": np.nan,
                     "se_many_instrument": np.nan,
                     "se_heterogeneity": np.nan,
-                    "conf_low": b - z * s,
-                    "conf_high": b + z * s,
-                    "p_value": 2.0 * special.ndtr(-abs(b / s)) if s > 0 else np.nan,
+                    "conf_low": d_lo,
+                    "conf_high": d_hi,
+                    "p_value": d_p,
                     "status": STATUS_NAMES[code],
                     "status_code": code,
                     "first_stage_f": np.nan,

@@ -17,9 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from .dgp import Plan, draw, plan
-from scipy import special
-
-from .estimators import ESTIMATORS, SE_TYPES, STATUS_NAMES, diagnostic_values, estimate_arrays, primary_inference
+from .estimators import ESTIMATORS, SE_TYPES, STATUS_NAMES, diagnostic_values, direct_effect_inference, \
+    estimate_arrays, primary_inference
 from .scenario import Scenario
 
 __all__ = ["ROW_COLUMNS", "replication_seed", "run_replications", "estimators_for", "DIRECT_EFFECT"]
@@ -85,12 +84,10 @@ def _rows_of(sc: Scenario, pl: Plan, cell: int, cell_key: int, seed: int, rep: i
         extra = {"se_conventional": diag["direct_effect_se_conventional"], "se_robust": diag["direct_effect_se_hc0"],
                  "se_hc1": diag["direct_effect_se_hc1"]}.get(col, np.nan)
         out[col] = np.append(arrays.se[:, k, :].reshape(-1), extra)
-    z = (hi[0, 0] - lo[0, 0]) / (2 * se_p[0, 0]) if np.isfinite(se_p[0, 0]) and se_p[0, 0] > 0 else _z(level)
-    b, s = diag["direct_effect"], diag["direct_effect_se_hc0"]
-    out["conf_low"] = np.append(lo.reshape(-1), b - z * s)
-    out["conf_high"] = np.append(hi.reshape(-1), b + z * s)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["p_value"] = np.append(pv.reshape(-1), 2.0 * special.ndtr(-abs(b / s)) if s > 0 else np.nan)
+    b, s, d_lo, d_hi, d_p = direct_effect_inference(diag, P, level)
+    out["conf_low"] = np.append(lo.reshape(-1), d_lo)
+    out["conf_high"] = np.append(hi.reshape(-1), d_hi)
+    out["p_value"] = np.append(pv.reshape(-1), d_p)
     status = [STATUS_NAMES[int(c)] for c in arrays.status]
     ib = ESTIMATORS.index("between_intercept")
     out["status"] = np.array([status[e] for e in range(E) for _ in range(P)] + [status[ib]], dtype=object)
@@ -108,10 +105,6 @@ def _rows_of(sc: Scenario, pl: Plan, cell: int, cell_key: int, seed: int, rep: i
 def estimators_for(P: int) -> tuple[str, ...]:
     """The estimators that apply with P mediators (the pooled Wald estimator needs P = 1)."""
     return tuple(e for e in ESTIMATORS if not (e == "wald" and P > 1))
-
-
-def _z(level):
-    return float(special.ndtri(0.5 + level / 2.0))
 
 
 def _failed_rows(P: int, message: str) -> dict:

@@ -340,12 +340,14 @@ def test_estimate_frame_columns_and_inference():
     assert needed <= set(frame.columns)
     assert len(frame) == len(ESTIMATORS) * 2 + 1  # + the direct effect row
     row = frame[(frame.estimator == "liml") & (frame.mediator == "b")].iloc[0]
-    assert row.se_type == "many_instrument"
+    assert row.se_type == "cluster" and row.std_error == row.se_cluster
     from scipy import stats
-    z = stats.norm.ppf(0.95)
-    np.testing.assert_allclose(row.conf_low, row.estimate - z * row.se_many_instrument, rtol=1e-12)
-    np.testing.assert_allclose(row.p_value, 2 * stats.norm.sf(abs(row.estimate / row.se_many_instrument)),
-                               rtol=1e-10)
+    q = stats.t.ppf(0.95, df=8 - 1)  # 8 sites: t with K - 1 degrees of freedom
+    np.testing.assert_allclose(row.conf_low, row.estimate - q * row.se_cluster, rtol=1e-12)
+    np.testing.assert_allclose(row.p_value, 2 * stats.t.sf(abs(row.estimate / row.se_cluster), df=7), rtol=1e-10)
+    row = frame[(frame.estimator == "between_intercept") & (frame.mediator == "direct_effect")].iloc[0]
+    q = stats.t.ppf(0.95, df=8 - 2 - 1)
+    np.testing.assert_allclose(row.conf_high, row.estimate + q * row.se_robust, rtol=1e-12)
     with pytest.raises(ValueError, match="unknown estimator"):
         estimate(site, arm, M, Y, estimators=["2sls", "jive9"])
     with pytest.raises(ValueError, match="NaN"):
