@@ -71,10 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     from .analyze import add_subcommand as add_analyze
+    from .calibrate import add_subcommand as add_calibrate
     from .summary import add_subcommand as add_summarize
 
     add_analyze(sub)
     add_summarize(sub)
+    add_calibrate(sub)
     return ap
 
 

@@ -659,6 +659,11 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
         raise _err(source, "mediators.curvature", "has no effect with a binary treatment (arms = 2): g(0) = 0 and "
                                                   "g(1) = 1 whatever c; set treatment.arms >= 3 or curvature = 0")
     for p in range(P):
+        c = t["mediators"]["curvature"][p]
+        L = arms - 1
+        if arms > 2 and L + c * L * (L - 1) <= 0:
+            raise _err(source, f"mediators.curvature[{p + 1}]", f"must be > {-1 / (L - 1):.4g}: g(L) = L + c L (L-1) "
+                                                                "has to stay positive so the top arm moves the mediator")
         if binary[p] and arms > 2:
             g = np.arange(arms) + t["mediators"]["curvature"][p] * np.arange(arms) * (np.arange(arms) - 1)
             if g[-1] <= 0 or np.any(g < 0) or np.any(g > g[-1]):
