@@ -467,7 +467,10 @@ def test_bundled_scenario_validates(path):
     assert len(cells) >= 1
     sc = cells[0].scenario
     assert sc.name == path.stem
-    assert sc.warnings == ()
+    if path.stem != "rank_fewer_sites_than_mediators":  # that one shows the warning on purpose
+        assert all(c.scenario.warnings == () for c in cells)
+    else:
+        assert any("assumption viii" in w for c in cells for w in c.scenario.warnings)
     assert len({c.hash for c in cells}) == len(cells)
 
 
