@@ -74,9 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     from .calibrate import add_subcommand as add_calibrate
     from .summary import add_subcommand as add_summarize
 
+    from .stress import add_subcommand as add_stress
+
     add_analyze(sub)
     add_summarize(sub)
     add_calibrate(sub)
+    add_stress(sub)
     return ap
 
 
@@ -91,6 +94,23 @@ def _resolve(name: str) -> Path:
 
 
 def cmd_validate(args) -> int:
+    import tomllib
+
+    try:
+        has_stress = "stress" in tomllib.loads(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        has_stress = False  # validate_file says what is wrong
+    if has_stress:  # a design for simulate stress-test
+        from .stress import StressError, plan_sweeps, read_design, _cells
+
+        try:
+            raw, settings = read_design(args.file)
+            sweeps = [sw for sw in plan_sweeps(raw, settings, args.file) if sw.skipped is None]
+            n = sum(len(_cells(sw, args.file)) for sw in sweeps)
+        except StressError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"ok (a stress-test design: {len(sweeps)} dials, {n} grid cells)")
+        return 0
     cells = validate_file(args.file)
     for cell in cells:
         where = f" [grid cell {cell.index + 1}: {', '.join(f'{p} = {v}' for p, v in cell.values)}]" if cell.values else ""
