@@ -71,7 +71,7 @@ def _overview(results, estimators) -> pd.DataFrame:
         for est in estimators:
             v = ver[ver.estimator == est]
             firsts = [x for x in v.first_threshold if x is not None and x == x]
-            row[est] = "none" if not firsts else f"{min(firsts, key=lambda x: sw.values[0].index(x)):g}"
+            row[est] = "none" if not firsts else f"{min(firsts, key=lambda x: sw.values[0].index(x)):.3g}"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -123,7 +123,7 @@ def write_report(out: Path, *, design: Path, base, settings, results, elapsed: f
             h.append(f"<p class='na'>Not swept: {html.escape(sw.skipped)}.</p>")
             continue
         h.append(f"<p class='meaning'>What it means in the study: {html.escape(sw.dial.meaning)}.</p>")
-        vals = ", ".join(f"{v:g}" for v in sw.values[0])
+        vals = ", ".join(f"{v:.3g}" for v in sw.values[0])
         h.append(f"<p>Dial <code>{html.escape(sw.axis)}</code> = {vals}"
                  + (f" (with {', '.join(f'<code>{html.escape(p)}</code>' for p in sw.paths[1:])} in step)"
                     if len(sw.paths) > 1 else "") + ".</p>")
@@ -153,7 +153,7 @@ def write_report(out: Path, *, design: Path, base, settings, results, elapsed: f
             m += [f"Not swept: {sw.skipped}.", ""]
             continue
         m += [f"*What it means in the study:* {sw.dial.meaning}.", "",
-              f"Dial `{sw.axis}` = {', '.join(f'{v:g}' for v in sw.values[0])}.", ""]
+              f"Dial `{sw.axis}` = {', '.join(f'{v:.3g}' for v in sw.values[0])}.", ""]
         m += [f"For this sweep: {c}." for c in sw.changes]
         m += [_strip(_sentence_html(sw, ver, settings)), ""]
         m += [f"![{f.stem}](figures/{f.name})" for f in figs]
@@ -167,14 +167,14 @@ def _sentence_html(sw, ver, settings) -> str:
     bad = ver[ver.first_threshold.notna()]
     robust = sorted(set(ver.estimator) - set(bad.estimator))
     if bad.empty:
-        return (f"<p>No estimator reached a threshold up to {sw.values[0][-1]:g}: within this range the violation "
+        return (f"<p>No estimator reached a threshold up to {sw.values[0][-1]:.3g}: within this range the violation "
                 "does not bias any estimator by more than the tolerance.</p>")
     order = bad.assign(pos=[sw.values[0].index(v) for v in bad.first_threshold]).sort_values("pos")
     first = order.iloc[0]
     txt = (f"<p>{html.escape(first.estimator)} breaks first ({html.escape(first.mediator)}: "
            f"{html.escape(first.verdict)}).")
     if robust:
-        txt += f" Still within tolerance at {sw.values[0][-1]:g}: {html.escape(', '.join(robust))}."
+        txt += f" Still within tolerance at {sw.values[0][-1]:.3g}: {html.escape(', '.join(robust))}."
     return txt + "</p>"
 
 

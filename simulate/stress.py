@@ -374,13 +374,13 @@ def verdicts(summary: pd.DataFrame, sweep_values: list[float], kinds: dict, tole
         firsts = [v for v in (bias_at, cov_at) if v is not None]
         first = None if not firsts else min(firsts, key=lambda v: sweep_values.index(v))
         if first is None:
-            verdict = f"no threshold reached up to {sweep_values[-1]:g}"
+            verdict = f"no threshold reached up to {sweep_values[-1]:.3g}"
         else:
             parts = []
             if bias_at is not None:
-                parts.append(f"bias beyond {tolerance:.0%} from {bias_at:g}")
+                parts.append(f"bias beyond {tolerance:.0%} from {bias_at:.3g}")
             if cov_at is not None:
-                parts.append(f"coverage below {coverage_floor:.0%} from {cov_at:g}")
+                parts.append(f"coverage below {coverage_floor:.0%} from {cov_at:.3g}")
             verdict = "; ".join(parts)
             if first == sweep_values[0]:
                 verdict += " (already where the assumption holds)"
@@ -448,7 +448,7 @@ def stress_test(design: str | Path, out: str | Path, *, jobs: int = 1, quiet: bo
             continue
         if not quiet:
             print(f"[{active.index(sw) + 1}/{len(active)}] {sw.dial.assumption}: {sw.dial.title} "
-                  f"({sw.axis} = {', '.join(f'{v:g}' for v in sw.values[0])})", file=sys.stderr)
+                  f"({sw.axis} = {', '.join(f'{v:.3g}' for v in sw.values[0])})", file=sys.stderr)
         cells = _cells(sw, source)
         run_dir = out / "dials" / sw.dial.key
         cfg = RunConfig(reps=settings.reps, seed=settings.seed, jobs=jobs, quiet=quiet,
