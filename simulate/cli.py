@@ -74,9 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     from .calibrate import add_subcommand as add_calibrate
     from .summary import add_subcommand as add_summarize
 
+    from .plots import add_subcommand as add_plot
     from .stress import add_subcommand as add_stress
 
     add_analyze(sub)
+    add_plot(sub)
     add_summarize(sub)
     add_calibrate(sub)
     add_stress(sub)
