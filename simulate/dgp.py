@@ -40,13 +40,11 @@ of the cumulative arm shares, scaled by sqrt(1 + xi^2).
 
 Canonical draw order
 --------------------
-Replication seed -> ``SeedSequence`` -> six child streams, each used in one fixed
-order, so that adding a feature never moves another feature's numbers.  Stream 0
-is a numpy PCG64 generator (site sizes, drawn in Python); streams 1-5 are
-xoshiro256++ states with ziggurat normals inside the kernel
-(:mod:`simulate.kernels.rng_nb`):
+Replication seed -> ``SeedSequence`` -> 24 words -> six xoshiro256++ streams (ziggurat
+normals and 53-bit uniforms inside the kernel, :mod:`simulate.kernels.rng_nb`), each
+used in one fixed order, so that adding a feature never moves another feature's numbers:
 
-0. sizes: ``integers(min, max + 1, size=K)`` when site sizes are a range;
+0. sizes: per site ``min + floor(u (max - min + 1))`` when site sizes are a range;
 1. site: per site, 2P+1 correlated normals then P+1 baseline normals;
 2. person: per person (sites in order), 3P+1 normals;
 3. assignment: per person, one normal e_i;
@@ -62,10 +60,9 @@ import numpy as np
 from scipy import special
 
 from .kernels.dgp_nb import draw_trial
-from .kernels.rng_nb import seed_states
 from .scenario import Scenario, arm_counts
 
-__all__ = ["Trial", "draw", "streams", "Plan", "plan"]
+__all__ = ["Trial", "draw", "streams", "Plan", "plan", "cell_counts"]
 
 N_STREAMS = 6
 
@@ -114,20 +111,22 @@ class Trial:
         return {"ate": ate, "compliance_weighted": cw, "late": late}
 
 
-def child_seeds(seed) -> list[np.random.SeedSequence]:
-    """The six child seeds of a replication seed (an int or a ``SeedSequence``).
+def streams(seed) -> np.ndarray:
+    """The (6, 4) uint64 xoshiro256++ states of a replication's six streams.
 
-    Children are derived by extending the spawn key, so the result is a pure
-    function of the seed (``SeedSequence.spawn`` would depend on earlier calls).
+    ``seed`` is an int or a ``SeedSequence``; the 24 words come from one
+    ``generate_state`` call, so the states are a pure function of the seed.
     """
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    return [np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (i,)) for i in range(N_STREAMS)]
+    return _states_from_words(ss.generate_state(4 * N_STREAMS, np.uint64))
 
 
-def streams(seed) -> tuple[np.random.Generator, np.ndarray]:
-    """(numpy generator of stream 0, (6, 4) uint64 xoshiro states of every stream)."""
-    children = child_seeds(seed)
-    return np.random.Generator(np.random.PCG64(children[0])), seed_states(children)
+def _states_from_words(words: np.ndarray) -> np.ndarray:
+    st = words.reshape(N_STREAMS, 4).copy()
+    for i in range(N_STREAMS):
+        if not st[i].any():  # the all-zero state is a fixed point of xoshiro
+            st[i, 0] = np.uint64(1)
+    return st
 
 
 def psd_factor(R: np.ndarray) -> np.ndarray:
@@ -177,6 +176,18 @@ class Plan:
     shares: np.ndarray  # (K, arms)
     complete: bool
     thresholds: np.ndarray  # (K, arms - 1), Bernoulli only
+    size_lo: int  # a range of site sizes (size_hi > 0), or fixed sizes
+    size_hi: int
+    fixed_sizes: np.ndarray
+
+    def kernel(self) -> tuple:
+        """The constants in the order the kernels read them (see ``kernels/dgp_nb.py``)."""
+        return (self.F_site, self.site_mean, self.site_sd, self.nonlinear, self.binary, self.bin_a, self.bin_tau,
+                self.bin_q, self.bin_defier, self.med_base_sd, self.out_base_sd, self.F_person, self.med_mean,
+                self.med_sd, self.out_mean, self.out_sd, self.comp_sd, self.eff_sd, self.effect_shift, self.dose,
+                self.phi, self.sel_strength, self.sel_index, self.path_src, self.path_dst, self.path_mean,
+                self.path_site_sd, self.path_person_sd, self.path_rho, self.spill_out, self.spill_med, self.shares,
+                self.complete, self.thresholds, self.size_lo, self.size_hi, self.fixed_sizes)
 
 
 def binary_constants(sc: Scenario):
@@ -236,15 +247,10 @@ def plan(sc: Scenario) -> Plan:
         path_rho=np.array([r.effect_correlation for r in paths], float),
         spill_out=float(sc.spillover_outcome), spill_med=np.array(sc.spillover_mediator, float),
         shares=shares, complete=sc.assignment == "complete", thresholds=thresholds,
+        size_lo=int(sc.n_per_site_range[0]) if sc.n_per_site_range else 0,
+        size_hi=int(sc.n_per_site_range[1]) if sc.n_per_site_range else 0,
+        fixed_sizes=np.array(sc.n_per_site if sc.n_per_site else [0] * sc.n_sites, np.int64),
     )
-
-
-def site_sizes(sc: Scenario, rng: np.random.Generator) -> np.ndarray:
-    """n_s for each site: fixed, or uniform on {min..max} from the sizes stream."""
-    if sc.n_per_site_range is not None:
-        lo, hi = sc.n_per_site_range
-        return rng.integers(lo, hi + 1, size=sc.n_sites).astype(np.int64)
-    return np.array(sc.n_per_site, np.int64)
 
 
 def cell_counts(sizes: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -264,16 +270,7 @@ def draw(sc: Scenario, seed, pl: Plan | None = None) -> Trial:
         Precomputed :func:`plan` (saves work when drawing many replications).
     """
     pl = plan(sc) if pl is None else pl
-    rng_sizes, states = streams(seed)
-    sizes = site_sizes(sc, rng_sizes)
-    counts = cell_counts(sizes, pl.shares)
-    out = draw_trial(states, sizes, counts, pl.thresholds, pl.complete,
-                     pl.F_site, pl.site_mean, pl.site_sd, pl.nonlinear, pl.binary, pl.bin_a, pl.bin_tau,
-                     pl.bin_q, pl.bin_defier, pl.med_base_sd, pl.out_base_sd,
-                     pl.F_person, pl.med_mean, pl.med_sd, pl.out_mean, pl.out_sd, pl.comp_sd, pl.eff_sd,
-                     pl.effect_shift, pl.dose, pl.phi, pl.sel_strength, pl.sel_index,
-                     pl.path_src, pl.path_dst, pl.path_mean, pl.path_site_sd, pl.path_person_sd, pl.path_rho,
-                     pl.spill_out, pl.spill_med)
+    sizes, counts, *out = draw_trial(streams(seed), pl.kernel())
     return _trial(sc, pl, sizes, *out)
 
 

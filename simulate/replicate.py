@@ -10,15 +10,24 @@ Seeds: replication ``rep`` of grid cell ``cell`` draws from
 cell when random numbers are common across grid cells (the default) and
 ``cell + 1`` otherwise.  The data, and so every row, are a pure function of
 (scenario, seed, cell_key, rep) and the code version.
+
+A batch goes through one call of the fused kernel
+(:func:`simulate.kernels.replicate_nb.replicate_batch`: draw, sufficient statistics,
+every estimator), and its rows are assembled with array operations.  Should the batch
+call fail, each replication is retried alone, and one that still fails becomes rows
+with the error as their status: never the end of a run.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .dgp import Plan, draw, plan
-from .estimators import ESTIMATORS, SE_TYPES, STATUS_NAMES, diagnostic_values, direct_effect_inference, \
-    estimate_arrays, primary_inference
+from scipy import special
+
+from .dgp import plan, streams
+from .estimators import ESTIMATORS, PRIMARY_SE, SE_TYPES, STATUS_NAMES, primary_df
+from .kernels import estimators_nb as nb
+from .kernels.replicate_nb import replicate_batch
 from .scenario import Scenario
 
 __all__ = ["ROW_COLUMNS", "replication_seed", "run_replications", "estimators_for", "DIRECT_EFFECT"]
@@ -67,44 +76,76 @@ def replication_seed(seed: int, cell_key: int, rep: int) -> np.random.SeedSequen
     return np.random.SeedSequence(int(seed), spawn_key=(int(cell_key), int(rep)))
 
 
-def _rows_of(sc: Scenario, pl: Plan, cell: int, cell_key: int, seed: int, rep: int, level: float) -> dict:
-    trial = draw(sc, replication_seed(seed, cell_key, rep), pl)
-    arrays = estimate_arrays(trial.site, trial.treatment, trial.mediators, trial.outcome, sc.n_sites, sc.arms)
-    P = sc.n_mediators
-    E = len(ESTIMATORS)
-    se_p, lo, hi, pv = primary_inference(arrays, level)
-    diag = diagnostic_values(arrays)
-    samp = trial.sample_estimands()
-    # estimator x mediator rows, then one direct-effect row (between_intercept)
-    n = E * P + 1
-    out: dict[str, np.ndarray] = {}
-    out["estimate"] = np.append(arrays.estimate.reshape(-1), diag["direct_effect"])
-    out["std_error"] = np.append(se_p.reshape(-1), diag["direct_effect_se_hc0"])
-    for col, k in _SE_INDEX.items():
-        extra = {"se_conventional": diag["direct_effect_se_conventional"], "se_robust": diag["direct_effect_se_hc0"],
-                 "se_hc1": diag["direct_effect_se_hc1"]}.get(col, np.nan)
-        out[col] = np.append(arrays.se[:, k, :].reshape(-1), extra)
-    b, s, d_lo, d_hi, d_p = direct_effect_inference(diag, P, level)
-    out["conf_low"] = np.append(lo.reshape(-1), d_lo)
-    out["conf_high"] = np.append(hi.reshape(-1), d_hi)
-    out["p_value"] = np.append(pv.reshape(-1), d_p)
-    status = [STATUS_NAMES[int(c)] for c in arrays.status]
-    ib = ESTIMATORS.index("between_intercept")
-    out["status"] = np.array([status[e] for e in range(E) for _ in range(P)] + [status[ib]], dtype=object)
-    out["first_stage_f"] = np.append(np.tile(arrays.first_stage_f, E), np.nan)
-    out["conditional_f"] = np.append(np.tile(arrays.conditional_f, E), np.nan)
-    for key in ("sigma_min", "overid_stat", "overid_p", "nonlinearity_stat", "nonlinearity_p"):
-        out[key] = np.full(n, diag[key])
-    out["sample_ate"] = np.append(np.tile(samp["ate"], E), np.nan)
-    out["sample_late"] = np.append(np.tile(samp["late"], E), np.nan)
-    out["sample_compliance_weighted"] = np.append(np.tile(samp["compliance_weighted"], E), np.nan)
-    mask = np.append(np.repeat([e in estimators_for(P) for e in ESTIMATORS], P), True)
-    return {k: v[mask] for k, v in out.items()}
-
-
 def estimators_for(P: int) -> tuple[str, ...]:
     """The estimators that apply with P mediators (the pooled Wald estimator needs P = 1)."""
     return tuple(e for e in ESTIMATORS if not (e == "wald" and P > 1))
+
+
+_SE_COLUMNS = (("se_conventional", "conventional"), ("se_robust", "hc0"), ("se_hc1", "hc1"),
+               ("se_cluster", "cluster"), ("se_many_instrument", "many_instrument"))
+_PRIMARY = np.array([SE_TYPES.index(PRIMARY_SE[e]) for e in ESTIMATORS])
+_STATUS = np.array([STATUS_NAMES[k] for k in sorted(STATUS_NAMES)], dtype=object)
+
+
+def _batch_arrays(sc: Scenario, states: np.ndarray):
+    return replicate_batch(states, plan(sc).kernel(), 1.0)
+
+
+def _columns(sc: Scenario, out, level: float) -> dict[str, np.ndarray]:
+    """Rows of a batch from the kernel's arrays: (R reps) x (kept estimators x P + 1 direct-effect row)."""
+    est, se, status, diag, fs, sw, sample = out
+    R, E, P = est.shape
+    keep = np.array([e in estimators_for(P) for e in ESTIMATORS])
+    K = sc.n_sites
+    df = primary_df(K, P)  # (E,)
+    q = special.stdtrit(df, 0.5 + level / 2.0)[None, :, None]
+    std = np.take_along_axis(se, _PRIMARY[None, :, None, None].repeat(R, 0).repeat(P, 3), axis=2)[:, :, 0, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pv = 2.0 * special.stdtr(df[None, :, None], -np.abs(est / std))
+        # the between-site intercept: mean direct effect, site sandwich SE, t(K - P - 1)
+        b, s = diag[:, nb.D_DIRECT], diag[:, nb.D_DIRECT_SE_HC0]
+        dfd = K - P - 1
+        qd = special.stdtrit(dfd, 0.5 + level / 2.0) if dfd > 0 else np.nan
+        ok = (s > 0) & np.isfinite(s)
+        d_lo = np.where(ok, b - qd * s, np.nan)
+        d_hi = np.where(ok, b + qd * s, np.nan)
+        d_p = np.where(ok, 2.0 * special.stdtr(dfd, -np.abs(b / s)) if dfd > 0 else np.nan, np.nan)
+        sdf = diag[:, nb.D_SARGAN_DF]
+        overid_p = np.where(sdf > 0, special.chdtrc(sdf, diag[:, nb.D_SARGAN]), np.nan)
+        ndf = diag[:, nb.D_NONLINEAR_DF]
+        nl_p = np.where(ndf > 0, special.chdtrc(ndf, diag[:, nb.D_NONLINEAR]), np.nan)
+
+    def rows(a, extra):
+        """(R, E, P) -> (R, kept*P + 1) with the direct-effect row's value ``extra`` (R,) last."""
+        kept = a[:, keep, :].reshape(R, -1)
+        return np.concatenate([kept, np.asarray(extra, float).reshape(R, 1) * np.ones((R, 1))], axis=1).reshape(-1)
+
+    nan = np.full(R, np.nan)
+    col: dict[str, np.ndarray] = {}
+    col["estimate"] = rows(est, b)
+    col["std_error"] = rows(std, s)
+    extras = {"se_conventional": diag[:, nb.D_DIRECT_SE_CONVENTIONAL], "se_robust": s,
+              "se_hc1": diag[:, nb.D_DIRECT_SE_HC1]}
+    for name, kind in _SE_COLUMNS:
+        col[name] = rows(se[:, :, SE_TYPES.index(kind), :], extras.get(name, nan))
+    col["conf_low"] = rows(est - q * std, d_lo)
+    col["conf_high"] = rows(est + q * std, d_hi)
+    col["p_value"] = rows(pv, d_p)
+    st = _STATUS[status]  # (R, E)
+    ib = ESTIMATORS.index("between_intercept")
+    col["status"] = np.concatenate([np.repeat(st[:, keep], P, axis=1), st[:, ib:ib + 1]], axis=1).reshape(-1)
+    tile = lambda a: rows(np.repeat(a[:, None, :], E, axis=1), nan)  # noqa: E731  per mediator, every estimator
+    col["first_stage_f"] = tile(fs)
+    col["conditional_f"] = tile(sw)
+    per_rep = {"sigma_min": diag[:, nb.D_SIGMA_MIN], "overid_stat": diag[:, nb.D_SARGAN], "overid_p": overid_p,
+               "nonlinearity_stat": diag[:, nb.D_NONLINEAR], "nonlinearity_p": nl_p}
+    n_per = int(keep.sum()) * P + 1
+    for name, v in per_rep.items():
+        col[name] = np.repeat(v, n_per)
+    col["sample_ate"] = tile(sample[:, 0, :])
+    col["sample_compliance_weighted"] = tile(sample[:, 1, :])
+    col["sample_late"] = tile(sample[:, 2, :])
+    return col
 
 
 def _failed_rows(P: int, message: str) -> dict:
@@ -120,31 +161,33 @@ def run_replications(sc: Scenario, cell: int, cell_key: int, seed: int, reps, le
 
     Returns a dict ``column -> numpy array`` with the columns of :data:`ROW_COLUMNS`.
     """
-    pl = plan(sc)
     P = sc.n_mediators
     kept = estimators_for(P)
     names = list(sc.mediator_names)
     per_rep_estimator = np.array([e for e in kept for _ in range(P)] + ["between_intercept"], dtype=object)
     per_rep_mediator = np.array(names * len(kept) + [DIRECT_EFFECT], dtype=object)
     n_per = len(kept) * P + 1
-    reps = list(reps)
-    chunks = []
-    for r in reps:
-        try:
-            chunks.append(_rows_of(sc, pl, cell, cell_key, seed, r, level))
-        except Exception as exc:  # a failed replication is a row with its status, never the end of a run
-            chunks.append(_failed_rows(P, f"{exc.__class__.__name__}: {exc}"))
-    out: dict[str, np.ndarray] = {}
+    reps = [int(r) for r in reps]
     R = len(reps)
+    states = np.stack([streams(replication_seed(seed, cell_key, r)) for r in reps]) if reps else \
+        np.empty((0, 6, 4), np.uint64)
+    try:
+        data = _columns(sc, _batch_arrays(sc, states), level)
+    except Exception:  # retry one by one; a replication that still fails is rows with its status
+        parts = []
+        for i in range(R):
+            try:
+                parts.append(_columns(sc, _batch_arrays(sc, states[i:i + 1]), level))
+            except Exception as exc:
+                parts.append(_failed_rows(P, f"{exc.__class__.__name__}: {exc}"))
+        data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else \
+            _columns(sc, _batch_arrays(sc, states), level)
+    out: dict[str, np.ndarray] = {}
     out["cell"] = np.full(R * n_per, cell, np.int32)
     out["rep"] = np.repeat(np.array(reps, np.int64), n_per)
     out["estimator"] = np.tile(per_rep_estimator, R)
     out["mediator"] = np.tile(per_rep_mediator, R)
-    for col in ROW_COLUMNS:
-        if col in out or col in ("seed", "cell_key"):
-            continue
-        out[col] = np.concatenate([c[col] for c in chunks]) if chunks else np.empty(0)
+    out.update(data)
     out["seed"] = np.full(R * n_per, seed, np.int64)
     out["cell_key"] = np.full(R * n_per, cell_key, np.int64)
     return {col: out[col] for col in ROW_COLUMNS}
-

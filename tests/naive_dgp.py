@@ -9,7 +9,7 @@ persons at once.  The kernel must give bit-identical data from the same seed.
 import numpy as np
 
 from naive_rng import Xoshiro
-from simulate.dgp import _trial, cell_counts, plan, site_sizes, streams
+from simulate.dgp import _trial, cell_counts, plan, streams
 
 
 def _lin(F, Z):
@@ -39,9 +39,13 @@ class _Stream:
 
 def draw_reference(sc, seed):
     pl = plan(sc)
-    r_size, states = streams(seed)
-    r_site, r_person, r_assign, r_binary, r_path = (_Stream(states[i]) for i in range(1, 6))
-    sizes = site_sizes(sc, r_size)
+    states = streams(seed)
+    r_size, r_site, r_person, r_assign, r_binary, r_path = (_Stream(states[i]) for i in range(6))
+    if sc.n_per_site_range is not None:
+        lo, hi = sc.n_per_site_range
+        sizes = lo + np.floor(r_size.random(sc.n_sites) * (hi - lo + 1)).astype(np.int64)
+    else:
+        sizes = np.array(sc.n_per_site, np.int64)
     counts = cell_counts(sizes, pl.shares)
     K, P, arms = sc.n_sites, sc.n_mediators, sc.arms
     Ds = 2 * P + 1

@@ -136,20 +136,44 @@ def test_common_random_numbers_across_grid_cells(tmp_path):
 def test_a_failing_replication_is_a_row_not_the_end(tmp_path, monkeypatch):
     import simulate.replicate as rp
 
-    real = rp._rows_of
+    real = rp._batch_arrays
+    bad = rp.streams(replication_seed(1, 0, 2))
 
-    def flaky(sc, pl, cell, cell_key, seed, rep, level):
-        if rep == 2:
+    def flaky(sc, states):
+        if any(np.array_equal(s, bad) for s in states):  # the batch holding replication 2 fails, then rep 2 alone
             raise FloatingPointError("boom")
-        return real(sc, pl, cell, cell_key, seed, rep, level)
+        return real(sc, states)
 
-    monkeypatch.setattr(rp, "_rows_of", flaky)
+    monkeypatch.setattr(rp, "_batch_arrays", flaky)
     cols = run_replications(sm.loads(SMALL), 0, 0, 1, range(4))
     status = pd.Series(cols["status"])
     rep = pd.Series(cols["rep"])
     assert (status[rep == 2] == "error: FloatingPointError: boom").all()
     assert (status[rep != 2] == "ok").all()
     assert np.isnan(pd.Series(cols["estimate"])[rep == 2]).all()
+    # the other replications are exactly what an undisturbed batch gives
+    monkeypatch.setattr(rp, "_batch_arrays", real)
+    clean = run_replications(sm.loads(SMALL), 0, 0, 1, range(4))
+    keep = (rep != 2).to_numpy()
+    np.testing.assert_array_equal(np.asarray(cols["estimate"])[keep], np.asarray(clean["estimate"])[keep])
+
+
+def test_batch_rows_equal_the_validated_person_level_api():
+    sc = sm.loads(SMALL.replace("count = 2", "count = 2\nkind = ['binary', 'continuous']")
+                  .replace("compliance_sd = [0.4, 0.3]", "compliance_sd = [0.0, 0.3]").replace(
+                      "compliance_sd = 0.2", "compliance_sd = [0.0, 0.2]"))
+    cols = pd.DataFrame(run_replications(sc, 0, 0, 9, range(3)))
+    trial = sm.draw(sc, replication_seed(9, 0, 1))
+    ref = sm.estimate(trial.site, trial.treatment, trial.mediators, trial.outcome, mediator_names=sc.mediator_names)
+    got = cols[cols.rep == 1].merge(ref, on=["estimator", "mediator"], suffixes=("", "_ref"))
+    assert len(got) == len(cols[cols.rep == 1])
+    for c in ("estimate", "std_error", "se_robust", "se_cluster", "conf_low", "conf_high", "p_value", "first_stage_f"):
+        np.testing.assert_array_equal(got[c].to_numpy(float), got[f"{c}_ref"].to_numpy(float), err_msg=c)
+    samp = trial.sample_estimands()
+    row = cols[(cols.rep == 1) & (cols.estimator == "2sls")]
+    np.testing.assert_allclose(row.sample_ate, samp["ate"], rtol=1e-12)
+    np.testing.assert_allclose(row.sample_compliance_weighted, samp["compliance_weighted"], rtol=1e-12)
+    np.testing.assert_allclose(row.sample_late, samp["late"], rtol=1e-12)
 
 
 def test_seed_information_replays_a_replication(tmp_path):

@@ -1,9 +1,24 @@
-"""Numba kernel of the data-generating process: one replication's persons.
+"""Numba kernels of the data-generating process.
 
-No validation, no pandas: arrays in, arrays out.  The canonical draw order is
-documented in :mod:`simulate.dgp`; ``tests/naive_dgp.py`` follows it with plain
-numpy calls and must give bit-identical data.
+No validation, no pandas: arrays in, arrays out.  The model and the canonical draw
+order are documented in :mod:`simulate.dgp`; ``tests/naive_dgp.py`` follows them with
+plain numpy calls and must give bit-identical data.
+
+The scenario's constants travel as one tuple ``c`` (built by ``simulate.dgp.plan``):
+
+    (F_site, site_mean, site_sd, nonlinear, binary, bin_a, bin_tau, bin_q, bin_defier,
+     med_base_sd, out_base_sd, F_person, med_mean, med_sd, out_mean, out_sd, comp_sd,
+     eff_sd, effect_shift, dose, phi, sel_strength, sel_index, path_src, path_dst,
+     path_mean, path_site_sd, path_person_sd, path_rho, spill_out, spill_med,
+     shares, complete, thresholds, size_lo, size_hi, fixed_sizes)
+
+One replication is drawn in three steps that both the person-level path
+(:func:`draw_trial`) and the fused replication kernel (``replicate_nb``) share:
+:func:`draw_sizes` (stream 0), :func:`draw_sites` (streams 1 and 5), and
+:func:`site_block` per site (streams 2-5).
 """
+
+import math
 
 import numpy as np
 from numba import njit
@@ -12,40 +27,61 @@ from .rng_nb import next_double, standard_normal
 
 
 @njit(cache=True)
-def draw_trial(states,
-               sizes, counts, thresholds, complete,
-               F_site, site_mean, site_sd, nonlinear, binary, bin_a, bin_tau, bin_q, bin_defier,
-               med_base_sd, out_base_sd,
-               F_person, med_mean, med_sd, out_mean, out_sd, comp_sd, eff_sd, effect_shift,
-               dose, phi, sel_strength, sel_index,
-               path_src, path_dst, path_mean, path_site_sd, path_person_sd, path_rho,
-               spill_out, spill_med):
-    """Draw one replication from the stream states (6, 4) uint64.  Returns (site, arm, M, Y, effect, compliance, type, site_params, share_treated).
+def arm_counts_nb(n, shares):
+    """Largest-remainder rounding of n * shares (ties to the lower arm); as ``scenario.arm_counts``."""
+    A = shares.shape[0]
+    raw = np.empty(A)
+    base = np.empty(A, np.int64)
+    rem = np.empty(A)
+    total = 0
+    for t in range(A):
+        raw[t] = n * shares[t]
+        base[t] = int(math.floor(raw[t] + 1e-9))
+        rem[t] = raw[t] - base[t]
+        total += base[t]
+    left = n - total
+    used = np.zeros(A, np.bool_)
+    for _ in range(left):
+        best = -1
+        for t in range(A):
+            if not used[t] and (best < 0 or rem[t] > rem[best]):
+                best = t
+        used[best] = True
+        base[best] += 1
+    return base
 
-    Person loop order inside a site: mediators 0..P-1 (so a path's source precedes its target).
-    Binary mediator types: 0 complier, 1 always-taker, 2 never-taker, 3 defier (-1 for continuous).
-    Streams: states[1] site, [2] person, [3] assignment, [4] binary, [5] paths (0: sizes, drawn outside).
-    """
+
+@njit(cache=True)
+def draw_sizes(states, c):
+    """n_s and the exact arm counts of every site (stream 0 when sizes are a range)."""
+    shares, size_lo, size_hi, fixed = c[31], c[34], c[35], c[36]
+    K = shares.shape[0]
+    A = shares.shape[1]
+    sizes = np.empty(K, np.int64)
+    if size_hi > 0:
+        span = size_hi - size_lo + 1
+        for s in range(K):
+            sizes[s] = size_lo + int(next_double(states[0]) * span)
+    else:
+        for s in range(K):
+            sizes[s] = fixed[s]
+    counts = np.empty((K, A), np.int64)
+    for s in range(K):
+        counts[s] = arm_counts_nb(sizes[s], shares[s])
+    return sizes, counts
+
+
+@njit(cache=True)
+def draw_sites(states, K, c):
+    """Site parameters (K, 2P+1), mediator and outcome baselines, path coefficients' site means."""
+    F_site, site_mean, site_sd, nonlinear, binary, bin_a, bin_tau = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+    med_base_sd, out_base_sd = c[9], c[10]
+    path_mean, path_site_sd = c[25], c[26]
     rng_site = states[1]
-    rng_person = states[2]
-    rng_assign = states[3]
-    rng_binary = states[4]
     rng_path = states[5]
-    K = sizes.shape[0]
     P = binary.shape[0]
     Ds = F_site.shape[0]
-    Dp = F_person.shape[0]
-    R = path_src.shape[0]
-    arms = dose.shape[1]
-    N = 0
-    for s in range(K):
-        N += sizes[s]
-    n_bin = 0
-    for p in range(P):
-        if binary[p]:
-            n_bin += 1
-
-    # ---- site level: site stream, per site (Ds correlated + P + 1 baseline normals) ----
+    R = path_mean.shape[0]
     site_params = np.empty((K, Ds))
     base_m = np.empty((K, P))
     base_y = np.empty(K)
@@ -68,136 +104,188 @@ def draw_trial(states,
             base_m[s, p] = med_base_sd[p] * z[Ds + p]
         site_params[s, 2 * P] = site_mean[2 * P] + site_sd[2 * P] * u[2 * P]
         base_y[s] = out_base_sd * z[Ds + P]
-    # path coefficients' site means: path stream, K x R first
     path_site = np.empty((K, R))
     for s in range(K):
         for r in range(R):
             path_site[s, r] = path_mean[r] + path_site_sd[r] * standard_normal(rng_path)
+    return site_params, base_m, base_y, path_site
 
+
+@njit(cache=True)
+def sparse_rows(F):
+    """(nnz per row, column indices) of the nonzero loadings of F, ascending.
+
+    Skipping exact zeros leaves every sum bit-identical (x + 0*z == x) and saves most
+    of the work when the components are uncorrelated.
+    """
+    D = F.shape[0]
+    nnz = np.zeros(D, np.int64)
+    cols = np.zeros((D, D), np.int64)
+    for k in range(D):
+        for j in range(D):
+            if F[k, j] != 0.0:
+                cols[k, nnz[k]] = j
+                nnz[k] += 1
+    return nnz, cols
+
+
+@njit(cache=True)
+def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y, path_site, c, nnz, cols,
+               U, key, a, M, Y, effect, compliance, ptype):
+    """Draw site s's n persons into the first n rows of the block arrays; returns the share treated.
+
+    Order: the site's person normals (stream 2), its assignment keys (stream 3), then per
+    person the binary uniforms (stream 4) and path normals (stream 5) as mediators 0..P-1
+    are computed.  Binary types: 0 complier, 1 always-taker, 2 never-taker, 3 defier
+    (-1 for continuous mediators).
+    """
+    binary, bin_q, bin_defier = c[4], c[7], c[8]
+    F_person, med_mean, med_sd, out_mean, out_sd, comp_sd, eff_sd, effect_shift = (
+        c[11], c[12], c[13], c[14], c[15], c[16], c[17], c[18])
+    dose, phi, sel_strength, sel_index = c[19], c[20], c[21], c[22]
+    path_src, path_dst, path_person_sd, path_rho = c[23], c[24], c[27], c[28]
+    spill_out, spill_med, complete = c[29], c[30], c[32]
+    rng_person = states[2]
+    rng_assign = states[3]
+    rng_binary = states[4]
+    rng_path = states[5]
+    P = binary.shape[0]
+    Dp = F_person.shape[0]
+    R = path_src.shape[0]
+    arms = dose.shape[1]
+    zp = np.empty(Dp)
+    change = np.empty(P)
+    change_top = np.empty(P)
+    for i in range(n):
+        for j in range(Dp):
+            zp[j] = standard_normal(rng_person)
+        for k in range(Dp):
+            acc = 0.0
+            for cc in range(nnz[k]):
+                j = cols[k, cc]
+                acc += F_person[k, j] * zp[j]
+            U[i, k] = acc
+    for i in range(n):
+        key[i] = sel_strength * U[i, sel_index] + standard_normal(rng_assign)
+    if complete:
+        # arm t takes the persons whose key ranks in [m_0 + .. + m_(t-1), m_0 + .. + m_t): with
+        # distinct keys that is key >= the cut's order statistic (found by partition, O(n))
+        for i in range(n):
+            a[i] = 0
+        cut = 0
+        for t in range(1, arms):
+            cut += counts_s[t - 1]
+            if cut >= n:
+                break
+            th = np.partition(key[:n], cut)[cut]
+            for i in range(n):
+                if key[i] >= th:
+                    a[i] = t
+    else:
+        for i in range(n):
+            t = 0
+            for l in range(arms - 1):
+                if key[i] > thresholds_s[l]:
+                    t = l + 1
+            a[i] = t
+    n_treated = 0
+    for i in range(n):
+        if a[i] > 0:
+            n_treated += 1
+    share = n_treated / n
+
+    for i in range(n):
+        t = a[i]
+        y = out_mean + base_y[s] + out_sd * U[i, Dp - 1]
+        for p in range(P):
+            d_eff = site_params[s, P + p] + eff_sd[p] * U[i, P + p]
+            if binary[p]:
+                v = next_double(rng_binary)
+                w = 0.5
+                if arms > 2:
+                    w = next_double(rng_binary)
+                if U[i, p] > -site_params[s, p]:
+                    ty = 0
+                elif U[i, 2 * P + p] > bin_q[p]:
+                    ty = 3 if v < bin_defier[p] else 1
+                else:
+                    ty = 2
+                ptype[i, p] = ty
+                d_eff += effect_shift[p, ty]
+                frac = dose[p, t] / dose[p, arms - 1]
+                m0 = 1.0 if (ty == 1 or ty == 3) else 0.0
+                if ty == 0:
+                    mt = 1.0 if frac >= w else 0.0
+                elif ty == 3:
+                    mt = 1.0 if frac < w else 0.0
+                else:
+                    mt = m0
+                change[p] = mt - m0
+                change_top[p] = (1.0 if ty == 0 else 0.0) - (1.0 if ty == 3 else 0.0)
+                m = mt
+            else:
+                ptype[i, p] = -1
+                gam = site_params[s, p] + comp_sd[p] * U[i, p]
+                m0 = med_mean[p] + base_m[s, p] + med_sd[p] * U[i, 2 * P + p]
+                change[p] = dose[p, t] * gam
+                change_top[p] = dose[p, arms - 1] * gam
+                for r in range(R):
+                    if path_dst[r] == p:
+                        q = path_src[r]
+                        b = path_site[s, r] + path_person_sd[r] * (
+                            path_rho[r] * U[i, P + p] + np.sqrt(1.0 - path_rho[r] * path_rho[r])
+                            * standard_normal(rng_path))
+                        change[p] += b * change[q]
+                        change_top[p] += b * change_top[q]
+                m = m0 + change[p]
+            if t == 0:
+                m += spill_med[p] * share
+            M[i, p] = m
+            effect[i, p] = d_eff
+            compliance[i, p] = change_top[p] / dose[p, arms - 1]
+            y += d_eff * (m + phi[p] * m * m)
+        y += site_params[s, 2 * P] * t
+        if t == 0:
+            y += spill_out * share
+        Y[i] = y
+    return share
+
+
+@njit(cache=True)
+def draw_trial(states, c):
+    """Draw one replication from the stream states (6, 4) uint64.
+
+    Returns (sizes, counts, site, arm, M, Y, effect, compliance, type, site_params, share_treated).
+    """
+    sizes, counts = draw_sizes(states, c)
+    thresholds = c[33]
+    K = sizes.shape[0]
+    P = c[4].shape[0]
+    Dp = c[11].shape[0]
+    site_params, base_m, base_y, path_site = draw_sites(states, K, c)
+    N = 0
+    nmax = 0
+    for s in range(K):
+        N += sizes[s]
+        nmax = max(nmax, sizes[s])
     site = np.empty(N, np.int64)
     arm = np.empty(N, np.int64)
     M = np.empty((N, P))
     Y = np.empty(N)
     effect = np.empty((N, P))
     compliance = np.empty((N, P))
-    ptype = np.full((N, P), -1, np.int64)
+    ptype = np.empty((N, P), np.int64)
     share_treated = np.empty(K)
-
-    up = np.empty(Dp)
-    zp = np.empty(Dp)
-    change = np.empty(P)
-    change_top = np.empty(P)
-    # the nonzero loadings of each row of F_person, in ascending column order: skipping exact
-    # zeros leaves every sum bit-identical (x + 0*z == x) and saves most of the work when the
-    # person-level components are uncorrelated
-    nnz = np.zeros(Dp, np.int64)
-    cols = np.zeros((Dp, Dp), np.int64)
-    for k in range(Dp):
-        for j in range(Dp):
-            if F_person[k, j] != 0.0:
-                cols[k, nnz[k]] = j
-                nnz[k] += 1
+    U = np.empty((nmax, Dp))
+    key = np.empty(nmax)
+    nnz, cols = sparse_rows(c[11])
     start = 0
     for s in range(K):
         n = sizes[s]
-        # person normals of the whole site first (person stream), then keys (assignment stream)
-        U = np.empty((n, Dp))
-        for i in range(n):
-            for j in range(Dp):
-                zp[j] = standard_normal(rng_person)
-            for k in range(Dp):
-                acc = 0.0
-                for c in range(nnz[k]):
-                    j = cols[k, c]
-                    acc += F_person[k, j] * zp[j]
-                U[i, k] = acc
-        key = np.empty(n)
-        for i in range(n):
-            key[i] = sel_strength * U[i, sel_index] + standard_normal(rng_assign)
-        a = np.empty(n, np.int64)
-        if complete:
-            # arm t takes the persons whose key ranks in [m_0 + .. + m_(t-1), m_0 + .. + m_t): with
-            # distinct keys that is key >= the cut's order statistic (found by partition, O(n))
-            for i in range(n):
-                a[i] = 0
-            cut = 0
-            for t in range(1, arms):
-                cut += counts[s, t - 1]
-                if cut >= n:
-                    break
-                th = np.partition(key, cut)[cut]
-                for i in range(n):
-                    if key[i] >= th:
-                        a[i] = t
-        else:
-            for i in range(n):
-                t = 0
-                for l in range(arms - 1):
-                    if key[i] > thresholds[s, l]:
-                        t = l + 1
-                a[i] = t
-        n_treated = 0
-        for i in range(n):
-            if a[i] > 0:
-                n_treated += 1
-        share = n_treated / n
-        share_treated[s] = share
-
-        for i in range(n):
-            g = start + i
-            t = a[i]
-            site[g] = s
-            arm[g] = t
-            # binary stream: per binary mediator v (and w with 3+ arms)
-            y = out_mean + base_y[s] + out_sd * U[i, Dp - 1]
-            for p in range(P):
-                d_eff = site_params[s, P + p] + eff_sd[p] * U[i, P + p]
-                if binary[p]:
-                    v = next_double(rng_binary)
-                    w = 0.5
-                    if arms > 2:
-                        w = next_double(rng_binary)
-                    if U[i, p] > -site_params[s, p]:
-                        ty = 0
-                    elif U[i, 2 * P + p] > bin_q[p]:
-                        ty = 3 if v < bin_defier[p] else 1
-                    else:
-                        ty = 2
-                    ptype[g, p] = ty
-                    d_eff += effect_shift[p, ty]
-                    frac = dose[p, t] / dose[p, arms - 1]
-                    m0 = 1.0 if (ty == 1 or ty == 3) else 0.0
-                    if ty == 0:
-                        mt = 1.0 if frac >= w else 0.0
-                    elif ty == 3:
-                        mt = 1.0 if frac < w else 0.0
-                    else:
-                        mt = m0
-                    change[p] = mt - m0
-                    change_top[p] = (1.0 if ty == 0 else 0.0) - (1.0 if ty == 3 else 0.0)
-                    m = mt
-                else:
-                    gam = site_params[s, p] + comp_sd[p] * U[i, p]
-                    m0 = med_mean[p] + base_m[s, p] + med_sd[p] * U[i, 2 * P + p]
-                    change[p] = dose[p, t] * gam
-                    change_top[p] = dose[p, arms - 1] * gam
-                    for r in range(R):
-                        if path_dst[r] == p:
-                            q = path_src[r]
-                            b = path_site[s, r] + path_person_sd[r] * (
-                                path_rho[r] * U[i, P + p] + np.sqrt(1.0 - path_rho[r] * path_rho[r]) * standard_normal(rng_path))
-                            change[p] += b * change[q]
-                            change_top[p] += b * change_top[q]
-                    m = m0 + change[p]
-                if t == 0:
-                    m += spill_med[p] * share
-                M[g, p] = m
-                effect[g, p] = d_eff
-                compliance[g, p] = change_top[p] / dose[p, arms - 1]
-                y += d_eff * (m + phi[p] * m * m)
-            y += site_params[s, 2 * P] * t
-            if t == 0:
-                y += spill_out * share
-            Y[g] = y
-        start += n
-    return site, arm, M, Y, effect, compliance, ptype, site_params, share_treated
+        stop = start + n
+        share_treated[s] = site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y,
+                                      path_site, c, nnz, cols, U, key, arm[start:stop], M[start:stop],
+                                      Y[start:stop], effect[start:stop], compliance[start:stop], ptype[start:stop])
+        site[start:stop] = s
+        start = stop
+    return sizes, counts, site, arm, M, Y, effect, compliance, ptype, site_params, share_treated

@@ -1,0 +1,101 @@
+"""The fused replication kernel: draw, sufficient statistics, every estimator, for a batch.
+
+One call handles a whole batch of replications, so that the Python overhead is paid
+once per batch.  Person-level arrays of one replication live in buffers reused
+across the batch (never the persons of a whole batch); each site's persons are drawn
+into a block (:func:`simulate.kernels.dgp_nb.site_block`, the same code as the
+person-level path) and the sample estimands are accumulated from the block.
+"""
+
+import numpy as np
+from numba import njit
+
+from .dgp_nb import draw_sites, draw_sizes, site_block, sparse_rows
+from .estimators_nb import N_DIAGNOSTICS, N_ESTIMATORS, N_SE, fit_persons
+
+
+@njit(cache=True)
+def replicate_batch(states_batch, c, fuller_alpha):
+    """Every replication of ``states_batch`` (R, 6, 4) uint64.
+
+    Returns
+    -------
+    est : (R, E, P); se : (R, E, N_SE, P); status : (R, E); diag : (R, N_DIAGNOSTICS);
+    first_stage_f, conditional_f : (R, P);
+    sample : (R, 3, P): the mean of Delta_p over the persons drawn, sum Gamma Delta / sum Gamma,
+    and the mean of Delta_p over the compliers drawn (NaN for a continuous mediator).
+    """
+    Rn = states_batch.shape[0]
+    shares, size_hi, fixed = c[31], c[35], c[36]
+    thresholds = c[33]
+    binary = c[4]
+    K = shares.shape[0]
+    A = shares.shape[1]
+    P = binary.shape[0]
+    Dp = c[11].shape[0]
+    nmax = size_hi
+    for s in range(K):
+        nmax = max(nmax, fixed[s])
+    Nmax = K * nmax
+    site = np.empty(Nmax, np.int64)
+    arm = np.empty(Nmax, np.int64)
+    M = np.empty((Nmax, P))
+    Y = np.empty(Nmax)
+    U = np.empty((nmax, Dp))
+    key = np.empty(nmax)
+    eff = np.empty((nmax, P))
+    comp = np.empty((nmax, P))
+    ty = np.empty((nmax, P), np.int64)
+    nnz, cols = sparse_rows(c[11])
+
+    est = np.empty((Rn, N_ESTIMATORS, P))
+    se = np.empty((Rn, N_ESTIMATORS, N_SE, P))
+    status = np.empty((Rn, N_ESTIMATORS), np.int64)
+    diag = np.empty((Rn, N_DIAGNOSTICS))
+    fs = np.empty((Rn, P))
+    sw = np.empty((Rn, P))
+    sample = np.empty((Rn, 3, P))
+    d_sum = np.empty(P)
+    gd_sum = np.empty(P)
+    g_sum = np.empty(P)
+    c_sum = np.empty(P)
+    c_n = np.empty(P)
+    for r in range(Rn):
+        states = states_batch[r]
+        sizes, counts = draw_sizes(states, c)
+        site_params, base_m, base_y, path_site = draw_sites(states, K, c)
+        d_sum[:] = 0.0
+        gd_sum[:] = 0.0
+        g_sum[:] = 0.0
+        c_sum[:] = 0.0
+        c_n[:] = 0.0
+        start = 0
+        for s in range(K):
+            n = sizes[s]
+            stop = start + n
+            site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y, path_site, c, nnz, cols,
+                       U, key, arm[start:stop], M[start:stop], Y[start:stop], eff, comp, ty)
+            for i in range(n):
+                site[start + i] = s
+                for p in range(P):
+                    d = eff[i, p]
+                    d_sum[p] += d
+                    gd_sum[p] += comp[i, p] * d
+                    g_sum[p] += comp[i, p]
+                    if ty[i, p] == 0:
+                        c_sum[p] += d
+                        c_n[p] += 1.0
+            start = stop
+        N = start
+        for p in range(P):
+            sample[r, 0, p] = d_sum[p] / N
+            sample[r, 1, p] = gd_sum[p] / g_sum[p]
+            sample[r, 2, p] = c_sum[p] / c_n[p] if (binary[p] and c_n[p] > 0) else np.nan
+        e, s_, st, dg, f1, f2 = fit_persons(site[:N], arm[:N], M[:N], Y[:N], K, A, fuller_alpha)
+        est[r] = e
+        se[r] = s_
+        status[r] = st
+        diag[r] = dg
+        fs[r] = f1
+        sw[r] = f2
+    return est, se, status, diag, fs, sw, sample
