@@ -581,7 +581,18 @@ def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujiv
     :func:`ujive_fit`). One pass over persons, O(n P^2).
     """
     P = mediators.shape[1]
+    K, A = count.shape
     n_site, site_mean, _ = site_moments(count, mean)
+    # per-cell constants of the UJIVE instrument (one division per cell, not per person)
+    c1 = np.zeros((K, A))
+    c2 = np.zeros((K, A))
+    for s in range(K):
+        for t in range(A):
+            ns = n_site[s]
+            nc = count[s, t]
+            if ns > 1 and nc > 1:
+                c1[s, t] = ns / (ns - 1.0)
+                c2[s, t] = 1.0 / (ns - 1.0) - 1.0 / (nc - 1.0)
     meat_ols = np.zeros((P, P))
     meat_uj = np.zeros((P, P))
     h = np.empty(P)
@@ -593,25 +604,27 @@ def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujiv
         y = outcome[i] - site_mean[s, 0]
         u = y
         u2 = y
-        ns = n_site[s]
-        nc = count[s, t]
         for p in range(P):
             h[p] = mediators[i, p] - site_mean[s, p + 1]
             u -= h[p] * beta_ols[p]
             u2 -= h[p] * beta_ujive[p]
+        uu = u * u
         for p in range(P):
-            for r in range(P):
-                meat_ols[p, r] += u * u * h[p] * h[r]
+            for r in range(p, P):
+                meat_ols[p, r] += uu * h[p] * h[r]
         if do_uj:
-            c1 = ns / (ns - 1.0)
-            c2 = 1.0 / (ns - 1.0) - 1.0 / (nc - 1.0)
+            a1 = c1[s, t]
+            a2 = c2[s, t]
             for p in range(P):
-                g[p] = c1 * (mean[s, t, p + 1] - site_mean[s, p + 1]) + c2 * (
-                    mediators[i, p] - mean[s, t, p + 1]
-                )
+                g[p] = a1 * (mean[s, t, p + 1] - site_mean[s, p + 1]) + a2 * (mediators[i, p] - mean[s, t, p + 1])
+            vv = u2 * u2
             for p in range(P):
-                for r in range(P):
-                    meat_uj[p, r] += u2 * u2 * g[p] * g[r]
+                for r in range(p, P):
+                    meat_uj[p, r] += vv * g[p] * g[r]
+    for p in range(P):
+        for r in range(p + 1, P):
+            meat_ols[r, p] = meat_ols[p, r]
+            meat_uj[r, p] = meat_uj[p, r]
     return meat_ols, meat_uj
 
 
