@@ -1060,6 +1060,12 @@ def _wald(count, mean, cross):
 def fit_persons(site, arm, mediators, outcome, n_sites, n_arms, fuller_alpha):
     """Cell statistics, :func:`fit_from_statistics`, and the person-level HC0 meats."""
     count, mean, cross = cell_statistics(site, arm, mediators, outcome, n_sites, n_arms)
+    return fit_with_statistics(site, arm, mediators, outcome, count, mean, cross, n_sites, fuller_alpha)
+
+
+@njit(cache=True)
+def fit_with_statistics(site, arm, mediators, outcome, count, mean, cross, n_sites, fuller_alpha):
+    """:func:`fit_persons` given the cell statistics of the same persons."""
     est, se, status, diag, fs_f, sw_f = fit_from_statistics(count, mean, cross, fuller_alpha)
     P = mediators.shape[1]
     n = outcome.shape[0]

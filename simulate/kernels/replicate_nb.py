@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from .dgp_nb import draw_sites, draw_sizes, site_block, sparse_rows
-from .estimators_nb import N_DIAGNOSTICS, N_ESTIMATORS, N_SE, fit_persons
+from .estimators_nb import N_DIAGNOSTICS, N_ESTIMATORS, N_SE, fit_with_statistics
 
 
 @njit(cache=True)
@@ -60,6 +60,11 @@ def replicate_batch(states_batch, c, fuller_alpha):
     g_sum = np.empty(P)
     c_sum = np.empty(P)
     c_n = np.empty(P)
+    Q = P + 1
+    count = np.empty((K, A), np.int64)
+    mean = np.empty((K, A, Q))
+    cross = np.empty((K, A, Q, Q))
+    v = np.empty(Q)
     for r in range(Rn):
         states = states_batch[r]
         sizes, counts = draw_sizes(states, c)
@@ -85,13 +90,42 @@ def replicate_batch(states_batch, c, fuller_alpha):
                     if ty[i, p] == 0:
                         c_sum[p] += d
                         c_n[p] += 1.0
+            # the site's cell statistics while its persons are in cache: the same sums, in the same
+            # order, as kernels.estimators_nb.cell_statistics over all persons
+            count[s, :] = 0
+            mean[s] = 0.0
+            cross[s] = 0.0
+            for i in range(start, stop):
+                t = arm[i]
+                count[s, t] += 1
+                mean[s, t, 0] += Y[i]
+                for p in range(P):
+                    mean[s, t, p + 1] += M[i, p]
+            for t in range(A):
+                if count[s, t] > 0:
+                    for q in range(Q):
+                        mean[s, t, q] /= count[s, t]
+            for i in range(start, stop):
+                t = arm[i]
+                v[0] = Y[i] - mean[s, t, 0]
+                for p in range(P):
+                    v[p + 1] = M[i, p] - mean[s, t, p + 1]
+                for a_ in range(Q):
+                    va = v[a_]
+                    for b_ in range(a_, Q):
+                        cross[s, t, a_, b_] += va * v[b_]
+            for t in range(A):
+                for a_ in range(Q):
+                    for b_ in range(a_ + 1, Q):
+                        cross[s, t, b_, a_] = cross[s, t, a_, b_]
             start = stop
         N = start
         for p in range(P):
             sample[r, 0, p] = d_sum[p] / N
             sample[r, 1, p] = gd_sum[p] / g_sum[p]
             sample[r, 2, p] = c_sum[p] / c_n[p] if (binary[p] and c_n[p] > 0) else np.nan
-        e, s_, st, dg, f1, f2 = fit_persons(site[:N], arm[:N], M[:N], Y[:N], K, A, fuller_alpha)
+        e, s_, st, dg, f1, f2 = fit_with_statistics(site[:N], arm[:N], M[:N], Y[:N], count, mean, cross, K,
+                                                    fuller_alpha)
         est[r] = e
         se[r] = s_
         status[r] = st
