@@ -275,7 +275,6 @@ def calibrate_statistics(count: np.ndarray, mean: np.ndarray, cross: np.ndarray,
     y = rho.reshape(K * L)
     Vmm = V[:, :, 1:, 1:].reshape(K * L, P, P)
     Vmy = V[:, :, 1:, 0].reshape(K * L, P)
-    Vyy = V[:, :, 0, 0].reshape(K * L)
     tt = np.tile(t, K)
     A0 = X.T @ X - Vmm.sum(axis=0)
     b0 = X.T @ y - Vmy.sum(axis=0)

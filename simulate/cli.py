@@ -166,19 +166,10 @@ def cmd_truth(args) -> int:
             for w in cell.scenario.warnings:
                 print(f"  warning: {w}")
     if args.json:
+        from .runner import _nan_to_none
+
         print(json.dumps(_nan_to_none(out if len(out) > 1 else out[0]), indent=2, allow_nan=False, default=str))
     return 0
-
-
-def _nan_to_none(x):
-    """Strict JSON: NaN (no such estimand or limit) becomes null."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_nan_to_none(v) for v in x]
-    return x
 
 
 def cmd_draw(args) -> int:

@@ -26,7 +26,6 @@ cell is a full scenario with a stable content hash.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
 import hashlib
 import itertools

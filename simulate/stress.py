@@ -38,10 +38,7 @@ summary; an interrupted stress test resumes where it stopped).
 from __future__ import annotations
 
 import argparse
-import base64
 import copy
-import html
-import math
 import sys
 import time
 import tomllib
@@ -55,7 +52,8 @@ from . import __version__
 from .runner import RunConfig, RunError, code_version, run
 from .scenario import ScenarioError, expand_grid, from_dict
 
-__all__ = ["DIALS", "StressSettings", "StressError", "stress_test", "verdicts"]
+__all__ = ["DIALS", "StressSettings", "StressError", "stress_test", "verdicts", "plan_sweeps", "read_design",
+           "add_subcommand", "run_cli"]
 
 
 class StressError(ValueError):
@@ -522,4 +520,3 @@ def run_cli(args) -> int:
     return 0
 
 
-__all__ += ["add_subcommand", "run_cli", "plan_sweeps", "read_design", "base64", "html", "math"]

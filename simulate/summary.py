@@ -132,7 +132,6 @@ import io
 import json
 import math
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -140,6 +139,8 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 from numba import njit
+
+from .runner import part_files
 
 __all__ = [
     "ALPHA", "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "MAD_SCALE", "TARGETS", "TARGET_FREE_MEASURES",
@@ -172,7 +173,6 @@ LONG_COLUMNS = ("cell", "estimator", "mediator", "target", "measure", "value", "
 
 _NEEDED = ("cell", "rep", "estimator", "mediator", "estimate", "std_error", "conf_low", "conf_high", "p_value",
            "status", "first_stage_f", "sample_ate", "sample_late")
-_PART = re.compile(r"^cell(\d{5})_rep(\d{9})-(\d{9})\.parquet$")
 
 
 class SummaryError(ValueError):
@@ -866,18 +866,6 @@ def cell_targets(entry: Mapping, truth_sites: int | None = None) -> dict:
     else:
         tr = truth_mod.truth(sc, n_sites=truth_sites or truth_mod.TRUTH_SITES)
     return truth_mod.targets(tr, sc)
-
-
-def part_files(directory: str | Path) -> list[tuple[int, int, int, Path]]:
-    """(cell, start, stop, path) of the part files under ``directory/parts``, sorted by (cell, start)."""
-    d = Path(directory) / "parts"
-    out = []
-    if d.is_dir():
-        for p in d.iterdir():
-            m = _PART.match(p.name)
-            if m:
-                out.append((int(m.group(1)), int(m.group(2)), int(m.group(3)), p))
-    return sorted(out)
 
 
 def _read_manifest(directory: Path) -> dict:

@@ -388,7 +388,7 @@ class _Model:
 
     def _types(self, p, c, delta):
         """Type probabilities and E[Delta 1{type}] per type (no selection)."""
-        sc, pl, P = self.sc, self.pl, self.P
+        pl, P = self.pl, self.P
         pc, pa, pn, pd = self._type_probs(p, c)
         rG = self.Rp[P + p, p]  # corr(u_Delta, u_Gamma)
         rM = self.Rp[P + p, 2 * P + p]  # corr(u_Delta, u_M)
@@ -460,7 +460,7 @@ def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED) -> T
     pl = plan(sc)
     P = sc.n_mediators
     model = _Model(sc, pl)
-    a_bin, tau, q, dfrac = model.a_bin, model.tau, model.q, model.dfrac
+    tau, q, dfrac = model.tau, model.q, model.dfrac
     Rs = np.array(sc.site_correlation)
     Rp = model.Rp
 
