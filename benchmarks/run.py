@@ -87,7 +87,8 @@ class Report:
         if self._open is not None:
             name, t0 = self._open
             self.seconds[name] = time.perf_counter() - t0
-            self(f"  [section: {self.seconds[name]:.1f} s]")
+            if self.seconds[name] >= 0.05:
+                self(f"  [section: {self.seconds[name]:.1f} s]")
         self._open = None
         if title is not None:
             self("")
