@@ -337,6 +337,13 @@ def _plot_scaling(res: dict, path: Path) -> None:
     ax.plot(xs, ref_cost * xs, color="0.6", lw=0.8, ls="-.", label="slope 1 through the reference")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(FixedLocator([0.2, 0.25, 0.5, 1, 2, 4]))
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("size / reference size")
     ax.set_ylabel("time per replication (ms)")
     ax.set_title("Cost per replication, one size varied at a time")
