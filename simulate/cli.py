@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--independent-cells", action="store_true",
                    help="own random numbers per grid cell (default: common random numbers across cells)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    p.add_argument("--truth-sites", type=int, default=None,
+                   help="simulated sites for each cell's truth (default 1,000,000)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
@@ -200,8 +202,10 @@ def cmd_run(args) -> int:
     from .runner import RunError, config_from_args, run
 
     path = _resolve(args.file)
+    if args.truth_sites is not None and args.truth_sites < 1000:
+        raise UsageError(f"--truth-sites: must be at least 1000, got {args.truth_sites}")
     try:
-        manifest = run(path, args.out, config_from_args(args))
+        manifest = run(path, args.out, config_from_args(args), truth_sites=args.truth_sites)
     except RunError as exc:
         raise UsageError(str(exc)) from None
     except KeyboardInterrupt as exc:
