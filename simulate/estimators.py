@@ -230,6 +230,23 @@ def direct_effect_inference(diag: dict, n_mediators: int, level: float = 0.95):
     return b, s, b - q * s, b + q * s, 2.0 * special.stdtr(df, -abs(b / s))
 
 
+def nonlinearity_p(stat, df, n_sites, n_mediators):
+    """p-value of the between-site nonlinearity test: stat / df against F(df, K - 1 - 2P).
+
+    The statistic is a site-robust Wald statistic of the P squared compliances added to the
+    between-site regression with an intercept (1 + 2P coefficients); with few sites a
+    chi-square reference over-rejects (17% at 5% with 20 sites in our simulations), so the
+    p-value uses an F reference with the sites left after the coefficients as denominator
+    degrees of freedom.  Works elementwise on arrays.
+    """
+    stat, df = np.asarray(stat, float), np.asarray(df, float)
+    df2 = float(n_sites - 1 - 2 * n_mediators)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if df2 <= 0:
+            return np.full(np.shape(stat), np.nan)
+        return np.where(df > 0, special.fdtrc(np.maximum(df, 1), df2, stat / np.maximum(df, 1)), np.nan)
+
+
 def diagnostic_values(arrays: EstimateArrays) -> dict[str, float]:
     """Scalar diagnostics with their p-values.
 
@@ -241,7 +258,8 @@ def diagnostic_values(arrays: EstimateArrays) -> dict[str, float]:
       ``1 - Phi(sqrt((n - K A)/(n - K)) Phi^{-1}(F_{chi2, K L - P}(CD)))``;
     * ``nonlinearity_stat`` / ``nonlinearity_p``: Wald test that the coefficients of
       the squared site compliances are zero when added to ``between_intercept``,
-      site-robust covariance with a K/(K - p) factor, chi-square with P df;
+      site-robust covariance with a K/(K - p) factor; p-value from stat / P against
+      F(P, K - 1 - 2P) (see :func:`nonlinearity_p`);
     * ``sigma_min`` / ``sigma_ratio``: smallest singular value of the (K L) x P
       compliance matrix, and its ratio to the largest;
     * ``liml_kappa``, ``fuller_kappa``, ``direct_effect`` (and its SEs), ``n``,
@@ -259,7 +277,7 @@ def diagnostic_values(arrays: EstimateArrays) -> dict[str, float]:
         else:
             p_many = np.nan
         nl, nldf = d[nb.D_NONLINEAR], d[nb.D_NONLINEAR_DF]
-        nl_p = special.chdtrc(nldf, nl) if nldf > 0 else np.nan
+        nl_p = float(nonlinearity_p(nl, nldf, K, arrays.estimate.shape[1]))
     return {
         "n": n,
         "n_sites": K,

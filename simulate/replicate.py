@@ -25,7 +25,7 @@ import numpy as np
 from scipy import special
 
 from .dgp import plan, streams
-from .estimators import ESTIMATORS, PRIMARY_SE, SE_TYPES, STATUS_NAMES, primary_df
+from .estimators import ESTIMATORS, PRIMARY_SE, SE_TYPES, STATUS_NAMES, nonlinearity_p, primary_df
 from .kernels import estimators_nb as nb
 from .kernels.replicate_nb import replicate_batch
 from .scenario import Scenario
@@ -112,8 +112,7 @@ def _columns(sc: Scenario, out, level: float) -> dict[str, np.ndarray]:
         d_p = np.where(ok, 2.0 * special.stdtr(dfd, -np.abs(b / s)) if dfd > 0 else np.nan, np.nan)
         sdf = diag[:, nb.D_SARGAN_DF]
         overid_p = np.where(sdf > 0, special.chdtrc(sdf, diag[:, nb.D_SARGAN]), np.nan)
-        ndf = diag[:, nb.D_NONLINEAR_DF]
-        nl_p = np.where(ndf > 0, special.chdtrc(ndf, diag[:, nb.D_NONLINEAR]), np.nan)
+        nl_p = nonlinearity_p(diag[:, nb.D_NONLINEAR], diag[:, nb.D_NONLINEAR_DF], K, P)
 
     def rows(a, extra):
         """(R, E, P) -> (R, kept*P + 1) with the direct-effect row's value ``extra`` (R,) last."""

@@ -433,8 +433,6 @@ def stress_test(design: str | Path, out: str | Path, *, jobs: int = 1, quiet: bo
     (out / "figures").mkdir(exist_ok=True)
     (out / "tables").mkdir(exist_ok=True)
     from . import plots
-    from .summary import summarize_directory
-
     base = from_dict(raw, source)
     kinds = dict(zip(base.mediator_names, base.mediator_kind))
     results = []
@@ -452,7 +450,7 @@ def stress_test(design: str | Path, out: str | Path, *, jobs: int = 1, quiet: bo
         cfg = RunConfig(reps=settings.reps, seed=settings.seed, jobs=jobs, quiet=quiet,
                         resume=(run_dir / "manifest.json").exists())
         run(cells, run_dir, cfg, truth_sites=settings.truth_sites)
-        summary = summarize_directory(run_dir)
+        summary = plots.load_summary(run_dir)  # the summary.csv the run just wrote
         summary.to_csv(out / "tables" / f"{sw.dial.key}_summary.csv", index=False)
         ver = verdicts(summary, sw.values[0], kinds, settings.tolerance, settings.coverage_floor)
         ver.to_csv(out / "tables" / f"{sw.dial.key}_verdicts.csv", index=False)
