@@ -32,3 +32,15 @@ def make_data(seed, n_sites, n_arms, n_mediators, min_cell=2, max_cell=12,
     direct = curvature * (gamma[site, 1, 0] ** 2) * arm
     Y = M @ beta + U + rng.normal(0.0, 1.0, K)[site] + 5.0 + direct
     return site.astype(np.int64), arm.astype(np.int64), M, Y
+
+
+def ak80_path() -> str:
+    """The AK80 extract: ``shared/data`` beside the repository (as in CI), else the workplace path."""
+    import os
+    from pathlib import Path
+
+    for p in (Path(__file__).resolve().parents[2] / "shared" / "data" / "ak80.csv.gz",
+              Path("/work/shared/data/ak80.csv.gz")):
+        if p.exists():
+            return str(p)
+    return os.environ.get("SIMULATE_AK80", "/work/shared/data/ak80.csv.gz")

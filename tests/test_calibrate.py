@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _data import ak80_path
 from simulate.calibrate import add_subcommand, calibrate, calibrate_statistics, nearest_correlation, run, to_toml
 from simulate.dgp import draw
 from simulate.estimators import cell_statistics
 from simulate.scenario import loads, validate_file
 from simulate.truth import truth
 
-AK80 = "/work/shared/data/ak80.csv.gz"
+AK80 = ak80_path()
 
 KNOWN = """
 name = "known"

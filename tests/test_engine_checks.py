@@ -2,8 +2,6 @@
 
 import filecmp
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from simulate.runner import RunConfig, run
