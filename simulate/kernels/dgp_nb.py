@@ -112,6 +112,45 @@ def draw_sites(states, K, c):
 
 
 @njit(cache=True)
+def kth_smallest(work, n, k):
+    """The k-th smallest (0-based) of work[:n], by Hoare's selection in place (work is scrambled).
+
+    The same value as ``np.partition(work[:n], k)[k]``, without its allocation.
+    """
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        a = work[lo]
+        b = work[mid]
+        c = work[hi]
+        if a < b:
+            pivot = b if b < c else (c if a < c else a)
+        else:
+            pivot = a if a < c else (c if b < c else b)
+        i = lo
+        j = hi
+        while i <= j:
+            while work[i] < pivot:
+                i += 1
+            while work[j] > pivot:
+                j -= 1
+            if i <= j:
+                tmp = work[i]
+                work[i] = work[j]
+                work[j] = tmp
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return work[k]
+    return work[k]
+
+
+@njit(cache=True)
 def sparse_rows(F):
     """(nnz per row, column indices) of the nonzero loadings of F, ascending.
 
@@ -131,7 +170,7 @@ def sparse_rows(F):
 
 @njit(cache=True)
 def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y, path_site, c, nnz, cols,
-               U, key, a, M, Y, effect, compliance, ptype):
+               U, key, work, a, M, Y, effect, compliance, ptype):
     """Draw site s's n persons into the first n rows of the block arrays; returns the share treated.
 
     Order: the site's person normals (stream 2), its assignment keys (stream 3), then per
@@ -169,7 +208,7 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
         key[i] = sel_strength * U[i, sel_index] + standard_normal(rng_assign)
     if complete:
         # arm t takes the persons whose key ranks in [m_0 + .. + m_(t-1), m_0 + .. + m_t): with
-        # distinct keys that is key >= the cut's order statistic (found by partition, O(n))
+        # distinct keys that is key >= the cut's order statistic (found by selection, O(n))
         for i in range(n):
             a[i] = 0
         cut = 0
@@ -177,7 +216,9 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
             cut += counts_s[t - 1]
             if cut >= n:
                 break
-            th = np.partition(key[:n], cut)[cut]
+            for i in range(n):
+                work[i] = key[i]
+            th = kth_smallest(work, n, cut)
             for i in range(n):
                 if key[i] >= th:
                     a[i] = t
@@ -278,13 +319,14 @@ def draw_trial(states, c):
     share_treated = np.empty(K)
     U = np.empty((nmax, Dp))
     key = np.empty(nmax)
+    work = np.empty(nmax)
     nnz, cols = sparse_rows(c[11])
     start = 0
     for s in range(K):
         n = sizes[s]
         stop = start + n
         share_treated[s] = site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y,
-                                      path_site, c, nnz, cols, U, key, arm[start:stop], M[start:stop],
+                                      path_site, c, nnz, cols, U, key, work, arm[start:stop], M[start:stop],
                                       Y[start:stop], effect[start:stop], compliance[start:stop], ptype[start:stop])
         site[start:stop] = s
         start = stop

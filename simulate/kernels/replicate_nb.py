@@ -43,6 +43,7 @@ def replicate_batch(states_batch, c, fuller_alpha):
     Y = np.empty(Nmax)
     U = np.empty((nmax, Dp))
     key = np.empty(nmax)
+    work = np.empty(nmax)
     eff = np.empty((nmax, P))
     comp = np.empty((nmax, P))
     ty = np.empty((nmax, P), np.int64)
@@ -79,7 +80,7 @@ def replicate_batch(states_batch, c, fuller_alpha):
             n = sizes[s]
             stop = start + n
             site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y, path_site, c, nnz, cols,
-                       U, key, arm[start:stop], M[start:stop], Y[start:stop], eff, comp, ty)
+                       U, key, work, arm[start:stop], M[start:stop], Y[start:stop], eff, comp, ty)
             for i in range(n):
                 site[start + i] = s
                 for p in range(P):
@@ -121,8 +122,10 @@ def replicate_batch(states_batch, c, fuller_alpha):
             start = stop
         N = start
         for p in range(P):
+            # numba raises on a float division by zero: a mediator that no one moves has no
+            # compliance-weighted estimand
             sample[r, 0, p] = d_sum[p] / N
-            sample[r, 1, p] = gd_sum[p] / g_sum[p]
+            sample[r, 1, p] = gd_sum[p] / g_sum[p] if g_sum[p] != 0.0 else np.nan
             sample[r, 2, p] = c_sum[p] / c_n[p] if (binary[p] and c_n[p] > 0) else np.nan
         e, s_, st, dg, f1, f2 = fit_with_statistics(site[:N], arm[:N], M[:N], Y[:N], count, mean, cross, K,
                                                     fuller_alpha)
