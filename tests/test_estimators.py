@@ -283,8 +283,12 @@ def test_nonlinearity_test_detects_curvature():
     XtXi = np.linalg.inv(X.T @ X)
     b = XtXi @ X.T @ yv
     res = yv - X @ b
-    V = XtXi @ ((X * res[:, None] ** 2).T @ X) @ XtXi * 60 / (60 - 3)
+    h = np.einsum("ij,jk,ik->i", X, XtXi, X)  # leverages: the jackknife (CR3 = HC3 with one contrast per site)
+    e = res / (1 - h)
+    V = XtXi @ ((X * e[:, None] ** 2).T @ X) @ XtXi
     np.testing.assert_allclose(d_bent["nonlinearity_stat"], b[2] ** 2 / V[2, 2], rtol=1e-9)
+    from scipy import stats
+    np.testing.assert_allclose(d_bent["nonlinearity_p"], stats.f.sf(b[2] ** 2 / V[2, 2], 1, 60 - 1 - 2), rtol=1e-9)
 
 
 # --------------------------------------------------------------- failure is a status

@@ -658,6 +658,40 @@ def site_contrasts(count, mean):
 
 
 @njit(cache=True)
+def _cr3_cov(itt, G, beta, n_sites, L):
+    r"""Jackknife (CR3 / HC3) site-clustered covariance of the unweighted between-site regression.
+
+    ``(G'G)^{-1} [sum_s G_s' e_s e_s' G_s] (G'G)^{-1}`` with ``e_s = (I - H_ss)^{-1} r_s`` and
+    ``H_ss = G_s (G'G)^{-1} G_s'`` the site's block of the hat matrix (Bell & McCaffrey 2002;
+    MacKinnon & White 1985).  The squared compliances of the nonlinearity test have high
+    leverage, and the HC1 sandwich then rejects about twice as often as it should with 20-50
+    sites; with this covariance the size is close to nominal.  NaN where a leverage block is
+    singular.
+    """
+    N, p = G.shape
+    GG = G.T @ G
+    Gi, ok = _sym_inverse(GG, True)
+    out = np.full((p, p), np.nan)
+    if not ok:
+        return out
+    res = itt - G @ beta
+    meat = np.zeros((p, p))
+    for s in range(n_sites):
+        Gs = np.ascontiguousarray(G[s * L:(s + 1) * L])
+        Hs = np.eye(L) - Gs @ Gi @ Gs.T
+        rs = np.ascontiguousarray(res[s * L:(s + 1) * L])
+        det = np.linalg.det(Hs)
+        if not abs(det) > 1e-12:
+            return out
+        es = np.linalg.solve(Hs, rs)
+        sc = Gs.T @ es
+        for j in range(p):
+            for k in range(p):
+                meat[j, k] += sc[j] * sc[k]
+    return Gi @ meat @ Gi
+
+
+@njit(cache=True)
 def _site_gls(itt, G, site_of_row, weight, n_sites, L):
     r"""Weighted least squares of itt on the columns of G through the origin.
 
@@ -969,7 +1003,7 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
     diag[D_DIRECT_SE_CONVENTIONAL] = np.sqrt(cc[0, 0])
     diag[D_DIRECT_SE_HC0] = np.sqrt(cr[0, 0])
     diag[D_DIRECT_SE_HC1] = np.sqrt(c1[0, 0])
-    # nonlinearity: add the squared compliances, Wald-test them (site-robust, HC1)
+    # nonlinearity: add the squared compliances, Wald-test them (site-robust, jackknife CR3)
     Gn = np.empty((N, 2 * P + 1))
     for r in range(N):
         Gn[r, 0] = tval[r]
@@ -979,7 +1013,8 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
     bn, cc, cr, c1, stn = _site_gls(itt, Gn, srow, ones, K, L)
     diag[D_NONLINEAR_STATUS] = stn
     if stn == STATUS_OK:
-        Vq = np.ascontiguousarray(c1[P + 1 :, P + 1 :])
+        c3 = _cr3_cov(itt, Gn, bn, K, L)
+        Vq = np.ascontiguousarray(c3[P + 1 :, P + 1 :])
         Vqi, okq = _sym_inverse(Vq, True)
         if okq:
             bq = np.ascontiguousarray(bn[P + 1 :])
