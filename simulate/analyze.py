@@ -264,6 +264,17 @@ def to_records(result: pd.DataFrame) -> list[dict]:
     return out
 
 
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """The columns of a real multisite dataset: FILE.csv --site --treatment --mediator ... --outcome."""
+    p.add_argument("file", metavar="FILE.csv", help="CSV file (optionally gzipped), one row per person")
+    p.add_argument("--site", required=True, metavar="COL", help="site column")
+    p.add_argument("--treatment", required=True, metavar="COL",
+                   help="treatment column (sorted labels: the smallest is the control arm)")
+    p.add_argument("--mediator", required=True, action="append", metavar="COL",
+                   help="mediator column (repeat for several)")
+    p.add_argument("--outcome", required=True, metavar="COL", help="outcome column")
+
+
 def add_subcommand(subparsers) -> argparse.ArgumentParser:
     """Register ``analyze`` on an ``argparse`` subparsers object; returns its parser."""
     p = subparsers.add_parser(
@@ -272,13 +283,7 @@ def add_subcommand(subparsers) -> argparse.ArgumentParser:
         description="Analyse a real multisite dataset (CSV, optionally gzipped) with every "
         "MSMM-IV estimator, standard errors and diagnostics.",
     )
-    p.add_argument("file", metavar="FILE.csv", help="CSV file, one row per person")
-    p.add_argument("--site", required=True, metavar="COL", help="site column")
-    p.add_argument("--treatment", required=True, metavar="COL",
-                   help="treatment column (sorted labels: the smallest is the control arm)")
-    p.add_argument("--mediator", required=True, action="append", metavar="COL",
-                   help="mediator column (repeat for several)")
-    p.add_argument("--outcome", required=True, metavar="COL", help="outcome column")
+    add_data_arguments(p)
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.set_defaults(run=run)

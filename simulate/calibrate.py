@@ -80,7 +80,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .analyze import AnalysisError, _label, _numeric, _ordered_codes
+from .analyze import AnalysisError, _label, _numeric, _ordered_codes, add_data_arguments
 from .estimators import cell_statistics
 
 __all__ = ["Calibration", "CalibrationError", "calibrate", "calibrate_statistics", "to_toml",
@@ -685,13 +685,7 @@ def add_subcommand(subparsers) -> argparse.ArgumentParser:
         description="Estimate site-level means, SDs and correlations of compliance and ITT effects, net of "
                     "sampling error, and write a runnable scenario that mirrors the study.",
     )
-    p.add_argument("file", metavar="FILE.csv", help="CSV file (optionally gzipped), one row per person")
-    p.add_argument("--site", required=True, metavar="COL", help="site column")
-    p.add_argument("--treatment", required=True, metavar="COL",
-                   help="treatment column (sorted labels: the smallest is the control arm)")
-    p.add_argument("--mediator", required=True, action="append", metavar="COL",
-                   help="mediator column (repeat for several)")
-    p.add_argument("--outcome", required=True, metavar="COL", help="outcome column")
+    add_data_arguments(p)
     p.add_argument("--name", default=None, help="scenario name (default: calibrated_<file stem>)")
     p.add_argument("--direct-effect", action="store_true",
                    help="use the between-site regression with an intercept (mean direct effect, assumption ii)")

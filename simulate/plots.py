@@ -1327,19 +1327,3 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {len(files)} files under {Path(args.directory) / 'figures'}")
     return 0
-
-
-def main(argv: Iterable[str] | None = None) -> int:
-    """Stand-alone entry (``python -m simulate.plots DIR``), same arguments as the subcommand."""
-    parser = argparse.ArgumentParser(prog="simulate")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_subcommand(sub)
-    try:
-        args = parser.parse_args(["plot", *(sys.argv[1:] if argv is None else argv)])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

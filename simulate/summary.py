@@ -134,7 +134,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -988,19 +988,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         Path(args.out).write_text(text, encoding="utf-8")
     return 0
-
-
-def main(argv: Iterable[str] | None = None) -> int:
-    """Stand-alone entry (``python -m simulate.summary DIR ...``), same arguments as the subcommand."""
-    parser = argparse.ArgumentParser(prog="simulate")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_subcommand(sub)
-    try:
-        args = parser.parse_args(["summarize", *(sys.argv[1:] if argv is None else argv)])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

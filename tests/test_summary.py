@@ -15,6 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+
+from simulate import cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -553,7 +555,7 @@ def test_directory_summary_equals_the_in_memory_one(run_dir):
 @pytest.mark.parametrize("fmt", ["csv", "markdown", "latex", "json"])
 def test_cli_prints_every_format(run_dir, fmt, capsys):
     out = run_dir[0]
-    assert S.main([str(out), "--format", fmt, "--target", "ate", "--target", "none"]) == 0
+    assert cli.main(["summarize", str(out), "--format", fmt, "--target", "ate", "--target", "none"]) == 0
     text = capsys.readouterr().out
     if fmt == "json":
         assert {r["target"] for r in json.loads(text)} == {"ate", "none"}
@@ -566,18 +568,18 @@ def test_cli_prints_every_format(run_dir, fmt, capsys):
 
 
 def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys):
-    assert S.main([str(tmp_path / "nowhere")]) == 2
+    assert cli.main(["summarize", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such directory" in err
-    assert S.main([str(tmp_path)]) == 2
+    assert cli.main(["summarize", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no manifest.json" in err
     (tmp_path / "manifest.json").write_text(json.dumps({"cells": [], "seed": 1}))
-    assert S.main([str(tmp_path)]) == 2
+    assert cli.main(["summarize", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no part files" in err
     (tmp_path / "manifest.json").write_text("{not json")
-    assert S.main([str(tmp_path)]) == 2
+    assert cli.main(["summarize", str(tmp_path)]) == 2
     assert "unreadable manifest" in capsys.readouterr().err
 
 
