@@ -88,6 +88,46 @@ _REL_TOL = 1e-11
 
 # ============================================================ sufficient statistics
 @njit(cache=True)
+def site_cell_statistics(s, arm, mediators, outcome, start, stop, count, mean, cross):
+    """Fill site s's cells of (count, mean, cross) from persons start..stop-1, all of site s.
+
+    The same sums in the same order as :func:`cell_statistics`, so the fused replication
+    kernel (which calls this per site while the site's persons are in cache) gives
+    bit-identical statistics.
+    """
+    A = count.shape[1]
+    P = mediators.shape[1]
+    Q = P + 1
+    count[s, :] = 0
+    mean[s] = 0.0
+    cross[s] = 0.0
+    for i in range(start, stop):
+        t = arm[i]
+        count[s, t] += 1
+        mean[s, t, 0] += outcome[i]
+        for p in range(P):
+            mean[s, t, p + 1] += mediators[i, p]
+    for t in range(A):
+        if count[s, t] > 0:
+            for q in range(Q):
+                mean[s, t, q] /= count[s, t]
+    v = np.empty(Q)
+    for i in range(start, stop):
+        t = arm[i]
+        v[0] = outcome[i] - mean[s, t, 0]
+        for p in range(P):
+            v[p + 1] = mediators[i, p] - mean[s, t, p + 1]
+        for a in range(Q):
+            va = v[a]
+            for b in range(a, Q):
+                cross[s, t, a, b] += va * v[b]
+    for t in range(A):
+        for a in range(Q):
+            for b in range(a + 1, Q):
+                cross[s, t, b, a] = cross[s, t, a, b]
+
+
+@njit(cache=True)
 def cell_statistics(site, arm, mediators, outcome, n_sites, n_arms):
     r"""Per-cell counts, means and centred cross-products of v = (Y, M).
 

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from .dgp_nb import draw_sites, draw_sizes, site_block, sparse_rows
-from .estimators_nb import N_DIAGNOSTICS, N_ESTIMATORS, N_SE, fit_with_statistics
+from .estimators_nb import N_DIAGNOSTICS, N_ESTIMATORS, N_SE, fit_with_statistics, site_cell_statistics
 
 
 @njit(cache=True)
@@ -65,7 +65,6 @@ def replicate_batch(states_batch, c, fuller_alpha):
     count = np.empty((K, A), np.int64)
     mean = np.empty((K, A, Q))
     cross = np.empty((K, A, Q, Q))
-    v = np.empty(Q)
     for r in range(Rn):
         states = states_batch[r]
         sizes, counts = draw_sizes(states, c)
@@ -93,32 +92,7 @@ def replicate_batch(states_batch, c, fuller_alpha):
                         c_n[p] += 1.0
             # the site's cell statistics while its persons are in cache: the same sums, in the same
             # order, as kernels.estimators_nb.cell_statistics over all persons
-            count[s, :] = 0
-            mean[s] = 0.0
-            cross[s] = 0.0
-            for i in range(start, stop):
-                t = arm[i]
-                count[s, t] += 1
-                mean[s, t, 0] += Y[i]
-                for p in range(P):
-                    mean[s, t, p + 1] += M[i, p]
-            for t in range(A):
-                if count[s, t] > 0:
-                    for q in range(Q):
-                        mean[s, t, q] /= count[s, t]
-            for i in range(start, stop):
-                t = arm[i]
-                v[0] = Y[i] - mean[s, t, 0]
-                for p in range(P):
-                    v[p + 1] = M[i, p] - mean[s, t, p + 1]
-                for a_ in range(Q):
-                    va = v[a_]
-                    for b_ in range(a_, Q):
-                        cross[s, t, a_, b_] += va * v[b_]
-            for t in range(A):
-                for a_ in range(Q):
-                    for b_ in range(a_ + 1, Q):
-                        cross[s, t, b_, a_] = cross[s, t, a_, b_]
+            site_cell_statistics(s, arm, M, Y, start, stop, count, mean, cross)
             start = stop
         N = start
         for p in range(P):
