@@ -83,3 +83,13 @@ def test_seeding_is_pure_and_never_all_zero():
     c = R.seed_states([np.random.SeedSequence(5, spawn_key=(1, 3))])
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert a.dtype == np.uint64 and a.any()
+
+
+@pytest.mark.parametrize("seed", [3, 2**33])
+def test_one_normal_at_a_time_equals_a_filled_block(seed):
+    # the kernels use both: standard_normal for scattered draws, fill_normal for blocks
+    s, s2 = _state(seed), _state(seed)
+    a = np.empty(20_000)
+    R.fill_normal(s, a)
+    b = np.array([R.standard_normal(s2) for _ in range(20_000)])
+    assert np.array_equal(a, b) and np.array_equal(s, s2)

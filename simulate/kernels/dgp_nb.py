@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .rng_nb import next_double, standard_normal
+from .rng_nb import fill_normal, next_double, standard_normal
 
 
 @njit(cache=True)
@@ -170,12 +170,13 @@ def sparse_rows(F):
 
 @njit(cache=True)
 def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y, path_site, c, nnz, cols,
-               U, key, work, a, M, Y, effect, compliance, ptype):
+               Z, U, key, work, a, M, Y, effect, compliance, ptype):
     """Draw site s's n persons into the first n rows of the block arrays; returns the share treated.
 
     Order: the site's person normals (stream 2), its assignment keys (stream 3), then per
     person the binary uniforms (stream 4) and path normals (stream 5) as mediators 0..P-1
-    are computed.  Binary types: 0 complier, 1 always-taker, 2 never-taker, 3 defier
+    are computed.  Buffers: Z (>= n * Dp) for the person normals, U (>= n, Dp) for their
+    loadings, key and work (>= n) for the assignment.  Binary types: 0 complier, 1 always-taker, 2 never-taker, 3 defier
     (-1 for continuous mediators).
     """
     binary, bin_q, bin_defier = c[4], c[7], c[8]
@@ -192,20 +193,21 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
     Dp = F_person.shape[0]
     R = path_src.shape[0]
     arms = dose.shape[1]
-    zp = np.empty(Dp)
     change = np.empty(P)
     change_top = np.empty(P)
+    # the person normals in one block (person by person, component by component), then u = F z
+    fill_normal(rng_person, Z[:n * Dp])
     for i in range(n):
-        for j in range(Dp):
-            zp[j] = standard_normal(rng_person)
+        zp = Z[i * Dp:(i + 1) * Dp]
         for k in range(Dp):
             acc = 0.0
             for cc in range(nnz[k]):
                 j = cols[k, cc]
                 acc += F_person[k, j] * zp[j]
             U[i, k] = acc
+    fill_normal(rng_assign, key[:n])
     for i in range(n):
-        key[i] = sel_strength * U[i, sel_index] + standard_normal(rng_assign)
+        key[i] = sel_strength * U[i, sel_index] + key[i]
     if complete:
         # arm t takes the persons whose key ranks in [m_0 + .. + m_(t-1), m_0 + .. + m_t): with
         # distinct keys that is key >= the cut's order statistic (found by selection, O(n))
@@ -317,6 +319,7 @@ def draw_trial(states, c):
     compliance = np.empty((N, P))
     ptype = np.empty((N, P), np.int64)
     share_treated = np.empty(K)
+    Z = np.empty(nmax * Dp)
     U = np.empty((nmax, Dp))
     key = np.empty(nmax)
     work = np.empty(nmax)
@@ -326,7 +329,7 @@ def draw_trial(states, c):
         n = sizes[s]
         stop = start + n
         share_treated[s] = site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y,
-                                      path_site, c, nnz, cols, U, key, work, arm[start:stop], M[start:stop],
+                                      path_site, c, nnz, cols, Z, U, key, work, arm[start:stop], M[start:stop],
                                       Y[start:stop], effect[start:stop], compliance[start:stop], ptype[start:stop])
         site[start:stop] = s
         start = stop

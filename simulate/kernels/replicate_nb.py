@@ -41,6 +41,7 @@ def replicate_batch(states_batch, c, fuller_alpha):
     arm = np.empty(Nmax, np.int64)
     M = np.empty((Nmax, P))
     Y = np.empty(Nmax)
+    Z = np.empty(nmax * Dp)
     U = np.empty((nmax, Dp))
     key = np.empty(nmax)
     work = np.empty(nmax)
@@ -79,7 +80,7 @@ def replicate_batch(states_batch, c, fuller_alpha):
             n = sizes[s]
             stop = start + n
             site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y, path_site, c, nnz, cols,
-                       U, key, work, arm[start:stop], M[start:stop], Y[start:stop], eff, comp, ty)
+                       Z, U, key, work, arm[start:stop], M[start:stop], Y[start:stop], eff, comp, ty)
             for i in range(n):
                 site[start + i] = s
                 for p in range(P):

@@ -95,9 +95,23 @@ def next_double(s):
 
 
 @njit(cache=True)
-def standard_normal(s):
-    """A standard normal by the 256-layer ziggurat."""
+def _ziggurat_rest(s, idx, rabs, x):
+    """Finish a ziggurat draw whose first 64 bits fell outside the layer's rectangle (about 1.2%).
+
+    ``idx``, ``rabs`` and ``x`` are the layer, the 52-bit abscissa and the signed candidate of
+    that first draw; what follows is exactly what :func:`standard_normal` does next.
+    """
     while True:
+        if idx == 0:
+            while True:
+                xx = -_INV_R * math.log1p(-next_double(s))
+                yy = -math.log1p(-next_double(s))
+                if yy + yy > xx * xx:
+                    if (rabs >> np.uint64(8)) & np.uint64(1):
+                        return -(ZIGGURAT_R + xx)
+                    return ZIGGURAT_R + xx
+        elif (FI[idx - 1] - FI[idx]) * next_double(s) + FI[idx] < math.exp(-0.5 * x * x):
+            return x
         r = next_uint64(s)
         idx = r & np.uint64(0xFF)
         r >>= np.uint64(8)
@@ -108,21 +122,66 @@ def standard_normal(s):
             x = -x
         if rabs < KI[idx]:
             return x
-        if idx == 0:
-            while True:
-                xx = -_INV_R * math.log1p(-next_double(s))
-                yy = -math.log1p(-next_double(s))
-                if yy + yy > xx * xx:
-                    if (rabs >> np.uint64(8)) & np.uint64(1):
-                        return -(ZIGGURAT_R + xx)
-                    return ZIGGURAT_R + xx
-        else:
-            if (FI[idx - 1] - FI[idx]) * next_double(s) + FI[idx] < math.exp(-0.5 * x * x):
-                return x
+
+
+@njit(cache=True)
+def standard_normal(s):
+    """A standard normal by the 256-layer ziggurat."""
+    r = next_uint64(s)
+    idx = r & np.uint64(0xFF)
+    r >>= np.uint64(8)
+    sign = r & np.uint64(1)
+    rabs = (r >> np.uint64(1)) & _MASK52
+    x = float(rabs) * WI[idx]
+    if sign:
+        x = -x
+    if rabs < KI[idx]:
+        return x
+    return _ziggurat_rest(s, idx, rabs, x)
 
 
 @njit(cache=True)
 def fill_normal(s, out):
-    """Fill ``out`` (1-d) with standard normals from state row ``s``."""
-    for i in range(out.shape[0]):
-        out[i] = standard_normal(s)
+    """Fill ``out`` (1-d, contiguous) with standard normals from state row ``s``.
+
+    The same numbers as ``out[i] = standard_normal(s)`` in order, about twice as fast
+    inside a larger kernel: the state stays in registers on the fast path and is written
+    back only around the rare rejections.
+    """
+    s0 = s[0]
+    s1 = s[1]
+    s2 = s[2]
+    s3 = s[3]
+    n = out.shape[0]
+    for i in range(n):
+        r = _rotl(s0 + s3, 23) + s0
+        t = s1 << np.uint64(17)
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = _rotl(s3, 45)
+        idx = r & np.uint64(0xFF)
+        r >>= np.uint64(8)
+        sign = r & np.uint64(1)
+        rabs = (r >> np.uint64(1)) & _MASK52
+        x = float(rabs) * WI[idx]
+        if sign:
+            x = -x
+        if rabs < KI[idx]:
+            out[i] = x
+        else:
+            s[0] = s0
+            s[1] = s1
+            s[2] = s2
+            s[3] = s3
+            out[i] = _ziggurat_rest(s, idx, rabs, x)
+            s0 = s[0]
+            s1 = s[1]
+            s2 = s[2]
+            s3 = s[3]
+    s[0] = s0
+    s[1] = s1
+    s[2] = s2
+    s[3] = s3
