@@ -42,7 +42,7 @@ def replicate_batch(states_batch, c, fuller_alpha):
     M = np.empty((Nmax, P))
     Y = np.empty(Nmax)
     Z = np.empty(nmax * Dp)
-    U = np.empty((nmax, Dp))
+    U = np.empty((Dp, nmax))
     key = np.empty(nmax)
     work = np.empty(nmax)
     eff = np.empty((nmax, P))
