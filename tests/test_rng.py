@@ -93,3 +93,11 @@ def test_one_normal_at_a_time_equals_a_filled_block(seed):
     R.fill_normal(s, a)
     b = np.array([R.standard_normal(s2) for _ in range(20_000)])
     assert np.array_equal(a, b) and np.array_equal(s, s2)
+
+
+def test_a_filled_block_of_uniforms_equals_one_at_a_time():
+    s, s2 = _state(11), _state(11)
+    a = np.empty(5_000)
+    R.fill_double(s, a)
+    assert np.array_equal(a, [R.next_double(s2) for _ in range(5_000)]) and np.array_equal(s, s2)
+    assert a.min() >= 0.0 and a.max() < 1.0

@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .rng_nb import fill_normal, next_double, standard_normal
+from .rng_nb import fill_double, fill_normal, next_double, standard_normal
 
 
 @njit(cache=True)
@@ -171,16 +171,52 @@ def sparse_rows(F):
 
 
 @njit(cache=True)
-def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y, path_site, c, nnz, cols,
-               Z, U, key, work, a, M, Y, effect, compliance, ptype):
-    """Draw site s's n persons into the first n rows of the block arrays; returns the share treated.
+def block_buffers(c, nmax):
+    """The work arrays of :func:`site_block` for sites of at most ``nmax`` persons, reused across sites.
 
-    Order: the site's person normals (stream 2), its assignment keys (stream 3), then per
-    person the binary uniforms (stream 4) and path normals (stream 5) as mediators 0..P-1
-    are computed.  Buffers: Z (>= n * Dp) for the person normals, U (Dp, >= n) for their
-    loadings (component-major), key and work (>= n) for the assignment.  Binary types:
-    0 complier, 1 always-taker, 2 never-taker, 3 defier
-    (-1 for continuous mediators).
+    Returns (nnz, cols, Z, U, key, work, change, change_top, uniforms, path_normals, n_uniform,
+    n_path, path_slot): the sparse rows of F_person, the person normals z (n * Dp,
+    person-major) and their loadings u (Dp, n, component-major), the assignment keys and a
+    scratch copy, each mediator's change from arm 0 to the person's arm and to the top arm
+    (P, n), a site's binary uniforms and path normals (person-major, n_uniform and n_path
+    per person), and each path's place among a person's path normals.
+    """
+    binary, dose, path_dst = c[4], c[19], c[24]
+    P = binary.shape[0]
+    Dp = c[11].shape[0]
+    arms = dose.shape[1]
+    R = path_dst.shape[0]
+    nnz, cols = sparse_rows(c[11])
+    n_uniform = 0
+    for p in range(P):
+        if binary[p]:
+            n_uniform += 2 if arms > 2 else 1
+    # a person's path normals are drawn mediator by mediator, each mediator's paths in order
+    path_slot = np.empty(R, np.int64)
+    n_path = 0
+    for p in range(P):
+        for r in range(R):
+            if path_dst[r] == p:
+                path_slot[r] = n_path
+                n_path += 1
+    return (nnz, cols, np.empty(nmax * Dp), np.empty((Dp, nmax)), np.empty(nmax), np.empty(nmax),
+            np.empty((P, nmax)), np.empty((P, nmax)), np.empty(nmax * n_uniform), np.empty(nmax * n_path),
+            n_uniform, n_path, path_slot)
+
+
+@njit(cache=True)
+def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y, path_site, c, buffers,
+               a, M, Y, effect, compliance, ptype):
+    """Draw site s's n persons into the first n rows of a, M, Y, effect, compliance, ptype.
+
+    Returns the share treated.  Order: the site's person normals (stream 2, person by
+    person, component by component), its assignment keys (stream 3), its binary uniforms
+    (stream 4) and path normals (stream 5), each person by person and within a person
+    mediator by mediator; each stream is drawn as one block.  The variables are then
+    computed mediator by mediator over the block (every person's arithmetic is the same,
+    in the same order, as one person at a time).  ``buffers`` is :func:`block_buffers`.
+    Binary types: 0 complier, 1 always-taker, 2 never-taker, 3 defier (-1 for continuous
+    mediators).
     """
     binary, bin_q, bin_defier = c[4], c[7], c[8]
     F_person, med_mean, med_sd, out_mean, out_sd, comp_sd, eff_sd, effect_shift = (
@@ -188,19 +224,15 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
     dose, phi, sel_strength, sel_index = c[19], c[20], c[21], c[22]
     path_src, path_dst, path_person_sd, path_rho = c[23], c[24], c[27], c[28]
     spill_out, spill_med, complete = c[29], c[30], c[32]
-    rng_person = states[2]
-    rng_assign = states[3]
-    rng_binary = states[4]
-    rng_path = states[5]
+    (nnz, cols, Z, U, key, work, change, change_top, uniforms, path_normals, per_uniform, per_path,
+     path_slot) = buffers
     P = binary.shape[0]
     Dp = F_person.shape[0]
     R = path_src.shape[0]
     arms = dose.shape[1]
-    change = np.empty(P)
-    change_top = np.empty(P)
-    # the person normals in one block (person by person, component by component), then
-    # u_k = sum_j F_kj z_j component-wise over the block (each sum in ascending j)
-    fill_normal(rng_person, Z[:n * Dp])
+    top = arms - 1
+    # u_k = sum_j F_kj z_j, component by component over the block (each sum in ascending j)
+    fill_normal(states[2], Z[:n * Dp])
     for k in range(Dp):
         Uk = U[k]
         for i in range(n):
@@ -210,7 +242,7 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
             f = F_person[k, j]
             for i in range(n):
                 Uk[i] += f * Z[i * Dp + j]
-    fill_normal(rng_assign, key[:n])
+    fill_normal(states[3], key[:n])
     for i in range(n):
         key[i] = sel_strength * U[sel_index, i] + key[i]
     if complete:
@@ -241,25 +273,27 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
             n_treated += 1
     share = n_treated / n
 
+    fill_double(states[4], uniforms[:n * per_uniform])
+    fill_normal(states[5], path_normals[:n * per_path])
     for i in range(n):
-        t = a[i]
-        y = out_mean + base_y[s] + out_sd * U[Dp - 1, i]
-        for p in range(P):
-            d_eff = site_params[s, P + p] + eff_sd[p] * U[P + p, i]
-            if binary[p]:
-                v = next_double(rng_binary)
-                w = 0.5
-                if arms > 2:
-                    w = next_double(rng_binary)
+        Y[i] = out_mean + base_y[s] + out_sd * U[Dp - 1, i]
+    slot = 0  # this mediator's first uniform
+    for p in range(P):
+        eff_site = site_params[s, P + p]
+        d_top = dose[p, top]
+        spill = spill_med[p] * share
+        if binary[p]:
+            for i in range(n):
+                t = a[i]
+                v = uniforms[i * per_uniform + slot]
+                w = uniforms[i * per_uniform + slot + 1] if arms > 2 else 0.5
                 if U[p, i] > -site_params[s, p]:
                     ty = 0
                 elif U[2 * P + p, i] > bin_q[p]:
                     ty = 3 if v < bin_defier[p] else 1
                 else:
                     ty = 2
-                ptype[i, p] = ty
-                d_eff += effect_shift[p, ty]
-                frac = dose[p, t] / dose[p, arms - 1]
+                frac = dose[p, t] / d_top
                 m0 = 1.0 if (ty == 1 or ty == 3) else 0.0
                 if ty == 0:
                     mt = 1.0 if frac >= w else 0.0
@@ -267,31 +301,49 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
                     mt = 1.0 if frac < w else 0.0
                 else:
                     mt = m0
-                change[p] = mt - m0
-                change_top[p] = (1.0 if ty == 0 else 0.0) - (1.0 if ty == 3 else 0.0)
+                change[p, i] = mt - m0
+                change_top[p, i] = (1.0 if ty == 0 else 0.0) - (1.0 if ty == 3 else 0.0)
                 m = mt
-            else:
-                ptype[i, p] = -1
-                gam = site_params[s, p] + comp_sd[p] * U[p, i]
-                m0 = med_mean[p] + base_m[s, p] + med_sd[p] * U[2 * P + p, i]
-                change[p] = dose[p, t] * gam
-                change_top[p] = dose[p, arms - 1] * gam
+                if t == 0:
+                    m += spill
+                d_eff = eff_site + eff_sd[p] * U[P + p, i] + effect_shift[p, ty]
+                ptype[i, p] = ty
+                M[i, p] = m
+                effect[i, p] = d_eff
+                compliance[i, p] = change_top[p, i] / d_top
+                Y[i] += d_eff * (m + phi[p] * m * m)
+            slot += 2 if arms > 2 else 1
+        else:
+            gam_site = site_params[s, p]
+            m_site = med_mean[p] + base_m[s, p]
+            for i in range(n):
+                t = a[i]
+                gam = gam_site + comp_sd[p] * U[p, i]
+                m0 = m_site + med_sd[p] * U[2 * P + p, i]
+                ch = dose[p, t] * gam
+                ch_top = d_top * gam
                 for r in range(R):
                     if path_dst[r] == p:
                         q = path_src[r]
                         b = path_site[s, r] + path_person_sd[r] * (
                             path_rho[r] * U[P + p, i] + np.sqrt(1.0 - path_rho[r] * path_rho[r])
-                            * standard_normal(rng_path))
-                        change[p] += b * change[q]
-                        change_top[p] += b * change_top[q]
-                m = m0 + change[p]
-            if t == 0:
-                m += spill_med[p] * share
-            M[i, p] = m
-            effect[i, p] = d_eff
-            compliance[i, p] = change_top[p] / dose[p, arms - 1]
-            y += d_eff * (m + phi[p] * m * m)
-        y += site_params[s, 2 * P] * t
+                            * path_normals[i * per_path + path_slot[r]])
+                        ch += b * change[q, i]
+                        ch_top += b * change_top[q, i]
+                change[p, i] = ch
+                change_top[p, i] = ch_top
+                m = m0 + ch
+                if t == 0:
+                    m += spill
+                d_eff = eff_site + eff_sd[p] * U[P + p, i]
+                ptype[i, p] = -1
+                M[i, p] = m
+                effect[i, p] = d_eff
+                compliance[i, p] = ch_top / d_top
+                Y[i] += d_eff * (m + phi[p] * m * m)
+    for i in range(n):
+        t = a[i]
+        y = Y[i] + site_params[s, 2 * P] * t
         if t == 0:
             y += spill_out * share
         Y[i] = y
@@ -323,17 +375,13 @@ def draw_trial(states, c):
     compliance = np.empty((N, P))
     ptype = np.empty((N, P), np.int64)
     share_treated = np.empty(K)
-    Z = np.empty(nmax * Dp)
-    U = np.empty((Dp, nmax))
-    key = np.empty(nmax)
-    work = np.empty(nmax)
-    nnz, cols = sparse_rows(c[11])
+    buffers = block_buffers(c, nmax)
     start = 0
     for s in range(K):
         n = sizes[s]
         stop = start + n
         share_treated[s] = site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y,
-                                      path_site, c, nnz, cols, Z, U, key, work, arm[start:stop], M[start:stop],
+                                      path_site, c, buffers, arm[start:stop], M[start:stop],
                                       Y[start:stop], effect[start:stop], compliance[start:stop], ptype[start:stop])
         site[start:stop] = s
         start = stop

@@ -10,7 +10,7 @@ person-level path) and the sample estimands are accumulated from the block.
 import numpy as np
 from numba import njit
 
-from .dgp_nb import draw_sites, draw_sizes, site_block, sparse_rows
+from .dgp_nb import block_buffers, draw_sites, draw_sizes, site_block
 from .estimators_nb import N_DIAGNOSTICS, N_ESTIMATORS, N_SE, fit_with_statistics, site_cell_statistics
 
 
@@ -32,7 +32,6 @@ def replicate_batch(states_batch, c, fuller_alpha):
     K = shares.shape[0]
     A = shares.shape[1]
     P = binary.shape[0]
-    Dp = c[11].shape[0]
     nmax = size_hi
     for s in range(K):
         nmax = max(nmax, fixed[s])
@@ -41,14 +40,10 @@ def replicate_batch(states_batch, c, fuller_alpha):
     arm = np.empty(Nmax, np.int64)
     M = np.empty((Nmax, P))
     Y = np.empty(Nmax)
-    Z = np.empty(nmax * Dp)
-    U = np.empty((Dp, nmax))
-    key = np.empty(nmax)
-    work = np.empty(nmax)
     eff = np.empty((nmax, P))
     comp = np.empty((nmax, P))
     ty = np.empty((nmax, P), np.int64)
-    nnz, cols = sparse_rows(c[11])
+    buffers = block_buffers(c, nmax)
 
     est = np.empty((Rn, N_ESTIMATORS, P))
     se = np.empty((Rn, N_ESTIMATORS, N_SE, P))
@@ -79,11 +74,12 @@ def replicate_batch(states_batch, c, fuller_alpha):
         for s in range(K):
             n = sizes[s]
             stop = start + n
-            site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y, path_site, c, nnz, cols,
-                       Z, U, key, work, arm[start:stop], M[start:stop], Y[start:stop], eff, comp, ty)
+            site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y, path_site, c, buffers,
+                       arm[start:stop], M[start:stop], Y[start:stop], eff, comp, ty)
             for i in range(n):
                 site[start + i] = s
-                for p in range(P):
+            for p in range(P):
+                for i in range(n):
                     d = eff[i, p]
                     d_sum[p] += d
                     gd_sum[p] += comp[i, p] * d

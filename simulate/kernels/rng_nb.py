@@ -185,3 +185,26 @@ def fill_normal(s, out):
     s[1] = s1
     s[2] = s2
     s[3] = s3
+
+
+@njit(cache=True)
+def fill_double(s, out):
+    """Fill ``out`` (1-d, contiguous) with uniforms on [0, 1): the numbers of ``next_double`` in order."""
+    s0 = s[0]
+    s1 = s[1]
+    s2 = s[2]
+    s3 = s[3]
+    for i in range(out.shape[0]):
+        r = _rotl(s0 + s3, 23) + s0
+        t = s1 << np.uint64(17)
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = _rotl(s3, 45)
+        out[i] = float(r >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    s[0] = s0
+    s[1] = s1
+    s[2] = s2
+    s[3] = s3
