@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from simulate.kernels import rng_nb as R
@@ -101,3 +103,15 @@ def test_a_filled_block_of_uniforms_equals_one_at_a_time():
     R.fill_double(s, a)
     assert np.array_equal(a, [R.next_double(s2) for _ in range(5_000)]) and np.array_equal(s, s2)
     assert a.min() >= 0.0 and a.max() < 1.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.integers(0, 2**32 + 5), st.integers(0, 2**300)), st.integers(0, 2**62),
+       st.lists(st.integers(0, 2**62), max_size=5))
+def test_batched_seed_sequence_equals_numpy_seed_sequence(seed, cell_key, reps):
+    from simulate.dgp import streams
+    from simulate.replicate import replication_seed, replication_states
+
+    got = replication_states(seed, cell_key, reps)
+    want = np.array([streams(replication_seed(seed, cell_key, r)) for r in reps], np.uint64).reshape(-1, 6, 4)
+    assert got.dtype == np.uint64 and np.array_equal(got, want)

@@ -136,7 +136,7 @@ def test_a_failing_replication_is_a_row_not_the_end(tmp_path, monkeypatch):
     import simulate.replicate as rp
 
     real = rp._batch_arrays
-    bad = rp.streams(replication_seed(1, 0, 2))
+    bad = rp.replication_states(1, 0, [2])[0]
 
     def flaky(sc, states):
         if any(np.array_equal(s, bad) for s in states):  # the batch holding replication 2 fails, then rep 2 alone
