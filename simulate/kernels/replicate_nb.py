@@ -79,14 +79,18 @@ def replicate_batch(states_batch, c, fuller_alpha):
             for i in range(n):
                 site[start + i] = s
             for p in range(P):
+                # running sums in registers over the site (a sum through memory would wait on
+                # its own store every person); the same additions in the same order
+                ds, gds, gs, cs, cn = d_sum[p], gd_sum[p], g_sum[p], c_sum[p], c_n[p]
                 for i in range(n):
                     d = eff[i, p]
-                    d_sum[p] += d
-                    gd_sum[p] += comp[i, p] * d
-                    g_sum[p] += comp[i, p]
+                    ds += d
+                    gds += comp[i, p] * d
+                    gs += comp[i, p]
                     if ty[i, p] == 0:
-                        c_sum[p] += d
-                        c_n[p] += 1.0
+                        cs += d
+                        cn += 1.0
+                d_sum[p], gd_sum[p], g_sum[p], c_sum[p], c_n[p] = ds, gds, gs, cs, cn
             # the site's cell statistics while its persons are in cache: the same sums, in the same
             # order, as kernels.estimators_nb.cell_statistics over all persons
             site_cell_statistics(s, arm, M, Y, start, stop, count, mean, cross)
