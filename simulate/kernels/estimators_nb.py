@@ -117,14 +117,12 @@ def site_cell_statistics(s, arm, mediators, outcome, start, stop, count, mean, c
         v[0] = outcome[i] - mean[s, t, 0]
         for p in range(P):
             v[p + 1] = mediators[i, p] - mean[s, t, p + 1]
+        # the full square (not a triangle and its mirror): v_a v_b = v_b v_a exactly, and a
+        # loop of constant length Q runs faster
         for a in range(Q):
             va = v[a]
-            for b in range(a, Q):
+            for b in range(Q):
                 cross[s, t, a, b] += va * v[b]
-    for t in range(A):
-        for a in range(Q):
-            for b in range(a + 1, Q):
-                cross[s, t, b, a] = cross[s, t, a, b]
 
 
 @njit(cache=True)
@@ -179,13 +177,8 @@ def cell_statistics(site, arm, mediators, outcome, n_sites, n_arms):
             v[p + 1] = mediators[i, p] - mean[s, t, p + 1]
         for a in range(Q):
             va = v[a]
-            for b in range(a, Q):
+            for b in range(Q):
                 cross[s, t, a, b] += va * v[b]
-    for s in range(n_sites):
-        for t in range(n_arms):
-            for a in range(Q):
-                for b in range(a + 1, Q):
-                    cross[s, t, b, a] = cross[s, t, a, b]
     return count, mean, cross
 
 
