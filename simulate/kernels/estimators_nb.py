@@ -722,26 +722,32 @@ def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujiv
     n = outcome.shape[0]
     score_ols = np.empty((P, _PERSON_BLOCK))
     score_uj = np.empty((P, _PERSON_BLOCK))
+    u_ols = np.empty(_PERSON_BLOCK)
+    u_uj = np.empty(_PERSON_BLOCK)
     meat_ols = np.zeros((P, P))
     meat_uj = np.zeros((P, P))
     do_uj = np.isfinite(beta_ujive[0])
     for i0 in range(0, n, _PERSON_BLOCK):
         m = min(_PERSON_BLOCK, n - i0)
+        # h_i and Xdot_i by column, the residuals u_i of both fits
         for j in range(m):
             i = i0 + j
             c = site[i] * A + arm[i]
-            u = outcome[i] - cell[c, 0]
-            u_uj = u
+            uo = outcome[i] - cell[c, 0]
+            uu = uo
             c2 = cell[c, C2]
             for p in range(P):
                 hp = mediators[i, p] - cell[c, 1 + p]
                 score_ols[p, j] = hp
                 score_uj[p, j] = cell[c, ALPHA + p] + c2 * hp
-                u -= hp * beta_ols[p]
-                u_uj -= hp * beta_ujive[p]
-            for p in range(P):
-                score_ols[p, j] *= u
-                score_uj[p, j] *= u_uj
+                uo -= hp * beta_ols[p]
+                uu -= hp * beta_ujive[p]
+            u_ols[j] = uo
+            u_uj[j] = uu
+        for p in range(P):
+            for j in range(m):
+                score_ols[p, j] *= u_ols[j]
+                score_uj[p, j] *= u_uj[j]
         for p in range(P):
             for r in range(p, P):
                 meat_ols[p, r] += _row_dot(score_ols, p, r, m)
@@ -804,7 +810,7 @@ def site_contrasts(count, mean):
 
 
 @njit(cache=True)
-def _cr3_cov(itt, G, beta, n_sites, L):
+def _cr3_cov(itt, G, beta, Gi, n_sites, L):
     r"""Jackknife (CR3 / HC3) site-clustered covariance of the unweighted between-site regression.
 
     ``(G'G)^{-1} [sum_s G_s' e_s e_s' G_s] (G'G)^{-1}`` with ``e_s = (I - H_ss)^{-1} r_s`` and
@@ -812,14 +818,10 @@ def _cr3_cov(itt, G, beta, n_sites, L):
     MacKinnon & White 1985).  The squared compliances of the nonlinearity test have high
     leverage, and the HC1 sandwich then rejects about twice as often as it should with 20-50
     sites; with this covariance the size is close to nominal.  NaN where a leverage block is
-    singular.
+    singular.  ``Gi`` = (G'G)^{-1}, as returned by :func:`_site_gls` with unit weights.
     """
     N, p = G.shape
-    GG = G.T @ G
-    Gi, ok = _sym_inverse(GG, True)
     out = np.full((p, p), np.nan)
-    if not ok:
-        return out
     res = itt - G @ beta
     meat = np.zeros((p, p))
     GsGi = np.empty((L, p))  # G_s (G'G)^{-1}
@@ -871,13 +873,13 @@ def _site_gls(itt, G, site_of_row, weight, n_sites, L):
     Conventional covariance ``s^2 (G'WG)^{-1}`` with ``s^2 = r'Wr / (N - p)``;
     robust: the site-level sandwich ``(G'WG)^{-1} [sum_s G_s'W_s r_s r_s'W_s G_s]
     (G'WG)^{-1}`` (HC0 when L = 1) and that times K / (K - p).
-    Returns (beta, cov_conventional, cov_hc0, cov_hc1, status).
+    Returns (beta, cov_conventional, cov_hc0, cov_hc1, status, (G'WG)^{-1}).
     """
     N, p = G.shape
     beta = np.full(p, np.nan)
     nanm = np.full((p, p), np.nan)
     if N <= p or n_sites <= p:
-        return beta, nanm, nanm, nanm, STATUS_TOO_FEW_SITES
+        return beta, nanm, nanm, nanm, STATUS_TOO_FEW_SITES, nanm
     GWG = np.zeros((p, p))
     GWy = np.zeros(p)
     for s in range(n_sites):
@@ -893,7 +895,7 @@ def _site_gls(itt, G, site_of_row, weight, n_sites, L):
                         GWG[j, k] += gw * G[rc, k]
     Gi, ok = _sym_inverse(GWG, True)
     if not ok:
-        return beta, nanm, nanm, nanm, STATUS_SINGULAR
+        return beta, nanm, nanm, nanm, STATUS_SINGULAR, nanm
     beta = Gi @ GWy
     res = itt - G @ beta
     rwr = 0.0
@@ -917,8 +919,8 @@ def _site_gls(itt, G, site_of_row, weight, n_sites, L):
     cov_1 = cov_r * (n_sites / (n_sites - p))
     for j in range(p):
         if not np.isfinite(beta[j]):
-            return beta, cov_c, cov_r, cov_1, STATUS_NUMERICAL
-    return beta, cov_c, cov_r, cov_1, STATUS_OK
+            return beta, cov_c, cov_r, cov_1, STATUS_NUMERICAL, Gi
+    return beta, cov_c, cov_r, cov_1, STATUS_OK, Gi
 
 
 @njit(cache=True)
@@ -1158,7 +1160,7 @@ def _fit_from_statistics(count, mean, cross, fuller_alpha):
     for s in range(K):
         for a in range(L):
             ones[s, a, a] = 1.0
-    bo, cc, cr, c1, sto = _site_gls(itt, comp, srow, ones, K, L)
+    bo, cc, cr, c1, sto, _ = _site_gls(itt, comp, srow, ones, K, L)
     est[E_BETWEEN_OLS] = bo
     status[E_BETWEEN_OLS] = sto
     for p in range(P):
@@ -1169,7 +1171,7 @@ def _fit_from_statistics(count, mean, cross, fuller_alpha):
     if stw != STATUS_OK:
         status[E_BETWEEN_PRECISION] = stw
     else:
-        bp, cc, cr, c1, stp = _site_gls(itt, comp, srow, pw, K, L)
+        bp, cc, cr, c1, stp, _ = _site_gls(itt, comp, srow, pw, K, L)
         est[E_BETWEEN_PRECISION] = bp
         status[E_BETWEEN_PRECISION] = stp
         for p in range(P):
@@ -1183,7 +1185,7 @@ def _fit_from_statistics(count, mean, cross, fuller_alpha):
         Gi[r, 0] = tval[r]
         for p in range(P):
             Gi[r, p + 1] = comp[r, p]
-    bi, cc, cr, c1, sti = _site_gls(itt, Gi, srow, ones, K, L)
+    bi, cc, cr, c1, sti, _ = _site_gls(itt, Gi, srow, ones, K, L)
     status[E_BETWEEN_INTERCEPT] = sti
     for p in range(P):
         est[E_BETWEEN_INTERCEPT, p] = bi[p + 1]
@@ -1201,10 +1203,10 @@ def _fit_from_statistics(count, mean, cross, fuller_alpha):
         for p in range(P):
             Gn[r, p + 1] = comp[r, p]
             Gn[r, P + 1 + p] = comp[r, p] * comp[r, p]
-    bn, cc, cr, c1, stn = _site_gls(itt, Gn, srow, ones, K, L)
+    bn, cc, cr, c1, stn, GGn_inv = _site_gls(itt, Gn, srow, ones, K, L)
     diag[D_NONLINEAR_STATUS] = stn
     if stn == STATUS_OK:
-        c3 = _cr3_cov(itt, Gn, bn, K, L)
+        c3 = _cr3_cov(itt, Gn, bn, GGn_inv, K, L)
         Vq = np.ascontiguousarray(c3[P + 1 :, P + 1 :])
         Vqi, okq = _sym_inverse(Vq, True)
         if okq:
