@@ -694,8 +694,8 @@ def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujiv
     :func:`ujive_fit`). Within a cell the UJIVE instrument is affine in
     ``x_i - xbar_s``: ``Xdot_i = (c1_s - c2_c) d_c + c2_c (x_i - xbar_s)``.
 
-    One pass over persons, O(n P^2), in blocks: the scores ``u_i h_i`` of a block are
-    stored by column, then each meat entry adds a dot product of two score rows
+    One pass over persons, O(n P^2), in blocks: a block's ``h_i`` are stored by column
+    and scaled by ``u_i``, then each meat entry adds the dot product of two rows
     (:func:`_row_dot`).
     """
     P = mediators.shape[1]
@@ -729,7 +729,7 @@ def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujiv
     do_uj = np.isfinite(beta_ujive[0])
     for i0 in range(0, n, _PERSON_BLOCK):
         m = min(_PERSON_BLOCK, n - i0)
-        # h_i and Xdot_i by column, the residuals u_i of both fits
+        # h_i of both fits by column, and their residuals u_i
         for j in range(m):
             i = i0 + j
             c = site[i] * A + arm[i]
@@ -964,7 +964,7 @@ def precision_weights(count, cross):
             if count[s, t] < 2:
                 return W, STATUS_SINGLETON_CELL
         v0 = cross[s, 0, 0, 0] / (count[s, 0] - 1.0) / count[s, 0]
-        if L == 1:
+        if L == 1:  # binary treatment: V_s is a scalar
             w, ok = _scalar_inverse(v0 + cross[s, 1, 0, 0] / (count[s, 1] - 1.0) / count[s, 1])
             if not ok:
                 return W, STATUS_SINGULAR
