@@ -191,6 +191,38 @@ def test_cell_statistics_match_numpy(seed, K, L, P):
             np.testing.assert_allclose(cross[s, t], D.T @ D, rtol=1e-10, atol=1e-10)
 
 
+def test_person_meats_match_numpy_over_several_blocks():
+    """The blocked person-level HC0 meats equal sum_i u_i^2 h_i h_i' computed directly.
+
+    OLS: h_i = x_i - xbar_s; UJIVE: h_i = leave-one-out cell mean minus leave-one-out site
+    mean. Several blocks of persons and a partial last block, rows not sorted by site.
+    """
+    K, A = 9, 3
+    for P in (1, 3):
+        site, arm, M, Y = make_data(40 + P, K, A, P, min_cell=20, max_cell=60)
+        n = Y.shape[0]
+        assert n > 3 * 128 and n % 128 != 0
+        count, mean, cross = est_api.cell_statistics(site, arm, M, Y)
+        rng = np.random.default_rng(P)
+        beta_ols, beta_uj = rng.normal(size=P), rng.normal(size=P)
+        meat_ols, meat_uj = nb.person_meats(site, arm, M, Y, count, mean, beta_ols, beta_uj)
+
+        V = np.column_stack([Y, M])
+        n_site = np.bincount(site, minlength=K)
+        site_sum = np.zeros((K, P + 1))
+        np.add.at(site_sum, site, V)
+        cell_sum = np.zeros((K, A, P + 1))
+        np.add.at(cell_sum, (site, arm), V)
+        dev = V - (site_sum / n_site[:, None])[site]
+        u_ols = dev[:, 0] - dev[:, 1:] @ beta_ols
+        u_uj = dev[:, 0] - dev[:, 1:] @ beta_uj
+        xdot = ((cell_sum[site, arm, 1:] - M) / (count[site, arm] - 1.0)[:, None]
+                - (site_sum[site, 1:] - M) / (n_site[site] - 1.0)[:, None])
+        for got, h, u in ((meat_ols, dev[:, 1:], u_ols), (meat_uj, xdot, u_uj)):
+            ref = (h * (u**2)[:, None]).T @ h
+            np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
+
+
 # --------------------------------------------------------------- identities
 @settings(max_examples=50, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.filter_too_much])

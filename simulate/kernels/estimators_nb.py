@@ -117,14 +117,12 @@ def site_cell_statistics(s, arm, mediators, outcome, start, stop, count, mean, c
         v[0] = outcome[i] - mean[s, t, 0]
         for p in range(P):
             v[p + 1] = mediators[i, p] - mean[s, t, p + 1]
+        # the full square (not a triangle and its mirror): v_a v_b = v_b v_a exactly, and a
+        # loop of constant length Q runs faster
         for a in range(Q):
             va = v[a]
-            for b in range(a, Q):
+            for b in range(Q):
                 cross[s, t, a, b] += va * v[b]
-    for t in range(A):
-        for a in range(Q):
-            for b in range(a + 1, Q):
-                cross[s, t, b, a] = cross[s, t, a, b]
 
 
 @njit(cache=True)
@@ -179,13 +177,8 @@ def cell_statistics(site, arm, mediators, outcome, n_sites, n_arms):
             v[p + 1] = mediators[i, p] - mean[s, t, p + 1]
         for a in range(Q):
             va = v[a]
-            for b in range(a, Q):
+            for b in range(Q):
                 cross[s, t, a, b] += va * v[b]
-    for s in range(n_sites):
-        for t in range(n_arms):
-            for a in range(Q):
-                for b in range(a + 1, Q):
-                    cross[s, t, b, a] = cross[s, t, a, b]
     return count, mean, cross
 
 
@@ -210,10 +203,28 @@ def site_moments(count, mean):
 
 
 @njit(cache=True)
+def cell_deviations(mean, site_mean):
+    """Within-site deviations of the cell means, vbar_c - vbar_s: (K, A, Q)."""
+    K, A, Q = mean.shape
+    dev = np.empty((K, A, Q))
+    for s in range(K):
+        for t in range(A):
+            for q in range(Q):
+                dev[s, t, q] = mean[s, t, q] - site_mean[s, q]
+    return dev
+
+
+@njit(cache=True)
 def between_within(count, mean, cross):
     r"""B = V'P_{Z~}V (between cells within sites) and Wc = V'M_{[Z,W]}V (within cells)."""
-    K, A, Q = mean.shape
-    n_site, site_mean, _ = site_moments(count, mean)
+    _, site_mean, _ = site_moments(count, mean)
+    return _between_within(count, cell_deviations(mean, site_mean), cross)
+
+
+@njit(cache=True)
+def _between_within(count, dev, cross):
+    """:func:`between_within` given the cell deviations ``dev`` = vbar_c - vbar_s."""
+    K, A, Q = dev.shape
     B = np.zeros((Q, Q))
     Wc = np.zeros((Q, Q))
     for s in range(K):
@@ -222,9 +233,9 @@ def between_within(count, mean, cross):
             if nc == 0:
                 continue
             for a in range(Q):
-                da = mean[s, t, a] - site_mean[s, a]
+                da = dev[s, t, a]
                 for b in range(Q):
-                    B[a, b] += nc * da * (mean[s, t, b] - site_mean[s, b])
+                    B[a, b] += nc * da * dev[s, t, b]
                     Wc[a, b] += cross[s, t, a, b]
     return B, Wc
 
@@ -238,6 +249,9 @@ def _sym_inverse(A, require_pd):
     it does not depend on the units of the variables.
     """
     m = A.shape[0]
+    if m == 1:
+        a_inv, ok = _scalar_inverse(A[0, 0])
+        return np.full((1, 1), a_inv), ok
     d = np.empty(m)
     for j in range(m):
         if not (A[j, j] > 0.0) or not np.isfinite(A[j, j]):
@@ -268,19 +282,45 @@ def _sym_inverse(A, require_pd):
 
 
 @njit(cache=True)
+def _scalar_inverse(a):
+    """:func:`_sym_inverse` of the 1 x 1 matrix [[a]], without LAPACK: (1/a, a > 0 and finite).
+
+    The same operations as the general path (scale to unit diagonal, invert, scale back;
+    the one eigenvalue of the scaled matrix is positive), so the same bits.
+    """
+    if not (a > 0.0) or not np.isfinite(a):
+        return np.nan, False
+    d = 1.0 / np.sqrt(a)
+    return (1.0 / (a * d * d)) * d * d, True
+
+
+@njit(cache=True)
 def _sandwich_se(bread_inv, meat, scale):
-    """sqrt(diag(scale * bread^{-1} meat bread^{-1}'))."""
-    V = bread_inv @ meat @ bread_inv.T
-    P = V.shape[0]
+    """sqrt(diag(scale * bread^{-1} meat bread^{-1}')), NaN where the variance is negative."""
+    P = bread_inv.shape[0]
     out = np.empty(P)
     for p in range(P):
-        out[p] = np.sqrt(scale * V[p, p]) if V[p, p] >= 0 else np.nan
+        v = 0.0
+        for a in range(P):
+            row = 0.0
+            for c in range(P):
+                row += meat[a, c] * bread_inv[p, c]
+            v += bread_inv[p, a] * row
+        out[p] = np.sqrt(scale * v) if v >= 0 else np.nan
     return out
 
 
 @njit(cache=True)
 def _quad(M, b):
-    return b @ M @ b
+    """b'M b."""
+    Q = b.shape[0]
+    acc = 0.0
+    for a in range(Q):
+        row = 0.0
+        for c in range(Q):
+            row += M[a, c] * b[c]
+        acc += b[a] * row
+    return acc
 
 
 @njit(cache=True)
@@ -358,17 +398,31 @@ def kclass_fit(count, mean, cross, B, Wc, kappa, require_pd):
     status : int
     bread_inv : (P, P)  A_XX^{-1}
     """
-    K, A, Q = mean.shape
+    _, site_mean, _ = site_moments(count, mean)
+    return _kclass_fit(count, cell_deviations(mean, site_mean), cross, B, Wc, kappa, require_pd)
+
+
+@njit(cache=True)
+def _kclass_fit(count, dev, cross, B, Wc, kappa, require_pd):
+    """:func:`kclass_fit` given the cell deviations ``dev`` = vbar_c - vbar_s."""
+    K, A, Q = dev.shape
     P = Q - 1
     se = np.full((N_SE, P), np.nan)
     beta = np.full(P, np.nan)
-    Aq = B + (1.0 - kappa) * Wc
-    Axx = np.ascontiguousarray(Aq[1:, 1:])
-    Axy = np.ascontiguousarray(Aq[1:, 0])
+    Axx = np.empty((P, P))
+    Axy = np.empty(P)
+    for p in range(P):
+        Axy[p] = B[p + 1, 0] + (1.0 - kappa) * Wc[p + 1, 0]
+        for r in range(P):
+            Axx[p, r] = B[p + 1, r + 1] + (1.0 - kappa) * Wc[p + 1, r + 1]
     Ainv, ok = _sym_inverse(Axx, require_pd)
     if not ok:
         return beta, se, STATUS_SINGULAR, Ainv
-    beta = Ainv @ Axy
+    for p in range(P):
+        acc = 0.0
+        for r in range(P):
+            acc += Ainv[p, r] * Axy[r]
+        beta[p] = acc
     b = _coef_vector(beta)
     n = 0
     for s in range(K):
@@ -378,44 +432,46 @@ def kclass_fit(count, mean, cross, B, Wc, kappa, require_pd):
     s2 = ssr / n
     for p in range(P):
         se[SE_CONVENTIONAL, p] = np.sqrt(s2 * Ainv[p, p]) if Ainv[p, p] >= 0 else np.nan
-    n_site, site_mean, _ = site_moments(count, mean)
     meat = np.zeros((P, P))
     meat_cl = np.zeros((P, P))
     meat_h = np.zeros((P, P))
-    score = np.zeros(P)
-    d = np.empty(P)
-    w = np.empty(P)
-    dv = np.empty(Q)
+    score = np.empty(P)
+    Wb = np.empty(Q)
     for s in range(K):
         score[:] = 0.0
         for t in range(A):
             nc = count[s, t]
             if nc == 0:
                 continue
+            # g_c = b'(vbar_c - vbar_s), Wb = W_c b (its X rows are w), u2 = sum_{i in c} u_i^2
+            g = 0.0
+            bWb = 0.0
             for q in range(Q):
-                dv[q] = mean[s, t, q] - site_mean[s, q]
-            for p in range(P):
-                d[p] = dv[p + 1]
-            g = b @ dv
-            Wct = cross[s, t]
-            u2 = _quad(Wct, b) + nc * g * g
-            for p in range(P):
+                g += b[q] * dev[s, t, q]
                 acc = 0.0
-                for q in range(Q):
-                    acc += Wct[p + 1, q] * b[q]
-                w[p] = acc
+                for r in range(Q):
+                    acc += cross[s, t, q, r] * b[r]
+                Wb[q] = acc
+                bWb += b[q] * acc
+            u2 = bWb + nc * g * g
+            # d = dev[s, t, 1:]; the meats are symmetric: upper triangle here, mirrored below
             for p in range(P):
-                score[p] += (1.0 - kappa) * w[p] + nc * d[p] * g
-                for r in range(P):
-                    meat[p, r] += d[p] * d[r] * u2
-                    meat_h[p, r] += (
-                        d[p] * d[r] * u2
-                        + g * (d[p] * w[r] + w[p] * d[r])
-                        + g * g * Wct[p + 1, r + 1]
-                    )
+                dp = dev[s, t, p + 1]
+                wp = Wb[p + 1]
+                score[p] += (1.0 - kappa) * wp + nc * dp * g
+                for r in range(p, P):
+                    dr = dev[s, t, r + 1]
+                    ddu = dp * dr * u2
+                    meat[p, r] += ddu
+                    meat_h[p, r] += ddu + g * (dp * Wb[r + 1] + wp * dr) + g * g * cross[s, t, p + 1, r + 1]
         for p in range(P):
-            for r in range(P):
+            for r in range(p, P):
                 meat_cl[p, r] += score[p] * score[r]
+    for p in range(P):
+        for r in range(p + 1, P):
+            meat[r, p] = meat[p, r]
+            meat_h[r, p] = meat_h[p, r]
+            meat_cl[r, p] = meat_cl[p, r]
     se[SE_HC0] = _sandwich_se(Ainv, meat, 1.0)
     dof = n - K - P
     se[SE_HC1] = se[SE_HC0] * np.sqrt(n / dof) if dof > 0 else np.full(P, np.nan)
@@ -543,11 +599,19 @@ def ujive_fit(count, mean, cross):
 
     Returns (beta, se (N_SE, P), status, G^{-1}).
     """
-    K, A, Q = mean.shape
+    _, site_mean, _ = site_moments(count, mean)
+    dev = cell_deviations(mean, site_mean)
+    B, Wc = _between_within(count, dev, cross)
+    return _ujive_fit(count, dev, cross, B, Wc)
+
+
+@njit(cache=True)
+def _ujive_fit(count, dev, cross, B, Wc):
+    """:func:`ujive_fit` given the cell deviations ``dev`` = vbar_c - vbar_s, B and Wc."""
+    K, A, Q = dev.shape
     P = Q - 1
     se = np.full((N_SE, P), np.nan)
     beta = np.full(P, np.nan)
-    n_site, site_mean, _ = site_moments(count, mean)
     for s in range(K):
         for t in range(A):
             if count[s, t] < 2:
@@ -556,49 +620,55 @@ def ujive_fit(count, mean, cross):
     XX = np.zeros((P, P))
     n = 0
     for s in range(K):
-        ns = n_site[s]
+        ns = 0
+        for t in range(A):
+            ns += count[s, t]
         c1 = ns / (ns - 1.0)
         for t in range(A):
             nc = count[s, t]
             n += nc
             c2 = 1.0 / (ns - 1.0) - 1.0 / (nc - 1.0)
             for p in range(P):
-                dp = mean[s, t, p + 1] - site_mean[s, p + 1]
+                dp = dev[s, t, p + 1]
                 for q in range(Q):
-                    XV[p, q] += c2 * cross[s, t, p + 1, q] + c1 * nc * dp * (
-                        mean[s, t, q] - site_mean[s, q]
-                    )
+                    XV[p, q] += c2 * cross[s, t, p + 1, q] + c1 * nc * dp * dev[s, t, q]
                 for r in range(P):
-                    dr = mean[s, t, r + 1] - site_mean[s, r + 1]
+                    dr = dev[s, t, r + 1]
                     XX[p, r] += c1 * c1 * nc * dp * dr + c2 * c2 * cross[s, t, p + 1, r + 1]
-    G = np.ascontiguousarray(XV[:, 1:])
-    G = 0.5 * (G + G.T)
+    G = np.empty((P, P))
+    for p in range(P):
+        for r in range(P):
+            G[p, r] = 0.5 * (XV[p, r + 1] + XV[r, p + 1])
     Gi, ok = _sym_inverse(G, False)
     if not ok:
         return beta, se, STATUS_SINGULAR, Gi
-    beta = Gi @ np.ascontiguousarray(XV[:, 0])
+    for p in range(P):
+        acc = 0.0
+        for r in range(P):
+            acc += Gi[p, r] * XV[r, 0]
+        beta[p] = acc
     b = _coef_vector(beta)
-    B, Wc = between_within(count, mean, cross)
     s2 = _quad(Wc + B, b) / n
     se[SE_CONVENTIONAL] = _sandwich_se(Gi, XX, s2)
     meat_cl = np.zeros((P, P))
-    score = np.zeros(P)
-    dv = np.empty(Q)
+    score = np.empty(P)
     for s in range(K):
-        ns = n_site[s]
+        ns = 0
+        for t in range(A):
+            ns += count[s, t]
         c1 = ns / (ns - 1.0)
         score[:] = 0.0
         for t in range(A):
             nc = count[s, t]
             c2 = 1.0 / (ns - 1.0) - 1.0 / (nc - 1.0)
+            g = 0.0
             for q in range(Q):
-                dv[q] = mean[s, t, q] - site_mean[s, q]
-            g = b @ dv
+                g += b[q] * dev[s, t, q]
             for p in range(P):
                 acc = 0.0
                 for q in range(Q):
                     acc += cross[s, t, p + 1, q] * b[q]
-                score[p] += c2 * acc + c1 * nc * dv[p + 1] * g
+                score[p] += c2 * acc + c1 * nc * dev[s, t, p + 1] * g
         for p in range(P):
             for r in range(P):
                 meat_cl[p, r] += score[p] * score[r]
@@ -612,60 +682,102 @@ def ujive_fit(count, mean, cross):
 
 
 # ============================================================ person-level meats
+_PERSON_BLOCK = 128  # persons per block in person_meats
+
+
 @njit(cache=True)
 def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujive):
     r"""HC0 meats that need fourth moments: OLS and UJIVE.
 
     ``sum_i u_i^2 h_i h_i'`` with ``u_i = (y_i - ybar_s) - (x_i - xbar_s)'beta``
     and ``h_i = x_i - xbar_s`` (OLS) or ``h_i = Xdot_i`` (UJIVE, see
-    :func:`ujive_fit`). One pass over persons, O(n P^2).
+    :func:`ujive_fit`). Within a cell the UJIVE instrument is affine in
+    ``x_i - xbar_s``: ``Xdot_i = (c1_s - c2_c) d_c + c2_c (x_i - xbar_s)``.
+
+    One pass over persons, O(n P^2), in blocks: a block's ``h_i`` are stored by column
+    and scaled by ``u_i``, then each meat entry adds the dot product of two rows
+    (:func:`_row_dot`).
     """
     P = mediators.shape[1]
     K, A = count.shape
     n_site, site_mean, _ = site_moments(count, mean)
-    # per-cell constants of the UJIVE instrument (one division per cell, not per person)
-    c1 = np.zeros((K, A))
-    c2 = np.zeros((K, A))
+    # per cell c = s A + t: ybar_s, xbar_s (columns 1..P), c2_c and (c1_s - c2_c) d_c
+    C2 = 1 + P
+    ALPHA = 2 + P
+    cell = np.zeros((K * A, 2 + 2 * P))
     for s in range(K):
+        ns = n_site[s]
         for t in range(A):
-            ns = n_site[s]
             nc = count[s, t]
+            c = s * A + t
+            cell[c, 0] = site_mean[s, 0]
+            for p in range(P):
+                cell[c, 1 + p] = site_mean[s, p + 1]
             if ns > 1 and nc > 1:
-                c1[s, t] = ns / (ns - 1.0)
-                c2[s, t] = 1.0 / (ns - 1.0) - 1.0 / (nc - 1.0)
+                c1 = ns / (ns - 1.0)
+                c2 = 1.0 / (ns - 1.0) - 1.0 / (nc - 1.0)
+                cell[c, C2] = c2
+                for p in range(P):
+                    cell[c, ALPHA + p] = (c1 - c2) * (mean[s, t, p + 1] - site_mean[s, p + 1])
+    n = outcome.shape[0]
+    score_ols = np.empty((P, _PERSON_BLOCK))
+    score_uj = np.empty((P, _PERSON_BLOCK))
+    u_ols = np.empty(_PERSON_BLOCK)
+    u_uj = np.empty(_PERSON_BLOCK)
     meat_ols = np.zeros((P, P))
     meat_uj = np.zeros((P, P))
-    h = np.empty(P)
-    g = np.empty(P)
     do_uj = np.isfinite(beta_ujive[0])
-    for i in range(outcome.shape[0]):
-        s = site[i]
-        t = arm[i]
-        y = outcome[i] - site_mean[s, 0]
-        u = y
-        u2 = y
+    for i0 in range(0, n, _PERSON_BLOCK):
+        m = min(_PERSON_BLOCK, n - i0)
+        # h_i of both fits by column, and their residuals u_i
+        for j in range(m):
+            i = i0 + j
+            c = site[i] * A + arm[i]
+            uo = outcome[i] - cell[c, 0]
+            uu = uo
+            c2 = cell[c, C2]
+            for p in range(P):
+                hp = mediators[i, p] - cell[c, 1 + p]
+                score_ols[p, j] = hp
+                score_uj[p, j] = cell[c, ALPHA + p] + c2 * hp
+                uo -= hp * beta_ols[p]
+                uu -= hp * beta_ujive[p]
+            u_ols[j] = uo
+            u_uj[j] = uu
         for p in range(P):
-            h[p] = mediators[i, p] - site_mean[s, p + 1]
-            u -= h[p] * beta_ols[p]
-            u2 -= h[p] * beta_ujive[p]
-        uu = u * u
+            for j in range(m):
+                score_ols[p, j] *= u_ols[j]
+                score_uj[p, j] *= u_uj[j]
         for p in range(P):
             for r in range(p, P):
-                meat_ols[p, r] += uu * h[p] * h[r]
-        if do_uj:
-            a1 = c1[s, t]
-            a2 = c2[s, t]
-            for p in range(P):
-                g[p] = a1 * (mean[s, t, p + 1] - site_mean[s, p + 1]) + a2 * (mediators[i, p] - mean[s, t, p + 1])
-            vv = u2 * u2
-            for p in range(P):
-                for r in range(p, P):
-                    meat_uj[p, r] += vv * g[p] * g[r]
+                meat_ols[p, r] += _row_dot(score_ols, p, r, m)
+                if do_uj:
+                    meat_uj[p, r] += _row_dot(score_uj, p, r, m)
     for p in range(P):
         for r in range(p + 1, P):
             meat_ols[r, p] = meat_ols[p, r]
             meat_uj[r, p] = meat_uj[p, r]
     return meat_ols, meat_uj
+
+
+@njit(cache=True)
+def _row_dot(X, p, r, m):
+    """sum_{j < m} X[p, j] X[r, j], in four interleaved partial sums (independent additions)."""
+    a0 = 0.0
+    a1 = 0.0
+    a2 = 0.0
+    a3 = 0.0
+    j = 0
+    while j + 4 <= m:
+        a0 += X[p, j] * X[r, j]
+        a1 += X[p, j + 1] * X[r, j + 1]
+        a2 += X[p, j + 2] * X[r, j + 2]
+        a3 += X[p, j + 3] * X[r, j + 3]
+        j += 4
+    while j < m:
+        a0 += X[p, j] * X[r, j]
+        j += 1
+    return (a0 + a1) + (a2 + a3)
 
 
 # ============================================================ between-site regressions
@@ -698,7 +810,7 @@ def site_contrasts(count, mean):
 
 
 @njit(cache=True)
-def _cr3_cov(itt, G, beta, n_sites, L):
+def _cr3_cov(itt, G, beta, Gi, n_sites, L):
     r"""Jackknife (CR3 / HC3) site-clustered covariance of the unweighted between-site regression.
 
     ``(G'G)^{-1} [sum_s G_s' e_s e_s' G_s] (G'G)^{-1}`` with ``e_s = (I - H_ss)^{-1} r_s`` and
@@ -706,25 +818,45 @@ def _cr3_cov(itt, G, beta, n_sites, L):
     MacKinnon & White 1985).  The squared compliances of the nonlinearity test have high
     leverage, and the HC1 sandwich then rejects about twice as often as it should with 20-50
     sites; with this covariance the size is close to nominal.  NaN where a leverage block is
-    singular.
+    singular.  ``Gi`` = (G'G)^{-1}, as returned by :func:`_site_gls` with unit weights.
     """
     N, p = G.shape
-    GG = G.T @ G
-    Gi, ok = _sym_inverse(GG, True)
     out = np.full((p, p), np.nan)
-    if not ok:
-        return out
     res = itt - G @ beta
     meat = np.zeros((p, p))
+    GsGi = np.empty((L, p))  # G_s (G'G)^{-1}
+    Hs = np.empty((L, L))  # I - H_ss
+    es = np.empty(L)
+    sc = np.empty(p)
     for s in range(n_sites):
-        Gs = np.ascontiguousarray(G[s * L:(s + 1) * L])
-        Hs = np.eye(L) - Gs @ Gi @ Gs.T
-        rs = np.ascontiguousarray(res[s * L:(s + 1) * L])
-        det = np.linalg.det(Hs)
-        if not abs(det) > 1e-12:
-            return out
-        es = np.linalg.solve(Hs, rs)
-        sc = Gs.T @ es
+        r0 = s * L
+        for a in range(L):
+            for k in range(p):
+                acc = 0.0
+                for j in range(p):
+                    acc += G[r0 + a, j] * Gi[j, k]
+                GsGi[a, k] = acc
+        for a in range(L):
+            for c in range(L):
+                acc = 0.0
+                for k in range(p):
+                    acc += GsGi[a, k] * G[r0 + c, k]
+                Hs[a, c] = (1.0 if a == c else 0.0) - acc
+        if L == 1:  # a scalar leverage: its determinant is itself
+            det = Hs[0, 0]
+            if not abs(det) > 1e-12:
+                return out
+            es[0] = res[r0] / det
+        else:
+            det = np.linalg.det(Hs)
+            if not abs(det) > 1e-12:
+                return out
+            es[:] = np.linalg.solve(Hs, res[r0:r0 + L])
+        for j in range(p):
+            acc = 0.0
+            for a in range(L):
+                acc += G[r0 + a, j] * es[a]
+            sc[j] = acc
         for j in range(p):
             for k in range(p):
                 meat[j, k] += sc[j] * sc[k]
@@ -741,43 +873,44 @@ def _site_gls(itt, G, site_of_row, weight, n_sites, L):
     Conventional covariance ``s^2 (G'WG)^{-1}`` with ``s^2 = r'Wr / (N - p)``;
     robust: the site-level sandwich ``(G'WG)^{-1} [sum_s G_s'W_s r_s r_s'W_s G_s]
     (G'WG)^{-1}`` (HC0 when L = 1) and that times K / (K - p).
-    Returns (beta, cov_conventional, cov_hc0, cov_hc1, status).
+    Returns (beta, cov_conventional, cov_hc0, cov_hc1, status, (G'WG)^{-1}).
     """
     N, p = G.shape
     beta = np.full(p, np.nan)
     nanm = np.full((p, p), np.nan)
     if N <= p or n_sites <= p:
-        return beta, nanm, nanm, nanm, STATUS_TOO_FEW_SITES
+        return beta, nanm, nanm, nanm, STATUS_TOO_FEW_SITES, nanm
     GWG = np.zeros((p, p))
     GWy = np.zeros(p)
     for s in range(n_sites):
-        Ws = weight[s]
         for a in range(L):
             ra = s * L + a
             for c in range(L):
                 rc = s * L + c
-                wac = Ws[a, c]
-                GWy += G[ra] * wac * itt[rc]
+                wac = weight[s, a, c]
                 for j in range(p):
+                    gw = G[ra, j] * wac
+                    GWy[j] += gw * itt[rc]
                     for k in range(p):
-                        GWG[j, k] += G[ra, j] * wac * G[rc, k]
+                        GWG[j, k] += gw * G[rc, k]
     Gi, ok = _sym_inverse(GWG, True)
     if not ok:
-        return beta, nanm, nanm, nanm, STATUS_SINGULAR
+        return beta, nanm, nanm, nanm, STATUS_SINGULAR, nanm
     beta = Gi @ GWy
     res = itt - G @ beta
     rwr = 0.0
     meat = np.zeros((p, p))
     sc = np.empty(p)
     for s in range(n_sites):
-        Ws = weight[s]
         sc[:] = 0.0
         for a in range(L):
             ra = s * L + a
             for c in range(L):
                 rc = s * L + c
-                rwr += res[ra] * Ws[a, c] * res[rc]
-                sc += G[ra] * Ws[a, c] * res[rc]
+                wac = weight[s, a, c]
+                rwr += res[ra] * wac * res[rc]
+                for j in range(p):
+                    sc[j] += G[ra, j] * wac * res[rc]
         for j in range(p):
             for k in range(p):
                 meat[j, k] += sc[j] * sc[k]
@@ -786,8 +919,8 @@ def _site_gls(itt, G, site_of_row, weight, n_sites, L):
     cov_1 = cov_r * (n_sites / (n_sites - p))
     for j in range(p):
         if not np.isfinite(beta[j]):
-            return beta, cov_c, cov_r, cov_1, STATUS_NUMERICAL
-    return beta, cov_c, cov_r, cov_1, STATUS_OK
+            return beta, cov_c, cov_r, cov_1, STATUS_NUMERICAL, Gi
+    return beta, cov_c, cov_r, cov_1, STATUS_OK, Gi
 
 
 @njit(cache=True)
@@ -830,8 +963,14 @@ def precision_weights(count, cross):
         for t in range(A):
             if count[s, t] < 2:
                 return W, STATUS_SINGLETON_CELL
-        V = np.zeros((L, L))
         v0 = cross[s, 0, 0, 0] / (count[s, 0] - 1.0) / count[s, 0]
+        if L == 1:  # binary treatment: V_s is a scalar
+            w, ok = _scalar_inverse(v0 + cross[s, 1, 0, 0] / (count[s, 1] - 1.0) / count[s, 1])
+            if not ok:
+                return W, STATUS_SINGULAR
+            W[s, 0, 0] = w
+            continue
+        V = np.zeros((L, L))
         for a in range(L):
             for c in range(L):
                 V[a, c] = v0
@@ -860,6 +999,17 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
         Sanderson & Windmeijer (2016): with ``delta = B_{-p,-p}^{-1} B_{-p,p}`` and
         ``a = e_p - E_{-p} delta``, ``(a'B a / (K L - P + 1)) / (a'Wc a / (n - K A))``.
     """
+    est, se, status, diag, fs_f, sw_f, _, _ = _fit_from_statistics(count, mean, cross, fuller_alpha)
+    return est, se, status, diag, fs_f, sw_f
+
+
+@njit(cache=True)
+def _fit_from_statistics(count, mean, cross, fuller_alpha):
+    """:func:`fit_from_statistics`, and the breads of OLS and UJIVE for their person-level HC0.
+
+    Returns the six outputs of :func:`fit_from_statistics`, ``(Wc + B)_XX^{-1}`` and
+    ``(Xdot'X)^{-1}`` (NaN where not computed).
+    """
     K, A, Q = mean.shape
     P = Q - 1
     L = A - 1
@@ -882,10 +1032,12 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
     diag[D_N] = n
     diag[D_SITES] = K
     diag[D_ARMS] = A
-    B, Wc = between_within(count, mean, cross)
+    _, site_mean, arm_mean = site_moments(count, mean)
+    dev = cell_deviations(mean, site_mean)
+    B, Wc = _between_within(count, dev, cross)
 
     # ---- OLS with site effects: needs no instrument
-    b_ols, s_ols, st_ols, _ = kclass_fit(count, mean, cross, B, Wc, 0.0, True)
+    b_ols, s_ols, st_ols, ols_bread_inv = _kclass_fit(count, dev, cross, B, Wc, 0.0, True)
     est[E_OLS] = b_ols
     se[E_OLS] = s_ols
     se[E_OLS, SE_HC0] = np.nan  # person-level, see person_meats
@@ -898,10 +1050,11 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
         iv_status = STATUS_EMPTY_CELL
     elif n_inst < P:
         iv_status = STATUS_TOO_FEW_SITES
+    ujive_bread_inv = np.full((P, P), np.nan)
     if iv_status != STATUS_OK:
         for e in range(1, E):
             status[e] = iv_status
-        return est, se, status, diag, fs_f, sw_f
+        return est, se, status, diag, fs_f, sw_f, ols_bread_inv, ujive_bread_inv
 
     # ---- first-stage diagnostics
     df2 = n - n_cells
@@ -949,7 +1102,7 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
     diag[D_SIGMA_RATIO] = diag[D_SIGMA_MIN] / smax if smax > 0 else 0.0
 
     # ---- 2SLS
-    b_2s, s_2s, st_2s, _ = kclass_fit(count, mean, cross, B, Wc, 1.0, True)
+    b_2s, s_2s, st_2s, _ = _kclass_fit(count, dev, cross, B, Wc, 1.0, True)
     est[E_TSLS] = b_2s
     se[E_TSLS] = s_2s
     status[E_TSLS] = st_2s
@@ -968,7 +1121,7 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
     else:
         diag[D_LIML_KAPPA] = kap
         diag[D_CRAGG_DONALD] = df2 * (kap - 1.0)
-        b_l, s_l, st_l, _ = kclass_fit(count, mean, cross, B, Wc, kap, True)
+        b_l, s_l, st_l, _ = _kclass_fit(count, dev, cross, B, Wc, kap, True)
         est[E_LIML] = b_l
         se[E_LIML] = s_l
         status[E_LIML] = st_l
@@ -976,7 +1129,7 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
             se[E_LIML, SE_MANY_INSTRUMENT] = bekker_se(B, Wc, b_l, kap, n, K)
         kf = kap - fuller_alpha / (n - n_cells)
         diag[D_FULLER_KAPPA] = kf
-        b_f, s_f, st_f, _ = kclass_fit(count, mean, cross, B, Wc, kf, True)
+        b_f, s_f, st_f, _ = _kclass_fit(count, dev, cross, B, Wc, kf, True)
         est[E_FULLER] = b_f
         se[E_FULLER] = s_f
         status[E_FULLER] = st_f
@@ -984,7 +1137,7 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
             se[E_FULLER, SE_MANY_INSTRUMENT] = bekker_se(B, Wc, b_f, kf, n, K)
 
     # ---- UJIVE
-    b_u, s_u, st_u, _ = ujive_fit(count, mean, cross)
+    b_u, s_u, st_u, ujive_bread_inv = _ujive_fit(count, dev, cross, B, Wc)
     est[E_UJIVE] = b_u
     se[E_UJIVE] = s_u
     status[E_UJIVE] = st_u
@@ -992,7 +1145,7 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
     # ---- bias-corrected 2SLS (KCFGI 2015)
     if df2 > 0:
         kb = 1.0 + n_inst / df2
-        b_b, s_b, st_b, _ = kclass_fit(count, mean, cross, B, Wc, kb, False)
+        b_b, s_b, st_b, _ = _kclass_fit(count, dev, cross, B, Wc, kb, False)
         est[E_BTSLS] = b_b
         se[E_BTSLS] = s_b
         status[E_BTSLS] = st_b
@@ -1007,7 +1160,7 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
     for s in range(K):
         for a in range(L):
             ones[s, a, a] = 1.0
-    bo, cc, cr, c1, sto = _site_gls(itt, comp, srow, ones, K, L)
+    bo, cc, cr, c1, sto, _ = _site_gls(itt, comp, srow, ones, K, L)
     est[E_BETWEEN_OLS] = bo
     status[E_BETWEEN_OLS] = sto
     for p in range(P):
@@ -1018,7 +1171,7 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
     if stw != STATUS_OK:
         status[E_BETWEEN_PRECISION] = stw
     else:
-        bp, cc, cr, c1, stp = _site_gls(itt, comp, srow, pw, K, L)
+        bp, cc, cr, c1, stp, _ = _site_gls(itt, comp, srow, pw, K, L)
         est[E_BETWEEN_PRECISION] = bp
         status[E_BETWEEN_PRECISION] = stp
         for p in range(P):
@@ -1032,7 +1185,7 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
         Gi[r, 0] = tval[r]
         for p in range(P):
             Gi[r, p + 1] = comp[r, p]
-    bi, cc, cr, c1, sti = _site_gls(itt, Gi, srow, ones, K, L)
+    bi, cc, cr, c1, sti, _ = _site_gls(itt, Gi, srow, ones, K, L)
     status[E_BETWEEN_INTERCEPT] = sti
     for p in range(P):
         est[E_BETWEEN_INTERCEPT, p] = bi[p + 1]
@@ -1050,10 +1203,10 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
         for p in range(P):
             Gn[r, p + 1] = comp[r, p]
             Gn[r, P + 1 + p] = comp[r, p] * comp[r, p]
-    bn, cc, cr, c1, stn = _site_gls(itt, Gn, srow, ones, K, L)
+    bn, cc, cr, c1, stn, GGn_inv = _site_gls(itt, Gn, srow, ones, K, L)
     diag[D_NONLINEAR_STATUS] = stn
     if stn == STATUS_OK:
-        c3 = _cr3_cov(itt, Gn, bn, K, L)
+        c3 = _cr3_cov(itt, Gn, bn, GGn_inv, K, L)
         Vq = np.ascontiguousarray(c3[P + 1 :, P + 1 :])
         Vqi, okq = _sym_inverse(Vq, True)
         if okq:
@@ -1067,25 +1220,25 @@ def fit_from_statistics(count, mean, cross, fuller_alpha):
     if P != 1:
         status[E_WALD] = STATUS_NOT_APPLICABLE
     else:
-        bw, sew, stw2 = _wald(count, mean, cross)
+        bw, sew, stw2 = _wald(count, dev, cross, B, Wc, arm_mean)
         est[E_WALD, 0] = bw
         for j in range(N_SE):
             se[E_WALD, j, 0] = sew[j]
         status[E_WALD] = stw2
-    return est, se, status, diag, fs_f, sw_f
+    return est, se, status, diag, fs_f, sw_f, ols_bread_inv, ujive_bread_inv
 
 
 @njit(cache=True)
-def _wald(count, mean, cross):
+def _wald(count, dev, cross, B, Wc, arm_mean):
     r"""Pooled Wald / IV with instrument ``z_i = t_i - tbar_s`` and site effects (P = 1).
 
     ``beta = z'y / z'x`` with ``z'v = sum_c n_c (t - tbar_s)(vbar_c - vbar_s)``;
     conventional ``(u'u/n) z'z / (z'x)^2``; HC0 ``sum_c (t - tbar_s)^2 sum_{i in c}
     u_i^2 / (z'x)^2``; site-clustered with scores ``sum_c (t - tbar_s) n_c g_c``.
+    ``dev`` are the cell deviations vbar_c - vbar_s, ``arm_mean`` tbar_s.
     """
-    K, A, Q = mean.shape
+    K, A, Q = dev.shape
     se = np.full(N_SE, np.nan)
-    n_site, site_mean, arm_mean = site_moments(count, mean)
     zy = 0.0
     zx = 0.0
     zz = 0.0
@@ -1096,18 +1249,16 @@ def _wald(count, mean, cross):
             n += nc
             z = t - arm_mean[s]
             zz += nc * z * z
-            zy += nc * z * (mean[s, t, 0] - site_mean[s, 0])
-            zx += nc * z * (mean[s, t, 1] - site_mean[s, 1])
+            zy += nc * z * dev[s, t, 0]
+            zx += nc * z * dev[s, t, 1]
     if zz <= 0 or zx == 0.0:
         return np.nan, se, STATUS_SINGULAR
     beta = zy / zx
     b = np.array([1.0, -beta])
-    B, Wc = between_within(count, mean, cross)
     s2 = _quad(Wc + B, b) / n
     se[SE_CONVENTIONAL] = np.sqrt(s2 * zz) / abs(zx)
     meat = 0.0
     meat_cl = 0.0
-    dv = np.empty(Q)
     for s in range(K):
         sc = 0.0
         for t in range(A):
@@ -1115,9 +1266,7 @@ def _wald(count, mean, cross):
             if nc == 0:
                 continue
             z = t - arm_mean[s]
-            for q in range(Q):
-                dv[q] = mean[s, t, q] - site_mean[s, q]
-            g = b @ dv
+            g = dev[s, t, 0] - beta * dev[s, t, 1]
             u2 = _quad(cross[s, t], b) + nc * g * g
             meat += z * z * u2
             sc += z * nc * g
@@ -1141,23 +1290,21 @@ def fit_persons(site, arm, mediators, outcome, n_sites, n_arms, fuller_alpha):
 @njit(cache=True)
 def fit_with_statistics(site, arm, mediators, outcome, count, mean, cross, n_sites, fuller_alpha):
     """:func:`fit_persons` given the cell statistics of the same persons."""
-    est, se, status, diag, fs_f, sw_f = fit_from_statistics(count, mean, cross, fuller_alpha)
+    est, se, status, diag, fs_f, sw_f, ols_bread_inv, ujive_bread_inv = _fit_from_statistics(
+        count, mean, cross, fuller_alpha
+    )
     P = mediators.shape[1]
     n = outcome.shape[0]
     meat_ols, meat_uj = person_meats(
         site, arm, mediators, outcome, count, mean, est[E_OLS], est[E_UJIVE]
     )
-    B, Wc = between_within(count, mean, cross)
     dof = n - n_sites - P
     if status[E_OLS] == STATUS_OK:
-        Ai, ok = _sym_inverse(np.ascontiguousarray((B + Wc)[1:, 1:]), True)
-        if ok:
-            se[E_OLS, SE_HC0] = _sandwich_se(Ai, meat_ols, 1.0)
-            if dof > 0:
-                se[E_OLS, SE_HC1] = se[E_OLS, SE_HC0] * np.sqrt(n / dof)
+        se[E_OLS, SE_HC0] = _sandwich_se(ols_bread_inv, meat_ols, 1.0)
+        if dof > 0:
+            se[E_OLS, SE_HC1] = se[E_OLS, SE_HC0] * np.sqrt(n / dof)
     if status[E_UJIVE] == STATUS_OK:
-        _, _, _, Gi = ujive_fit(count, mean, cross)
-        se[E_UJIVE, SE_HC0] = _sandwich_se(Gi, meat_uj, 1.0)
+        se[E_UJIVE, SE_HC0] = _sandwich_se(ujive_bread_inv, meat_uj, 1.0)
         if dof > 0:
             se[E_UJIVE, SE_HC1] = se[E_UJIVE, SE_HC0] * np.sqrt(n / dof)
     return est, se, status, diag, fs_f, sw_f
