@@ -92,6 +92,17 @@ def _time_numpy(rng: np.random.Generator, n: int, batch: int) -> float:
     return (time.perf_counter() - t0) / batch
 
 
+def _time_kernel_normals(out: np.ndarray, batch: int) -> float:
+    """Seconds per fill of ``out`` with the kernels' own normals (``rng_nb.fill_normal``) over ``batch`` fills."""
+    from simulate.kernels.rng_nb import fill_normal
+
+    state = np.array([1, 2, 3, 4], np.uint64)
+    t0 = time.perf_counter()
+    for _ in range(batch):
+        fill_normal(state, out)
+    return (time.perf_counter() - t0) / batch
+
+
 def median(xs) -> float:
     return float(np.median(np.asarray(xs, float)))
 
@@ -107,7 +118,9 @@ def floor(sc: Scenario, *, batch: int, warmup: int, repeats: int) -> dict:
     estimators = sorted(set(warm_rows["estimator"].tolist()))
     rng = np.random.default_rng()
     rng.standard_normal(n_normals)
-    pipeline, numpy_ = [], []
+    buffer = np.empty(n_normals)
+    _time_kernel_normals(buffer, 1)
+    pipeline, numpy_, kernel = [], [], []
     start = warmup
     for i in range(repeats):
         order = (0, 1) if i % 2 == 0 else (1, 0)
@@ -117,6 +130,7 @@ def floor(sc: Scenario, *, batch: int, warmup: int, repeats: int) -> dict:
                 start += batch
             else:
                 numpy_.append(_time_numpy(rng, n_normals, batch))
+        kernel.append(_time_kernel_normals(buffer, batch))
     t_pipe, t_np = median(pipeline), median(numpy_)
     return {
         "n_sites": sc.n_sites, "n_per_site": persons(sc) // sc.n_sites, "n_mediators": sc.n_mediators,
@@ -126,6 +140,8 @@ def floor(sc: Scenario, *, batch: int, warmup: int, repeats: int) -> dict:
         "pipeline_seconds_per_replication": t_pipe, "numpy_seconds_per_draw": t_np,
         "pipeline_samples": pipeline, "numpy_samples": numpy_,
         "ratio": t_pipe / t_np,
+        # context, not a target: the kernels' own generator drawing the same normals
+        "kernel_normals_seconds_per_draw": median(kernel), "kernel_normals_samples": kernel,
     }
 
 

@@ -157,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{ms(fl['numpy_seconds_per_draw'])}")
     say(f"  floor ratio = {ms(fl['pipeline_seconds_per_replication'])} / {ms(fl['numpy_seconds_per_draw'])} "
         f"= {fl['ratio']:.2f}")
+    n = fl["normals_per_replication"]
+    say(f"  (context: the kernels' own generator, rng_nb.fill_normal of {n}: "
+        f"{ms(fl['kernel_normals_seconds_per_draw'])} = {1e9 * fl['kernel_normals_seconds_per_draw'] / n:.2f} ns "
+        f"per normal, numpy {1e9 * fl['numpy_seconds_per_draw'] / n:.2f} ns)")
 
     # ------------------------------------------------------------------ 2. linearmodels
     say.section(SECTIONS[2])
