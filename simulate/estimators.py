@@ -487,7 +487,8 @@ def anderson_rubin_test(site, treatment, mediators, outcome, effect, *, n_sites=
 
     Returns
     -------
-    dict with ``statistic``, ``df1``, ``df2``, ``p_value``.
+    dict with ``statistic``, ``df1``, ``df2``, ``p_value`` (NaN when the within-cell
+    residuals at ``effect`` are all zero).
     """
     site, treatment, mediators, outcome = _validate(site, treatment, mediators, outcome)
     effect = np.atleast_1d(np.asarray(effect, dtype=np.float64))
@@ -495,6 +496,11 @@ def anderson_rubin_test(site, treatment, mediators, outcome, effect, *, n_sites=
         raise EstimationError(f"effect must have {mediators.shape[1]} entries")
     K = int(site.max()) + 1 if n_sites is None else int(n_sites)
     A = int(treatment.max()) + 1 if n_arms is None else int(n_arms)
+    if K * (A - 1) <= 0:
+        raise EstimationError("treatment: the Anderson-Rubin test needs at least two arms")
+    if len(outcome) <= K * A:
+        raise EstimationError(f"the Anderson-Rubin test needs more persons ({len(outcome)}) than site-by-arm "
+                              f"cells ({K * A})")
     count, mean, cross = nb.cell_statistics(site, treatment, mediators, outcome, K, A)
     stat, df1, df2 = nb.anderson_rubin(count, mean, cross, effect)
     return {

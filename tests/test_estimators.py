@@ -276,6 +276,24 @@ def test_kclass_ordering_and_anderson_rubin():
     np.testing.assert_allclose(res["p_value"], stats.f.sf(f, df1, df2), rtol=1e-10)
 
 
+def test_anderson_rubin_without_degrees_of_freedom_is_a_message_not_a_crash():
+    # one person per cell: n - K A = 0 within-cell degrees of freedom
+    site = np.repeat(np.arange(4), 2)
+    arm = np.tile([0, 1], 4)
+    M = np.arange(8.0)[:, None] ** 1.5
+    Y = np.sin(np.arange(8.0))
+    with pytest.raises(est_api.EstimationError, match="more persons .8. than site-by-arm cells .8."):
+        est_api.anderson_rubin_test(site, arm, M, Y, [0.1])
+    with pytest.raises(est_api.EstimationError, match="treatment: .* at least two arms"):
+        est_api.anderson_rubin_test(site, np.zeros(8, np.int64), M, Y, [0.1], n_arms=1)
+    # an exact fit at the hypothesised effect: no residual variance, so no statistic (NaN, not a ZeroDivisionError)
+    site = np.repeat(np.arange(3), 6)
+    arm = np.tile([0, 0, 0, 1, 1, 1], 3)
+    M = np.random.default_rng(0).normal(size=(18, 1))
+    res = est_api.anderson_rubin_test(site, arm, M, 0.5 * M[:, 0], [0.5])
+    assert np.isnan(res["statistic"]) and np.isnan(res["p_value"])
+
+
 def test_first_stage_and_conditional_f():
     """First-stage F per mediator and the Sanderson-Windmeijer conditional F from numpy."""
     site, arm, M, Y = make_data(11, 7, 3, 2)

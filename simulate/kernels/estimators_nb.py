@@ -924,30 +924,6 @@ def _site_gls(itt, G, site_of_row, weight, n_sites, L):
 
 
 @njit(cache=True)
-def tsls_weights(count):
-    r"""The per-site weight matrices that make the between-site GLS equal 2SLS.
-
-    ``W_s = n_s (diag(p_s) - p_s p_s')`` with p_s the shares of arms 1..L in site s;
-    for a binary treatment this is the scalar ``n_s p_s (1 - p_s)``. It is the
-    inverse of the covariance of the contrasts ``(ybar_{st} - ybar_{s0})_t`` under
-    homoskedasticity (up to sigma^2).
-    """
-    K, A = count.shape
-    L = A - 1
-    W = np.zeros((K, L, L))
-    for s in range(K):
-        ns = 0
-        for t in range(A):
-            ns += count[s, t]
-        for a in range(L):
-            pa = count[s, a + 1] / ns
-            for c in range(L):
-                pc = count[s, c + 1] / ns
-                W[s, a, c] = ns * ((pa if a == c else 0.0) - pa * pc)
-    return W
-
-
-@njit(cache=True)
 def precision_weights(count, cross):
     r"""Inverse of the estimated covariance of each site's ITT contrasts on Y.
 
@@ -1316,7 +1292,8 @@ def anderson_rubin(count, mean, cross, beta0):
 
     ``AR = [b0'B b0 / (K L)] / [b0'Wc b0 / (n - K A)]`` with ``b0 = (1, -beta0')``;
     F(K L, n - K A) under H0 with normal homoskedastic errors. Returns
-    (statistic, df1, df2).
+    (statistic, df1, df2); the statistic is NaN when a degree of freedom is not positive
+    or the within-cell residual sum of squares is not.
     """
     K, A, Q = mean.shape
     n = 0
@@ -1327,5 +1304,9 @@ def anderson_rubin(count, mean, cross, beta0):
     b0 = _coef_vector(beta0)
     df1 = K * (A - 1)
     df2 = n - K * A
+    if df1 <= 0 or df2 <= 0:
+        return np.nan, df1, df2
     den = _quad(Wc, b0) / df2
+    if not den > 0.0:
+        return np.nan, df1, df2
     return (_quad(B, b0) / df1) / den, df1, df2
