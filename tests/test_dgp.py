@@ -343,3 +343,15 @@ def test_a_mediator_that_nothing_moves_is_a_status_not_a_crash():
     assert np.isnan(cols["sample_compliance_weighted"][m2]).all()  # no one is moved: no such estimand
     # the population first stage of M2 is zero: only sampling noise moves it, so its F is small
     assert (cols["first_stage_f"][m2 & (cols["estimator"] == "2sls")] < 10).all()
+
+
+def test_the_kernel_cache_is_keyed_on_every_kernel_source_and_old_folders_go(tmp_path):
+    import simulate.kernels as kernels
+
+    name = Path(kernels._cache_dir()).name
+    assert name.startswith("numba-") and len(name) == len("numba-") + 12
+    for d in ("numba-aaaaaaaaaaaa", "numba-bbbbbbbbbbbb", "keep-me"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "f.nbi").write_text("x")
+    kernels._remove_stale(str(tmp_path / "numba-aaaaaaaaaaaa"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep-me", "numba-aaaaaaaaaaaa"]
