@@ -103,6 +103,19 @@ def _time_kernel_normals(out: np.ndarray, batch: int) -> float:
     return (time.perf_counter() - t0) / batch
 
 
+def _time_kernel_batch(sc: Scenario, start: int, batch: int) -> float:
+    """Seconds per replication inside the fused kernel alone (``replicate_batch``), same replications."""
+    from simulate.dgp import plan
+    from simulate.kernels.replicate_nb import replicate_batch
+    from simulate.replicate import replication_states
+
+    states = replication_states(SEED, 0, range(start, start + batch))
+    c = plan(sc).kernel()
+    t0 = time.perf_counter()
+    replicate_batch(states, c, 1.0)
+    return (time.perf_counter() - t0) / batch
+
+
 def median(xs) -> float:
     return float(np.median(np.asarray(xs, float)))
 
@@ -120,12 +133,13 @@ def floor(sc: Scenario, *, batch: int, warmup: int, repeats: int) -> dict:
     rng.standard_normal(n_normals)
     buffer = np.empty(n_normals)
     _time_kernel_normals(buffer, 1)
-    pipeline, numpy_, kernel = [], [], []
+    pipeline, numpy_, kernel, inside = [], [], [], []
     start = warmup
     for i in range(repeats):
         order = (0, 1) if i % 2 == 0 else (1, 0)
         for which in order:
             if which == 0:
+                inside.append(_time_kernel_batch(sc, start, batch))
                 pipeline.append(_time_pipeline(sc, start, batch))
                 start += batch
             else:
@@ -142,6 +156,9 @@ def floor(sc: Scenario, *, batch: int, warmup: int, repeats: int) -> dict:
         "ratio": t_pipe / t_np,
         # context, not a target: the kernels' own generator drawing the same normals
         "kernel_normals_seconds_per_draw": median(kernel), "kernel_normals_samples": kernel,
+        # the fused kernel alone on the same replications: the rest of the pipeline is Python
+        # (stream states, rows as numpy columns)
+        "kernel_seconds_per_replication": median(inside), "kernel_samples": inside,
     }
 
 

@@ -158,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     say(f"  floor ratio = {ms(fl['pipeline_seconds_per_replication'])} / {ms(fl['numpy_seconds_per_draw'])} "
         f"= {fl['ratio']:.2f}")
     n = fl["normals_per_replication"]
+    k_in = fl["kernel_seconds_per_replication"]
+    say(f"  (context: inside the fused kernel alone {ms(k_in)} per replication; Python around it "
+        f"{ms(fl['pipeline_seconds_per_replication'] - k_in)}, "
+        f"{100 * (1 - k_in / fl['pipeline_seconds_per_replication']):.1f}% of the pipeline)")
     say(f"  (context: the kernels' own generator, rng_nb.fill_normal of {n}: "
         f"{ms(fl['kernel_normals_seconds_per_draw'])} = {1e9 * fl['kernel_normals_seconds_per_draw'] / n:.2f} ns "
         f"per normal, numpy {1e9 * fl['numpy_seconds_per_draw'] / n:.2f} ns)")
