@@ -88,49 +88,93 @@ _REL_TOL = 1e-11
 
 # ============================================================ sufficient statistics
 @njit(cache=True)
-def site_cell_statistics(s, arm, mediators, outcome, start, stop, count, mean, cross):
+def _sum4(x, n):
+    """sum(x[:n]) in four interleaved partial sums (j mod 4), combined in a fixed order.
+
+    Four independent chains instead of one: the additions no longer wait on each other.
+    """
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    m = n - n % 4
+    for j in range(0, m, 4):
+        s0 += x[j]
+        s1 += x[j + 1]
+        s2 += x[j + 2]
+        s3 += x[j + 3]
+    for j in range(m, n):
+        s0 += x[j]
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True)
+def _dot4(x, y, n):
+    """sum_j x[j] y[j] over j < n, in the partial sums of :func:`_sum4`."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    m = n - n % 4
+    for j in range(0, m, 4):
+        s0 += x[j] * y[j]
+        s1 += x[j + 1] * y[j + 1]
+        s2 += x[j + 2] * y[j + 2]
+        s3 += x[j + 3] * y[j + 3]
+    for j in range(m, n):
+        s0 += x[j] * y[j]
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True)
+def _cell_moments(w, nc, mean_c, cross_c):
+    """One cell's mean and centred cross-product from its persons' v = (Y, M) in w[:, :nc].
+
+    w is (Q, >= nc), one column per person in person order; it is centred in place.  Two
+    passes (the mean, then centred products) so that the sums of squares do not lose digits
+    to large means.  An empty cell gets zeros.
+    """
+    Q = w.shape[0]
+    for q in range(Q):
+        mean_c[q] = _sum4(w[q], nc) / nc if nc > 0 else 0.0
+        for j in range(nc):
+            w[q, j] -= mean_c[q]
+    for a in range(Q):
+        for b in range(a, Q):
+            cross_c[a, b] = _dot4(w[a], w[b], nc)
+            cross_c[b, a] = cross_c[a, b]
+
+
+@njit(cache=True)
+def site_cell_statistics(s, arm, mediators, outcome, start, stop, count, mean, cross, w):
     """Fill site s's cells of (count, mean, cross) from persons start..stop-1, all of site s.
 
-    The same sums in the same order as :func:`cell_statistics`, so the fused replication
-    kernel (which calls this per site while the site's persons are in cache) gives
-    bit-identical statistics.
+    ``w`` is a work array (Q, >= stop - start + 1).  Each arm's persons are gathered in
+    person order (a branch-free compaction: every person is written, the next slot advances
+    only for the arm's own) and passed to :func:`_cell_moments`, exactly as
+    :func:`cell_statistics` does, so the fused replication kernel (which calls this per
+    site while the site's persons are in cache) gives bit-identical statistics.
     """
     A = count.shape[1]
     P = mediators.shape[1]
-    Q = P + 1
-    count[s, :] = 0
-    mean[s] = 0.0
-    cross[s] = 0.0
-    for i in range(start, stop):
-        t = arm[i]
-        count[s, t] += 1
-        mean[s, t, 0] += outcome[i]
-        for p in range(P):
-            mean[s, t, p + 1] += mediators[i, p]
     for t in range(A):
-        if count[s, t] > 0:
-            for q in range(Q):
-                mean[s, t, q] /= count[s, t]
-    v = np.empty(Q)
-    for i in range(start, stop):
-        t = arm[i]
-        v[0] = outcome[i] - mean[s, t, 0]
-        for p in range(P):
-            v[p + 1] = mediators[i, p] - mean[s, t, p + 1]
-        # the full square (not a triangle and its mirror): v_a v_b = v_b v_a exactly, and a
-        # loop of constant length Q runs faster
-        for a in range(Q):
-            va = v[a]
-            for b in range(Q):
-                cross[s, t, a, b] += va * v[b]
+        k = 0
+        for i in range(start, stop):
+            w[0, k] = outcome[i]
+            for p in range(P):
+                w[p + 1, k] = mediators[i, p]
+            k += 1 if arm[i] == t else 0
+        count[s, t] = k
+        _cell_moments(w, k, mean[s, t], cross[s, t])
 
 
 @njit(cache=True)
 def cell_statistics(site, arm, mediators, outcome, n_sites, n_arms):
     r"""Per-cell counts, means and centred cross-products of v = (Y, M).
 
-    Two passes (means, then centred products) so that the within-cell sums of
-    squares do not lose digits to large means.
+    Each cell's persons, in person order, go through :func:`_cell_moments` (two passes:
+    means, then centred products, so that the within-cell sums of squares do not lose
+    digits to large means; sums in four interleaved partial sums).
 
     Parameters
     ----------
@@ -153,32 +197,38 @@ def cell_statistics(site, arm, mediators, outcome, n_sites, n_arms):
     n = outcome.shape[0]
     P = mediators.shape[1]
     Q = P + 1
+    A = n_arms
     count = np.zeros((n_sites, n_arms), np.int64)
-    mean = np.zeros((n_sites, n_arms, Q))
     for i in range(n):
-        s = site[i]
-        t = arm[i]
-        count[s, t] += 1
-        mean[s, t, 0] += outcome[i]
-        for p in range(P):
-            mean[s, t, p + 1] += mediators[i, p]
+        count[site[i], arm[i]] += 1
+    # each cell's persons in person order (a stable counting sort by cell)
+    first = np.zeros(n_sites * A + 1, np.int64)
     for s in range(n_sites):
-        for t in range(n_arms):
-            if count[s, t] > 0:
-                for q in range(Q):
-                    mean[s, t, q] /= count[s, t]
-    cross = np.zeros((n_sites, n_arms, Q, Q))
-    v = np.empty(Q)
+        for t in range(A):
+            first[s * A + t + 1] = first[s * A + t] + count[s, t]
+    order = np.empty(n, np.int64)
+    fill = first[:-1].copy()
     for i in range(n):
-        s = site[i]
-        t = arm[i]
-        v[0] = outcome[i] - mean[s, t, 0]
-        for p in range(P):
-            v[p + 1] = mediators[i, p] - mean[s, t, p + 1]
-        for a in range(Q):
-            va = v[a]
-            for b in range(Q):
-                cross[s, t, a, b] += va * v[b]
+        c = site[i] * A + arm[i]
+        order[fill[c]] = i
+        fill[c] += 1
+    mean = np.zeros((n_sites, n_arms, Q))
+    cross = np.zeros((n_sites, n_arms, Q, Q))
+    nmax = 0
+    for s in range(n_sites):
+        for t in range(A):
+            nmax = max(nmax, count[s, t])
+    w = np.empty((Q, nmax + 1))
+    for s in range(n_sites):
+        for t in range(A):
+            c = s * A + t
+            nc = count[s, t]
+            for j in range(nc):
+                i = order[first[c] + j]
+                w[0, j] = outcome[i]
+                for p in range(P):
+                    w[p + 1, j] = mediators[i, p]
+            _cell_moments(w, nc, mean[s, t], cross[s, t])
     return count, mean, cross
 
 

@@ -61,6 +61,7 @@ def replicate_batch(states_batch, c, fuller_alpha):
     count = np.empty((K, A), np.int64)
     mean = np.empty((K, A, Q))
     cross = np.empty((K, A, Q, Q))
+    cell_w = np.empty((Q, nmax + 1))
     for r in range(Rn):
         states = states_batch[r]
         sizes, counts = draw_sizes(states, c)
@@ -93,7 +94,7 @@ def replicate_batch(states_batch, c, fuller_alpha):
                 d_sum[p], gd_sum[p], g_sum[p], c_sum[p], c_n[p] = ds, gds, gs, cs, cn
             # the site's cell statistics while its persons are in cache: the same sums, in the same
             # order, as kernels.estimators_nb.cell_statistics over all persons
-            site_cell_statistics(s, arm, M, Y, start, stop, count, mean, cross)
+            site_cell_statistics(s, arm, M, Y, start, stop, count, mean, cross, cell_w)
             start = stop
         N = start
         for p in range(P):
