@@ -746,7 +746,7 @@ def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujiv
 
     One pass over persons, O(n P^2), in blocks: a block's ``h_i`` are stored by column
     and scaled by ``u_i``, then each meat entry adds the dot product of two rows
-    (:func:`_row_dot`).
+    (:func:`_dot4`).
     """
     P = mediators.shape[1]
     K, A = count.shape
@@ -800,34 +800,14 @@ def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujiv
                 score_uj[p, j] *= u_uj[j]
         for p in range(P):
             for r in range(p, P):
-                meat_ols[p, r] += _row_dot(score_ols, p, r, m)
+                meat_ols[p, r] += _dot4(score_ols[p], score_ols[r], m)
                 if do_uj:
-                    meat_uj[p, r] += _row_dot(score_uj, p, r, m)
+                    meat_uj[p, r] += _dot4(score_uj[p], score_uj[r], m)
     for p in range(P):
         for r in range(p + 1, P):
             meat_ols[r, p] = meat_ols[p, r]
             meat_uj[r, p] = meat_uj[p, r]
     return meat_ols, meat_uj
-
-
-@njit(cache=True)
-def _row_dot(X, p, r, m):
-    """sum_{j < m} X[p, j] X[r, j], in four interleaved partial sums (independent additions)."""
-    a0 = 0.0
-    a1 = 0.0
-    a2 = 0.0
-    a3 = 0.0
-    j = 0
-    while j + 4 <= m:
-        a0 += X[p, j] * X[r, j]
-        a1 += X[p, j + 1] * X[r, j + 1]
-        a2 += X[p, j + 2] * X[r, j + 2]
-        a3 += X[p, j + 3] * X[r, j + 3]
-        j += 4
-    while j < m:
-        a0 += X[p, j] * X[r, j]
-        j += 1
-    return (a0 + a1) + (a2 + a3)
 
 
 # ============================================================ between-site regressions
