@@ -472,7 +472,7 @@ def _finish_legend(fig: Figure, axes, own_ax: bool, band_label: str = "Monte Car
                    fontsize="small", frameon=False)
 
 
-def dial_plot(summary: pd.DataFrame, path: str, measure: str, *, target: str = "ate", mediator=None,
+def dial_plot(summary: pd.DataFrame, path: str, measure: str, *, target: str | Mapping = "ate", mediator=None,
               estimators: Sequence[str] | None = None, nominal: float | None = None, ax=None,
               title: str | None = None, where: Mapping | None = None, cells: Mapping | None = None) -> Figure:
     r"""A performance measure against one dial, one line per estimator with its Monte Carlo band.
@@ -495,8 +495,10 @@ def dial_plot(summary: pd.DataFrame, path: str, measure: str, *, target: str = "
     measure : str
         A measure of :mod:`simulate.summary` (``bias``, ``coverage``, ``rmse``, ...).  Measures
         without a target (``empirical_se``, ``power``, ...) are read under target ``none``.
-    target : str
-        ``ate`` (default), ``late``, ``compliance_weighted``, ``limit``, ``sample``, ``sample_late``.
+    target : str or mapping
+        ``ate`` (default), ``late``, ``compliance_weighted``, ``limit``, ``sample``, ``sample_late``;
+        or ``{mediator: target}`` for a target per panel (e.g. the LATE for binary mediators
+        and the ATE for continuous ones; a mediator not in the mapping gets ``ate``).
     mediator : str or list of str, optional
         Default: every mediator (the between-site intercept's ``direct_effect`` row only
         when asked for), one panel each.
@@ -519,7 +521,14 @@ def dial_plot(summary: pd.DataFrame, path: str, measure: str, *, target: str = "
     grid = _cells_of(summary, cells)
     line, xs, fixed, companions = _line_cells(grid, path, where)
     x, ticks = _x_positions(xs)
-    sel = _select(summary, measure, target)
+    per_panel = isinstance(target, Mapping)
+    if per_panel:
+        targets = dict(target)
+        med_col = summary["mediator"]
+        sel = pd.concat([_select(summary[med_col.map(lambda m: targets.get(m, "ate") == t)], measure, t)
+                         for t in sorted(set(targets.get(m, "ate") for m in med_col.unique()))])
+    else:
+        sel = _select(summary, measure, target)
     sel = sel[sel["cell"].isin(line)]
     mediators = _mediators(sel, mediator)
     own_ax = ax is not None
@@ -560,15 +569,18 @@ def dial_plot(summary: pd.DataFrame, path: str, measure: str, *, target: str = "
             a.set_ylim(max(lo, -0.02), 1.02)
         elif measure in _ZERO_LINE:
             a.axhline(0.0, color="#333333", linewidth=0.9, zorder=1)
+        panel_target = targets.get(med, "ate") if per_panel else target
         a.set_xlabel(dial_label(path))
-        a.set_ylabel(_measure_label(measure, target))
+        a.set_ylabel(_measure_label(measure, panel_target))
         _dial_axis(a, x, ticks)
         a.grid(True, color="#dddddd", linewidth=0.6)
         if not drawn:
             a.text(0.5, 0.5, "no estimator has this measure", transform=a.transAxes, ha="center")
         a.set_title(f"mediator {med}", fontsize="medium")
     note = _fixed_note(fixed, companions)
-    head = title or _dial_title(measure, target, path)
+    shown = {targets.get(m, "ate") for m in mediators} if per_panel else {target}
+    # one target for every panel goes in the title; several are each on their panel's y label
+    head = title or _dial_title(measure, shown.pop() if len(shown) == 1 else "", path)
     if own_ax:
         a.set_title(head + f", mediator {mediators[0]}", fontsize="medium")
     else:

@@ -230,17 +230,28 @@ def plan_sweeps(raw: dict, settings: StressSettings, source: str) -> list[Sweep]
     add("outcome_curvature", 0.2, outcome_curv)
 
     def paths_dial(v):
-        targets = [p for p in cont if p >= 1]
-        if P < 2 or not targets:
+        if P < 2 or not [p for p in cont if p >= 1]:
             return "needs a second, continuous mediator"
-        q = targets[0]
+        # the first pair (earlier -> later continuous mediator, 1-based) that can take a new path: not
+        # already joined, and no chain (a path's source receives none, its target sends none)
+        have = raw.get("paths", [])
+        joined = {(pa.get("from"), pa.get("to")) for pa in have}
+        receive = {pa.get("to") for pa in have}
+        send = {pa.get("from") for pa in have}
+        free = [(a, b + 1) for b in cont for a in range(1, b + 1)
+                if (a, b + 1) not in joined and a not in receive and b + 1 not in send]
+        if not free:
+            listed = ", ".join(f"{a} -> {b}" for a, b in sorted(joined))
+            return (f"the design's own paths ({listed}) leave no pair of mediators that can take another "
+                    "(chains of paths are not supported)")
+        a, b = free[0]
 
         def extra(r):
-            r.setdefault("paths", []).append({"from": 1, "to": q + 1, "mean": 0.0, "person_sd": 0.0,
+            r.setdefault("paths", []).append({"from": a, "to": b, "mean": 0.0, "person_sd": 0.0,
                                               "effect_correlation": 0.5})
-        k = len(raw.get("paths", [])) + 1
+        k = len(have) + 1
         return sweep("mediator_paths", [f"paths[{k}].mean", f"paths[{k}].person_sd"], [_lin(v, steps)] * 2,
-                     [f"a path from mediator 1 to mediator {q + 1} whose mean and person SD grow with the dial, "
+                     [f"a path from mediator {a} to mediator {b} whose mean and person SD grow with the dial, "
                       "correlation 0.5 with the later mediator's effect"], extra)
     add("mediator_paths", 1.0, paths_dial)
     add("selection", 1.0, lambda v: sweep("selection", ["selection.strength"], [_lin(v, steps)]))
@@ -470,25 +481,18 @@ def _figures(plots, summary, sw: Sweep, kinds, folder: Path, settings: StressSet
     import matplotlib.pyplot as plt
 
     paths = []
+    # each mediator's panel against its own target: the one its verdict uses
+    targets = {m: _target_name(m, kinds) for m in summary.mediator.unique() if m != "direct_effect"}
     for measure, nominal in (("bias", None), ("coverage", 0.95)):
-        target = "ate"
-        # per mediator panel, with each mediator's own target
         fig = plots.dial_plot(summary[summary.mediator != "direct_effect"], sw.axis, measure,
-                              target=_targets_for(summary, kinds), nominal=nominal,
+                              target=targets, nominal=nominal,
                               title=f"{sw.dial.assumption}: {measure} against the dial")
         name = folder / f"{sw.dial.key}_{measure}"
         for ext in ("png", "pdf"):
             fig.savefig(f"{name}.{ext}", dpi=150, bbox_inches="tight")
         plt.close(fig)
         paths.append(Path(f"{name}.png"))
-        del target
     return paths
-
-
-def _targets_for(summary, kinds):
-    """'late' when every mediator is binary, else 'ate' (a mixed design plots ATE panels)."""
-    meds = [m for m in summary.mediator.unique() if m != "direct_effect"]
-    return "late" if meds and all(kinds.get(m) == "binary" for m in meds) else "ate"
 
 
 # ---------------------------------------------------------------------------

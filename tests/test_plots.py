@@ -376,3 +376,20 @@ def test_command_writes_figures(rundir, capsys):
     out = capsys.readouterr().out
     assert out.startswith("wrote ") and "figures" in out
     assert (rundir / "figures" / "site_level_cell00000_rep0.png").stat().st_size > 10_000
+
+
+def test_dial_plot_takes_a_target_per_mediator(summary):
+    # a second mediator "B" whose rows exist only under the LATE, with values of its own
+    b = summary[(summary.mediator == "M1") & (summary.target == "ate")].copy()
+    b["mediator"], b["target"], b["value"] = "B", "late", b["value"] + 1.0
+    both = pd.concat([summary, b], ignore_index=True)
+    both.attrs = summary.attrs
+    fig = P.dial_plot(both, PATH, "bias", target={"M1": "ate", "B": "late"}, estimators=["2sls"])
+    axes = {ax.get_title(): ax for ax in fig.axes if ax.get_title().startswith("mediator")}
+    assert axes["mediator M1"].get_ylabel().endswith("vs population ATE")
+    assert axes["mediator B"].get_ylabel().endswith("vs population LATE")
+    line = lambda ax: ax.get_lines()[0].get_ydata()  # noqa: E731
+    np.testing.assert_allclose(line(axes["mediator B"]), line(axes["mediator M1"]) + 1.0)
+    assert "target" not in fig._suptitle.get_text()  # two targets: each on its own panel
+    with pytest.raises(P.PlotError, match="no target 'late'"):
+        P.dial_plot(summary, PATH, "bias", target={"M1": "late"})

@@ -166,3 +166,33 @@ def test_the_flagship_design_plans_every_dial():
     for s in sweeps:
         assert s.values[0][0] == 0.0 or s.dial.key == "rank"
         assert np.all(np.diff(s.values[0]) > 0) or s.dial.key == "rank"
+
+
+def test_the_paths_dial_adds_a_path_only_where_the_design_has_room(tmp_path):
+    from simulate.scenario import from_dict
+
+    root = Path(__file__).parent.parent / "scenarios"
+    # MTO: its own path 1 -> 2 leaves no pair; the dial is skipped with the reason, every other dial plans
+    raw, settings = read_design(root / "mto.toml")
+    sweeps = {s.dial.key: s for s in plan_sweeps(raw, settings, "mto")}
+    assert "own paths (1 -> 2) leave no pair" in sweeps["mediator_paths"].skipped
+    # three continuous mediators with a path 1 -> 2: the new path goes 1 -> 3 and every cell is a valid scenario
+    three = tmp_path / "three.toml"
+    three.write_text('''
+n_sites = 30
+n_per_site = 100
+[mediators]
+names = ["a", "b", "c"]
+[site]
+compliance_mean = [1.0, 0.8, 0.6]
+effect_mean = 0.3
+[[paths]]
+from = 1
+to = 2
+mean = 0.3
+''', encoding="utf-8")
+    raw, settings = read_design(three)
+    sw = {s.dial.key: s for s in plan_sweeps(raw, settings, "three")}["mediator_paths"]
+    assert sw.skipped is None and sw.paths == ["paths[2].mean", "paths[2].person_sd"]
+    assert (sw.raw["paths"][1]["from"], sw.raw["paths"][1]["to"]) == (1, 3)
+    from_dict({k: v for k, v in sw.raw.items() if k != "stress"}, "three")
