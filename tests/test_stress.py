@@ -196,3 +196,18 @@ mean = 0.3
     assert sw.skipped is None and sw.paths == ["paths[2].mean", "paths[2].person_sd"]
     assert (sw.raw["paths"][1]["from"], sw.raw["paths"][1]["to"]) == (1, 3)
     from_dict({k: v for k, v in sw.raw.items() if k != "stress"}, "three")
+
+
+def test_every_library_design_without_a_grid_plans_a_valid_stress_test():
+    from simulate.stress import _cells
+
+    root = Path(__file__).parent.parent / "scenarios"
+    designs = [p for p in sorted(root.rglob("*.toml")) if "[grid]" not in p.read_text(encoding="utf-8")]
+    assert len(designs) >= 5
+    for path in designs:
+        raw, settings = read_design(path)
+        sweeps = plan_sweeps(raw, settings, str(path))
+        for sw in sweeps:
+            if sw.skipped is None:
+                _cells(sw, str(path))  # every cell a valid scenario, before any work
+        assert sum(sw.skipped is None for sw in sweeps) >= 6, path.name
