@@ -74,32 +74,59 @@ def _rotl(x, k):
     return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
 
 
+@njit(inline="always")
+def _step(s0, s1, s2, s3):
+    """One xoshiro256++ step of a state held in four values: (64 random bits, s0, s1, s2, s3)."""
+    result = _rotl(s0 + s3, 23) + s0
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = _rotl(s3, 45)
+    return result, s0, s1, s2, s3
+
+
+@njit(inline="always")
+def _to_double(r):
+    """The top 53 bits of r as a uniform on [0, 1)."""
+    return float(r >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(inline="always")
+def _candidate(r):
+    """A ziggurat candidate from 64 bits: 8 choose the layer, 1 the sign, 52 the abscissa.
+
+    Returns (layer, 52-bit abscissa, signed candidate x)."""
+    idx = r & np.uint64(0xFF)
+    r >>= np.uint64(8)
+    rabs = (r >> np.uint64(1)) & _MASK52
+    x = float(rabs) * WI[idx]
+    if r & np.uint64(1):
+        x = -x
+    return idx, rabs, x
+
+
 @njit(cache=True)
 def next_uint64(s):
     """xoshiro256++: advance the state row ``s`` (4 uint64) and return 64 random bits."""
-    result = _rotl(s[0] + s[3], 23) + s[0]
-    t = s[1] << np.uint64(17)
-    s[2] ^= s[0]
-    s[3] ^= s[1]
-    s[1] ^= s[2]
-    s[0] ^= s[3]
-    s[2] ^= t
-    s[3] = _rotl(s[3], 45)
+    result, s[0], s[1], s[2], s[3] = _step(s[0], s[1], s[2], s[3])
     return result
 
 
 @njit(cache=True)
 def next_double(s):
     """Uniform on [0, 1) with 53 random bits."""
-    return float(next_uint64(s) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return _to_double(next_uint64(s))
 
 
 @njit(cache=True)
 def _ziggurat_rest(s, idx, rabs, x):
-    """Finish a ziggurat draw whose first 64 bits fell outside the layer's rectangle (about 1.2%).
+    """Finish a ziggurat draw whose first candidate fell outside its layer's rectangle (about 1.2%).
 
-    ``idx``, ``rabs`` and ``x`` are the layer, the 52-bit abscissa and the signed candidate of
-    that first draw; what follows is exactly what :func:`standard_normal` does next.
+    ``idx``, ``rabs`` and ``x`` are that candidate (:func:`_candidate`); what follows is
+    exactly what :func:`standard_normal` does next.
     """
     while True:
         if idx == 0:
@@ -112,14 +139,7 @@ def _ziggurat_rest(s, idx, rabs, x):
                     return ZIGGURAT_R + xx
         elif (FI[idx - 1] - FI[idx]) * next_double(s) + FI[idx] < math.exp(-0.5 * x * x):
             return x
-        r = next_uint64(s)
-        idx = r & np.uint64(0xFF)
-        r >>= np.uint64(8)
-        sign = r & np.uint64(1)
-        rabs = (r >> np.uint64(1)) & _MASK52
-        x = float(rabs) * WI[idx]
-        if sign:
-            x = -x
+        idx, rabs, x = _candidate(next_uint64(s))
         if rabs < KI[idx]:
             return x
 
@@ -127,14 +147,7 @@ def _ziggurat_rest(s, idx, rabs, x):
 @njit(cache=True)
 def standard_normal(s):
     """A standard normal by the 256-layer ziggurat."""
-    r = next_uint64(s)
-    idx = r & np.uint64(0xFF)
-    r >>= np.uint64(8)
-    sign = r & np.uint64(1)
-    rabs = (r >> np.uint64(1)) & _MASK52
-    x = float(rabs) * WI[idx]
-    if sign:
-        x = -x
+    idx, rabs, x = _candidate(next_uint64(s))
     if rabs < KI[idx]:
         return x
     return _ziggurat_rest(s, idx, rabs, x)
@@ -148,66 +161,27 @@ def fill_normal(s, out):
     inside a larger kernel: the state stays in registers on the fast path and is written
     back only around the rare rejections.
     """
-    s0 = s[0]
-    s1 = s[1]
-    s2 = s[2]
-    s3 = s[3]
-    n = out.shape[0]
-    for i in range(n):
-        r = _rotl(s0 + s3, 23) + s0
-        t = s1 << np.uint64(17)
-        s2 ^= s0
-        s3 ^= s1
-        s1 ^= s2
-        s0 ^= s3
-        s2 ^= t
-        s3 = _rotl(s3, 45)
-        idx = r & np.uint64(0xFF)
-        r >>= np.uint64(8)
-        sign = r & np.uint64(1)
-        rabs = (r >> np.uint64(1)) & _MASK52
-        x = float(rabs) * WI[idx]
-        if sign:
-            x = -x
+    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
+    for i in range(out.shape[0]):
+        r, s0, s1, s2, s3 = _step(s0, s1, s2, s3)
+        idx, rabs, x = _candidate(r)
         if rabs < KI[idx]:
             out[i] = x
         else:
-            s[0] = s0
-            s[1] = s1
-            s[2] = s2
-            s[3] = s3
+            s[0], s[1], s[2], s[3] = s0, s1, s2, s3
             out[i] = _ziggurat_rest(s, idx, rabs, x)
-            s0 = s[0]
-            s1 = s[1]
-            s2 = s[2]
-            s3 = s[3]
-    s[0] = s0
-    s[1] = s1
-    s[2] = s2
-    s[3] = s3
+            s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
 
 
 @njit(cache=True)
 def fill_double(s, out):
     """Fill ``out`` (1-d, contiguous) with uniforms on [0, 1): the numbers of ``next_double`` in order."""
-    s0 = s[0]
-    s1 = s[1]
-    s2 = s[2]
-    s3 = s[3]
+    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
     for i in range(out.shape[0]):
-        r = _rotl(s0 + s3, 23) + s0
-        t = s1 << np.uint64(17)
-        s2 ^= s0
-        s3 ^= s1
-        s1 ^= s2
-        s0 ^= s3
-        s2 ^= t
-        s3 = _rotl(s3, 45)
-        out[i] = float(r >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-    s[0] = s0
-    s[1] = s1
-    s[2] = s2
-    s[3] = s3
+        r, s0, s1, s2, s3 = _step(s0, s1, s2, s3)
+        out[i] = _to_double(r)
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
 
 
 # ------------------------------------------------------------------ SeedSequence, batched
