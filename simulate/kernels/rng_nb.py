@@ -198,6 +198,22 @@ _M32 = 0xFFFFFFFF
 _POOL_SIZE = 4
 
 
+@njit(inline="always")
+def _hash(value, h, mult):
+    """seed_seq_fe's hashmix of a 32-bit value with the running constant h: (hashed, next h)."""
+    value ^= h
+    h = (h * mult) & _M32
+    value = (value * h) & _M32
+    return value ^ (value >> 16), h
+
+
+@njit(inline="always")
+def _mix(x, y):
+    """seed_seq_fe's mix of two 32-bit values."""
+    r = ((_MIX_MULT_L * x) - (_MIX_MULT_R * y)) & _M32
+    return r ^ (r >> 16)
+
+
 @njit(cache=True)
 def _int_words(x, out, k):
     """Append the 32-bit words of x >= 0 (little end first; 0 is one word) to out at k."""
@@ -231,38 +247,22 @@ def seed_sequence_words(entropy, spawn_key, n_words):
     pool = np.zeros(_POOL_SIZE, np.int64)
     h = _INIT_A
     for i in range(_POOL_SIZE):
-        v = ent[i] if i < k else 0
-        v ^= h
-        h = (h * _MULT_A) & _M32
-        v = (v * h) & _M32
-        v ^= v >> 16
-        pool[i] = v
+        pool[i], h = _hash(ent[i] if i < k else 0, h, _MULT_A)
     for i_src in range(_POOL_SIZE):
         for i_dst in range(_POOL_SIZE):
             if i_src != i_dst:
-                v = pool[i_src] ^ h
-                h = (h * _MULT_A) & _M32
-                v = (v * h) & _M32
-                v ^= v >> 16
-                r = ((_MIX_MULT_L * pool[i_dst]) - (_MIX_MULT_R * v)) & _M32
-                pool[i_dst] = r ^ (r >> 16)
+                v, h = _hash(pool[i_src], h, _MULT_A)
+                pool[i_dst] = _mix(pool[i_dst], v)
     for i_src in range(_POOL_SIZE, k):
         for i_dst in range(_POOL_SIZE):
-            v = ent[i_src] ^ h
-            h = (h * _MULT_A) & _M32
-            v = (v * h) & _M32
-            v ^= v >> 16
-            r = ((_MIX_MULT_L * pool[i_dst]) - (_MIX_MULT_R * v)) & _M32
-            pool[i_dst] = r ^ (r >> 16)
+            v, h = _hash(ent[i_src], h, _MULT_A)
+            pool[i_dst] = _mix(pool[i_dst], v)
     # generate_state: 2 n_words 32-bit words, paired little end first into uint64
     out = np.empty(n_words, np.uint64)
     h = _INIT_B
     lo = 0
     for i in range(2 * n_words):
-        v = pool[i % _POOL_SIZE] ^ h
-        h = (h * _MULT_B) & _M32
-        v = (v * h) & _M32
-        v ^= v >> 16
+        v, h = _hash(pool[i % _POOL_SIZE], h, _MULT_B)
         if i % 2 == 0:
             lo = v
         else:
