@@ -85,10 +85,17 @@ def _time_pipeline(sc: Scenario, start: int, batch: int) -> float:
 
 
 def _time_numpy(rng: np.random.Generator, n: int, batch: int) -> float:
-    """Seconds per call of ``rng.standard_normal(n)`` over ``batch`` calls."""
+    """Seconds per call of ``rng.standard_normal(n, out=buffer)`` over ``batch`` calls.
+
+    Into one preallocated buffer, as the kernels reuse theirs: a fresh 0.9 MB array per call
+    costs the allocator's time too, which varied from nothing to 0.4 ms per call between
+    runs with the allocator's state (the pipeline seemed 0.60 of the floor in one run, 0.84
+    in another).
+    """
+    out = np.empty(n)
     t0 = time.perf_counter()
     for _ in range(batch):
-        rng.standard_normal(n)
+        rng.standard_normal(n, out=out)
     return (time.perf_counter() - t0) / batch
 
 
