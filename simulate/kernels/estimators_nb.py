@@ -990,6 +990,21 @@ def precision_weights(count, cross):
 
 # ============================================================ everything from statistics
 @njit(cache=True)
+def _put_site_fit(est, se, status, e, beta, cov_c, cov_r, cov_1, st, first):
+    """Store a between-site regression as estimator e: the mediators' coefficients are
+    beta[first:first + P] (after ``first`` leading columns such as the intercept), their
+    conventional, HC0 and HC1 SEs the roots of the covariances' diagonals."""
+    P = est.shape[1]
+    status[e] = st
+    for p in range(P):
+        j = first + p
+        est[e, p] = beta[j]
+        se[e, SE_CONVENTIONAL, p] = np.sqrt(cov_c[j, j])
+        se[e, SE_HC0, p] = np.sqrt(cov_r[j, j])
+        se[e, SE_HC1, p] = np.sqrt(cov_1[j, j])
+
+
+@njit(cache=True)
 def fit_from_statistics(count, mean, cross, fuller_alpha):
     r"""Every estimator, its standard errors and the diagnostics, from cell statistics.
 
@@ -1167,23 +1182,13 @@ def _fit_from_statistics(count, mean, cross, fuller_alpha):
         for a in range(L):
             ones[s, a, a] = 1.0
     bo, cc, cr, c1, sto, _ = _site_gls(itt, comp, srow, ones, K, L)
-    est[E_BETWEEN_OLS] = bo
-    status[E_BETWEEN_OLS] = sto
-    for p in range(P):
-        se[E_BETWEEN_OLS, SE_CONVENTIONAL, p] = np.sqrt(cc[p, p])
-        se[E_BETWEEN_OLS, SE_HC0, p] = np.sqrt(cr[p, p])
-        se[E_BETWEEN_OLS, SE_HC1, p] = np.sqrt(c1[p, p])
+    _put_site_fit(est, se, status, E_BETWEEN_OLS, bo, cc, cr, c1, sto, 0)
     pw, stw = precision_weights(count, cross)
     if stw != STATUS_OK:
         status[E_BETWEEN_PRECISION] = stw
     else:
         bp, cc, cr, c1, stp, _ = _site_gls(itt, comp, srow, pw, K, L)
-        est[E_BETWEEN_PRECISION] = bp
-        status[E_BETWEEN_PRECISION] = stp
-        for p in range(P):
-            se[E_BETWEEN_PRECISION, SE_CONVENTIONAL, p] = np.sqrt(cc[p, p])
-            se[E_BETWEEN_PRECISION, SE_HC0, p] = np.sqrt(cr[p, p])
-            se[E_BETWEEN_PRECISION, SE_HC1, p] = np.sqrt(c1[p, p])
+        _put_site_fit(est, se, status, E_BETWEEN_PRECISION, bp, cc, cr, c1, stp, 0)
     # with an intercept: the direct effect enters as kappa_s * t, so the
     # intercept column is the arm value t (1 for a binary treatment)
     Gi = np.empty((N, P + 1))
@@ -1192,12 +1197,7 @@ def _fit_from_statistics(count, mean, cross, fuller_alpha):
         for p in range(P):
             Gi[r, p + 1] = comp[r, p]
     bi, cc, cr, c1, sti, _ = _site_gls(itt, Gi, srow, ones, K, L)
-    status[E_BETWEEN_INTERCEPT] = sti
-    for p in range(P):
-        est[E_BETWEEN_INTERCEPT, p] = bi[p + 1]
-        se[E_BETWEEN_INTERCEPT, SE_CONVENTIONAL, p] = np.sqrt(cc[p + 1, p + 1])
-        se[E_BETWEEN_INTERCEPT, SE_HC0, p] = np.sqrt(cr[p + 1, p + 1])
-        se[E_BETWEEN_INTERCEPT, SE_HC1, p] = np.sqrt(c1[p + 1, p + 1])
+    _put_site_fit(est, se, status, E_BETWEEN_INTERCEPT, bi, cc, cr, c1, sti, 1)
     diag[D_DIRECT] = bi[0]
     diag[D_DIRECT_SE_CONVENTIONAL] = np.sqrt(cc[0, 0])
     diag[D_DIRECT_SE_HC0] = np.sqrt(cr[0, 0])
