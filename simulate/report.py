@@ -1,207 +1,262 @@
-"""The stress-test report: one self-contained HTML page and its Markdown twin."""
+"""The stress-test report: one self-contained HTML page and its Markdown twin, from one set of data.
+
+:func:`report_data` turns the stress test's tables into plain values (headline sentences,
+table rows with numbers formatted once); the jinja2 templates ``templates/stress_report.html.j2``
+and ``templates/stress_report.md.j2`` lay them out.  Both documents show the same numbers.
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html
-import importlib
+import math
 from pathlib import Path
 
 import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
 
-__all__ = ["write_report"]
+from .stress_figures import label
 
-_CSS = """
-body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; max-width: 1100px; margin: 2em auto;
-       padding: 0 1em; color: #222; line-height: 1.45; }
-h1 { font-size: 1.7em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; padding-bottom: .2em; }
-table { border-collapse: collapse; margin: .8em 0; font-size: .92em; }
-th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; }
-td.bad { background: #fbe3d6; } td.good { background: #e4f1e4; } td.na { color: #888; }
-figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
-code, pre { background: #f6f6f6; padding: .1em .3em; }
-.meaning { font-style: italic; }
-"""
+__all__ = ["write_report", "report_data", "VERDICT_WORDS"]
 
-_CHECK = """
-<script>
-// Marks the page once every figure has loaded (used by the rendering test; harmless otherwise).
-window.addEventListener('load', function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  document.body.setAttribute('data-figures-total', imgs.length);
-  document.body.setAttribute('data-figures-loaded', ok);
-});
-</script>
-"""
+VERDICT_WORDS = {
+    "holds": "holds",
+    "breaks_at": "breaks at",
+    "fails_at_zero": "fails at zero",
+    "cannot_tell": "cannot tell",
+    "not_applicable": "not applicable",
+}
+_DRIVER_WORDS = {"identification": "identification bias", "finite_sample": "finite-sample bias", "bias": "bias",
+                 "coverage": "coverage", "rmse": "RMSE", "": ""}
+_CHECK_WORDS = {"weak_first_stage": "first-stage F < 10", "overidentification": "overidentification test",
+                "nonlinearity": "nonlinearity (falsification) test", "any_check": "any of them"}
+
+
+def _env() -> Environment:
+    return Environment(loader=PackageLoader("simulate", "templates"), autoescape=select_autoescape(["html.j2"]),
+                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def _f(v, digits: int = 3) -> str:
+    """A number in ``digits`` significant digits ("–" for NaN)."""
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return "" if v is None else str(v)
+    if not math.isfinite(v):
+        return "–"
+    if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+        return f"{v:.{max(1, digits - 1)}e}"
+    return f"{v:.{digits}g}"
+
+
+def _pm(v, s) -> str:
+    return f"{_f(v)} ({_f(s, 2)})"
+
+
+def _pct(v, s=None) -> str:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return ""
+    if not math.isfinite(v):
+        return "–"
+    txt = f"{100 * v:.1f}%"
+    if s is not None and math.isfinite(float(s)):
+        txt += f" ({100 * float(s):.1f})"
+    return txt
+
+
+def _verdict_text(r) -> str:
+    v = r["verdict"]
+    if v == "breaks_at":
+        return f"breaks at {_f(r['breakdown'])}"
+    return VERDICT_WORDS.get(v, v)
+
+
+def _headline(sw, ver: pd.DataFrame, order: list[str]) -> str:
+    """One sentence: the first IV estimator to break and why (or why none is shown to)."""
+    v = ver[(ver.dial == sw.dial.key) & (ver.estimator != "ols")]
+    severe = _f(sw.plan.axis_at(1.0))
+    zero = v[v.verdict == "fails_at_zero"]
+    breaks = v[v.verdict == "breaks_at"].copy()
+    parts = []
+    if len(breaks):
+        breaks["rank"] = breaks.estimator.map({e: i for i, e in enumerate(order)})
+        first = breaks.sort_values(["breakdown", "rank"]).iloc[0]
+        how = ("exact" if first.driver == "identification" and first.breakdown == first.breakdown_exact
+               else "Monte Carlo")
+        parts.append(f"{label(first.estimator)} breaks first: on {first.mediator} its "
+                     f"{_DRIVER_WORDS[first.driver]} passes the threshold at {sw.axis} = {_f(first.breakdown)} "
+                     f"({how}; severe value {severe})")
+        others = [label(e) for e in dict.fromkeys(breaks.estimator) if e != first.estimator]
+        if others:
+            parts.append(f"also breaking by the severe value: {', '.join(others)}")
+    elif (v.verdict == "not_applicable").all() and len(v):
+        parts.append(f"the dial cannot move any estimand in this design: {v.note.iloc[0]}")
+    else:
+        holds = sorted({label(e) for e in v[v.verdict == "holds"].estimator})
+        tell = sorted({label(e) for e in v[v.verdict == "cannot_tell"].estimator})
+        txt = f"no IV estimator is shown to break up to the severe value {severe}"
+        if holds:
+            txt += f"; demonstrably within the thresholds: {', '.join(holds)}"
+        if tell:
+            txt += f"; cannot tell: {', '.join(tell)}"
+        parts.append(txt)
+    if len(zero):
+        parts.append(f"already failing where every assumption holds: "
+                     f"{', '.join(sorted({label(e) for e in zero.estimator}))} (see the baseline)")
+    s = "; ".join(parts)
+    return s[0].upper() + s[1:] + "."
 
 
 def _img(path: Path) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
-def _design_lines(base, truth) -> list[tuple[str, str]]:
-    sizes = (f"{base.n_per_site[0]}" if base.n_per_site and len(set(base.n_per_site)) == 1 else
-             f"{base.n_per_site_range[0]}-{base.n_per_site_range[1]}" if base.n_per_site_range else
-             f"{min(base.n_per_site)}-{max(base.n_per_site)}")
-    shares = ", ".join(f"{s:g}" for s in base.arm_shares[0])
-    meds = ", ".join(f"{n} ({k})" for n, k in zip(base.mediator_names, base.mediator_kind))
-    rows = [("sites", str(base.n_sites)), ("persons per site", sizes),
-            ("arms", f"{base.arms} (shares {shares}; {base.assignment} randomization)"),
-            ("mediators", meds)]
-    for p, name in enumerate(base.mediator_names):
-        late = truth.late[p]
-        txt = f"ATE {truth.ate[p]:.4g}"
-        if late == late:
-            txt += f", LATE {late:.4g}"
-        txt += f"; 2SLS limit {truth.limit_2sls[p]:.4g}"
-        rows.append((f"truth, {name}", txt))
-    return rows
-
-
-def _overview(results, estimators) -> pd.DataFrame:
-    rows = []
-    for sw, _, ver, _ in results:
-        if sw.skipped is not None:
-            continue
-        row = {"assumption": sw.dial.assumption}
-        for est in estimators:
-            v = ver[ver.estimator == est]
-            firsts = [x for x in v.first_threshold if x is not None and x == x]
-            row[est] = "none" if not firsts else f"{min(firsts, key=lambda x: sw.values[0].index(x)):.3g}"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def write_report(out: Path, *, design: Path, base, settings, results, elapsed: float, version: str,
-                 code: str) -> Path:
-    """Write ``out/report.html`` and ``out/report.md``; returns the HTML path."""
-    truth_mod = importlib.import_module("simulate.truth")
-    truth = truth_mod.truth(base, n_sites=settings.truth_sites)
-    estimators = []
-    for _, _, ver, _ in results:
-        if ver is not None:
-            estimators = list(dict.fromkeys(ver.estimator))
-            break
+def report_data(*, design: Path, base, settings, sweeps, verdicts, measures, checks, exact, baseline,
+                baseline_checks, figures, elapsed: float, version: str, code: str, out: Path) -> dict:
+    """Everything the templates show, as plain strings and lists."""
+    ver = verdicts
+    order = list(dict.fromkeys(ver.estimator)) if len(ver) else []
+    iv = [e for e in order if e != "ols"]
+    meds = list(base.mediator_names)
+    kinds = dict(zip(base.mediator_names, base.mediator_kind))
     command = f"simulate stress-test {design} --out {out} --jobs {settings.jobs}"
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    passes = sorted({int(r) for r in measures.reps}) if len(measures) else []
     settings_rows = [
-        ("reproduce", f"<code>{html.escape(command)}</code>"),
-        ("replications per dial value", str(settings.reps)), ("seed", str(settings.seed)),
-        ("dial values", f"{settings.steps}, from 0 (the assumption holds) to the severe value"),
-        ("bias tolerance", f"{settings.tolerance:.0%} of the target effect, beyond 1.96 Monte Carlo SEs"),
-        ("coverage floor", f"{settings.coverage_floor:.0%} (95% intervals), below by more than 1.96 MCSE"),
-        ("truth", f"{settings.truth_sites:,} simulated sites per grid cell"),
+        ("reproduce", command),
+        ("replications per dial value", f"{settings.reps} first, more where a verdict is undecided, up to "
+                                        f"{settings.max_reps} (run: {', '.join(map(str, passes))})"),
+        ("seed", str(settings.seed)),
+        ("dial values", f"{settings.steps} simulated, from 0 (the assumption holds) to the severe value; the exact "
+                        f"part on {settings.fine_count}"),
+        ("bias tolerance", f"{settings.tolerance:.0%} of the target where the assumption holds (LATE for binary "
+                           "mediators, ATE for continuous ones)"),
+        ("coverage floor", f"{settings.coverage_floor:.0%} for the 95% intervals"),
+        ("RMSE", f"fails beyond {settings.rmse_ratio:g} times the best IV estimator's at the same dial value"),
+        ("decided", "a Monte Carlo comparison only when its threshold lies outside the estimate +- 1.96 MCSE; "
+                    f"an exact one beyond t({settings.truth_batches - 1}) SEs of its {settings.truth_batches} "
+                    f"batches of {settings.truth_batch_sites:,} simulated sites"),
+        ("truth of each simulated cell", f"{settings.truth_sites:,} simulated sites"),
         ("version", f"simulate {version} (code {code})"), ("made", f"{when}, {elapsed:.0f} s")]
-    overview = _overview(results, estimators)
+    e0 = exact[exact.t == 0] if len(exact) else exact
+    design_rows = [("sites", str(base.n_sites)),
+                   ("persons per site", _sizes(base)),
+                   ("arms", f"{base.arms} (shares {', '.join(f'{s:g}' for s in base.arm_shares[0])})"),
+                   ("mediators", ", ".join(f"{n} ({k})" for n, k in zip(meds, base.mediator_kind)))]
+    for med in meds:
+        g = baseline[(baseline.mediator == med) & (baseline.estimator == "2sls")]
+        tv = g.target_value.iloc[0] if len(g) else math.nan
+        t = "LATE" if kinds[med] == "binary" else "ATE"
+        lim = e0[(e0.mediator == med) & (e0.estimator == "2sls")].limit
+        design_rows.append((f"target, {med}", f"{t} {_f(tv, 4)}; 2SLS large-sample limit "
+                                              f"{_f(lim.iloc[0] if len(lim) else math.nan, 4)}"))
 
-    # ---- HTML ----
-    h = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Stress test: {html.escape(base.name)}"
-         f"</title><style>{_CSS}</style></head><body>",
-         f"<h1>Stress test of the design “{html.escape(base.name)}”</h1>",
-         "<p>Each assumption of the founding paper (Reardon &amp; Raudenbush 2013) is made to fail by degrees, "
-         "from zero (it holds) to a severe value, and every estimator is run on the same simulated trials. "
-         "A verdict names the smallest dial value at which an estimator's bias exceeds the tolerance or its "
-         "coverage falls below the floor, with the Monte Carlo error taken into account.</p>",
-         "<h2>Settings</h2><table>"]
-    h += [f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in settings_rows]
-    h.append("</table><h2>The design</h2><table>")
-    h += [f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in _design_lines(base, truth)]
-    h.append("</table>")
-    if base.description:
-        h.append(f"<p>{html.escape(base.description)}</p>")
-    h.append("<h2>Overview: the first dial value at which each estimator fails</h2>")
-    h.append("<p>“none”: no threshold reached up to the severe value; 0: fails already where the assumption "
-             "holds (in this design, at this sample size).</p>")
-    h.append(_html_table(overview, mark=True))
-    for sw, summary, ver, figs in results:
-        h.append(f"<h2>{html.escape(sw.dial.assumption)}: {html.escape(sw.dial.title)}</h2>")
+    # the overview: one row per dial, one column per IV estimator
+    overview = []
+    for sw in sweeps:
         if sw.skipped is not None:
-            h.append(f"<p class='na'>Not swept: {html.escape(sw.skipped)}.</p>")
+            overview.append({"dial": sw.dial.label, "key": sw.dial.key, "title": sw.dial.title, "skipped": sw.skipped,
+                             "path": "", "unit": sw.dial.unit, "severe": "", "cells": []})
             continue
-        h.append(f"<p class='meaning'>What it means in the study: {html.escape(sw.dial.meaning)}.</p>")
-        vals = ", ".join(f"{v:.3g}" for v in sw.values[0])
-        h.append(f"<p>Dial <code>{html.escape(sw.axis)}</code> = {vals}"
-                 + (f" (with {', '.join(f'<code>{html.escape(p)}</code>' for p in sw.paths[1:])} in step)"
-                    if len(sw.paths) > 1 else "") + ".</p>")
-        for c in sw.changes:
-            h.append(f"<p>For this sweep: {html.escape(c)}.</p>")
-        h.append(_sentence_html(sw, ver, settings))
-        for f in figs:
-            h.append(f"<figure>{_img(f)}</figure>")
-        h.append(_html_table(ver[["estimator", "mediator", "target", "verdict"]]))
-    h.append(_CHECK)
-    h.append("</body></html>")
-    path = out / "report.html"
-    path.write_text("\n".join(h), encoding="utf-8")
-
-    # ---- Markdown ----
-    m = [f"# Stress test of the design “{base.name}”", "",
-         "Each assumption of the founding paper (Reardon & Raudenbush 2013) is made to fail by degrees, from zero "
-         "(it holds) to a severe value; every estimator runs on the same simulated trials.", "", "## Settings", "",
-         "| setting | value |", "| --- | --- |"]
-    m += [f"| {k} | {_strip(v)} |" for k, v in settings_rows]
-    m += ["", "## The design", "", "| | |", "| --- | --- |"]
-    m += [f"| {k} | {v} |" for k, v in _design_lines(base, truth)]
-    m += ["", "## Overview: the first dial value at which each estimator fails", "", _md_table(overview), ""]
-    for sw, summary, ver, figs in results:
-        m += [f"## {sw.dial.assumption}: {sw.dial.title}", ""]
-        if sw.skipped is not None:
-            m += [f"Not swept: {sw.skipped}.", ""]
-            continue
-        m += [f"*What it means in the study:* {sw.dial.meaning}.", "",
-              f"Dial `{sw.axis}` = {', '.join(f'{v:.3g}' for v in sw.values[0])}.", ""]
-        m += [f"For this sweep: {c}." for c in sw.changes]
-        m += [_strip(_sentence_html(sw, ver, settings)), ""]
-        m += [f"![{f.stem}](figures/{f.name})" for f in figs]
-        m += ["", _md_table(ver[["estimator", "mediator", "target", "verdict"]]), ""]
-    (out / "report.md").write_text("\n".join(m), encoding="utf-8")
-    return path
-
-
-def _sentence_html(sw, ver, settings) -> str:
-    """A plain sentence: which estimators break first, and from where."""
-    bad = ver[ver.first_threshold.notna()]
-    robust = sorted(set(ver.estimator) - set(bad.estimator))
-    if bad.empty:
-        return (f"<p>No estimator reached a threshold up to {sw.values[0][-1]:.3g}: within this range the violation "
-                "does not bias any estimator by more than the tolerance.</p>")
-    order = bad.assign(pos=[sw.values[0].index(v) for v in bad.first_threshold]).sort_values("pos")
-    first = order.iloc[0]
-    txt = (f"<p>{html.escape(first.estimator)} breaks first ({html.escape(first.mediator)}: "
-           f"{html.escape(first.verdict)}).")
-    if robust:
-        txt += f" Still within tolerance at {sw.values[0][-1]:.3g}: {html.escape(', '.join(robust))}."
-    return txt + "</p>"
-
-
-def _strip(s: str) -> str:
-    import re
-
-    return html.unescape(re.sub(r"<[^>]+>", "", s)).replace("|", "\\|")
-
-
-def _html_table(df: pd.DataFrame, mark: bool = False) -> str:
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns) + "</tr>"]
-    for _, r in df.iterrows():
         cells = []
-        for c in df.columns:
-            v = str(r[c])
-            cls = ""
-            if mark and c != "assumption":
-                cls = " class='good'" if v == "none" else " class='bad'"
-            cells.append(f"<td{cls}>{html.escape(v)}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    return "".join(out) + "</table>"
+        for est in iv:
+            bits = []
+            for med in meds:
+                r = ver[(ver.dial == sw.dial.key) & (ver.estimator == est) & (ver.mediator == med)]
+                if len(r):
+                    r = r.iloc[0]
+                    bits.append({"mediator": med, "verdict": r.verdict, "text": _verdict_text(r)})
+            cells.append(bits)
+        overview.append({"dial": sw.dial.label, "key": sw.dial.key, "title": sw.dial.title, "skipped": None,
+                         "path": sw.axis, "unit": sw.dial.unit, "severe": _f(sw.plan.axis_at(1.0)), "cells": cells})
+
+    base_rows = []
+    zero_state = {}
+    first = next((sw for sw in sweeps if sw.skipped is None and not sw.changes), None)
+    if first is not None:
+        for _, r in ver[ver.dial == first.dial.key].iterrows():
+            zero_state[(r.estimator, r.mediator)] = r
+    for _, r in baseline.iterrows():
+        base_rows.append({"estimator": label(r.estimator), "mediator": r.mediator,
+                          "target": f"{r.target.upper()} {_f(r.target_value, 4)}",
+                          "bias": _pm(r.bias, r.bias_mcse), "relative_bias": _pct(r.relative_bias / 100)
+                          if math.isfinite(r.relative_bias) else "–",
+                          "rmse": _pm(r.rmse, r.rmse_mcse), "coverage": _pct(r.coverage, r.coverage_mcse),
+                          "power": _pct(r.power, r.power_mcse), "width": _f(r.width),
+                          "reps": str(int(r.reps))})
+    base_checks = [{"check": _CHECK_WORDS.get(k, k), "rate": _pct(v[0], v[1])} for k, v in baseline_checks.items()]
+
+    sections = []
+    for sw in sweeps:
+        sec = {"key": sw.dial.key, "label": sw.dial.label, "title": sw.dial.title, "meaning": sw.dial.meaning,
+               "skipped": sw.skipped}
+        if sw.skipped is not None:
+            sections.append(sec)
+            continue
+        v = ver[ver.dial == sw.dial.key]
+        m = measures[measures.dial == sw.dial.key]
+        c = checks[checks.dial == sw.dial.key]
+        sec.update({
+            "path": sw.axis, "unit": sw.dial.unit, "also": sw.paths[1:],
+            "dial_values": ", ".join(_f(x) for x in sw.dial_values), "changes": sw.changes,
+            "headline": _headline(sw, ver, order),
+            "figures": [{"name": p.name, "src": _img(p)} for p in figures.get(sw.dial.key, [])],
+            "verdicts": [{"estimator": label(r.estimator), "mediator": r.mediator, "verdict": r.verdict,
+                          "text": _verdict_text(r), "driver": _DRIVER_WORDS.get(r.driver if isinstance(r.driver, str)
+                                                                                else "", ""),
+                          "exact": _f(r.breakdown_exact) if r.breakdown_exact == r.breakdown_exact else "",
+                          "mc": _f(r.breakdown_mc) if r.breakdown_mc == r.breakdown_mc else "",
+                          "note": r.note if isinstance(r.note, str) else "",
+                          "reference": r.estimator == "ols"} for _, r in v.iterrows()],
+            "tables": [],
+            "checks": [],
+        })
+        for med in meds:
+            rows = []
+            for est in order:
+                g = m[(m.estimator == est) & (m.mediator == med)].sort_values("t")
+                for _, r in g.iterrows():
+                    rows.append({"estimator": label(est), "value": _f(r.value), "bias": _pm(r.bias, r.bias_mcse),
+                                 "identification": _f(r.identification_bias),
+                                 "finite_sample": _pm(r.finite_sample_bias, r.finite_sample_bias_mcse),
+                                 "rmse": _pm(r.rmse, r.rmse_mcse), "coverage": _pct(r.coverage, r.coverage_mcse),
+                                 "power": _pct(r.power, r.power_mcse), "width": _f(r.width),
+                                 "reps": str(int(r.reps)), "reference": est == "ols"})
+            if rows:
+                t = m[m.mediator == med].target.iloc[0]
+                sec["tables"].append({"mediator": med, "target": "LATE" if t == "late" else "ATE", "rows": rows})
+        for value, g in c.groupby("value", sort=True):
+            row = {"value": _f(value)}
+            for _, r in g.iterrows():
+                row[r.check] = _pct(r.rate, r.mcse)
+            sec["checks"].append(row)
+        sections.append(sec)
+    check_cols = [(k, w) for k, w in _CHECK_WORDS.items()]
+    return {"name": base.name, "description": base.description, "settings": settings_rows,
+            "design": design_rows, "estimators": [label(e) for e in iv], "mediators": meds,
+            "overview": overview, "baseline": base_rows, "baseline_checks": base_checks, "sections": sections,
+            "check_cols": check_cols, "tolerance": f"{settings.tolerance:.0%}",
+            "floor": f"{settings.coverage_floor:.0%}", "rmse_ratio": f"{settings.rmse_ratio:g}"}
 
 
-def _md_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "(nothing swept)"
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
-    sep = "| " + " | ".join("---" for _ in df.columns) + " |"
-    body = ["| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |" for r in df.itertuples(index=False)]
-    return "\n".join([head, sep, *body])
+def _sizes(base) -> str:
+    n = base.n_per_site
+    if n and len(set(n)) == 1:
+        return str(n[0])
+    if getattr(base, "n_per_site_range", None):
+        return f"{base.n_per_site_range[0]}-{base.n_per_site_range[1]}"
+    return f"{min(n)}-{max(n)}"
+
+
+def write_report(out: Path, **kwargs) -> Path:
+    """Write ``out/report.html`` and ``out/report.md`` from the same data; returns the HTML path."""
+    out = Path(out)
+    data = report_data(out=out, **kwargs)
+    env = _env()
+    env.filters["md"] = lambda s: str(s).replace("|", "\\|")
+    (out / "report.html").write_text(env.get_template("stress_report.html.j2").render(**data), encoding="utf-8")
+    (out / "report.md").write_text(env.get_template("stress_report.md.j2").render(**data), encoding="utf-8")
+    return out / "report.html"

@@ -1,59 +1,117 @@
-"""Stress-test a planned design: every assumption's dial swept from zero to a severe value.
+r"""Stress-test a planned design: every assumption's dial swept from zero to a severe value.
 
-``simulate stress-test DESIGN.toml --out DIR`` reads a planned design (an ordinary
-scenario file, every dial at zero, plus an optional ``[stress]`` table), and for each
-of the founding paper's assumptions that can fail in that design runs a grid that
-moves the assumption's dial from 0 (it holds) to a severe value, with every estimator
-on the same simulated data.  Each assumption gets a figure and a verdict: for each
-estimator and mediator, the smallest dial value at which
+``simulate stress-test DESIGN --out DIR`` reads a planned design (an ordinary scenario
+file, or the name of a bundled design, every dial at zero, plus an optional ``[stress]``
+table) and, for each assumption of :data:`simulate.assumptions.ASSUMPTIONS` that can fail
+in the design, moves its dial from 0 (it holds) to a severe value.  Each estimator x
+mediator gets a verdict a methodologist can sign, decided in this order.
 
-- the bias exceeds the tolerance (default 10% of the effect) with the Monte Carlo
-  error in mind: |bias| - 1.96 MCSE > tolerance |target|, or
-- the coverage of the 95% interval falls below the floor (default 90%) with the
-  Monte Carlo error in mind: coverage + 1.96 MCSE < floor,
+**The exact part.**  The identification bias (large-sample limit minus target) needs no
+replication: it is evaluated on a fine grid of the dial (``fine_steps`` values, 41 by
+default) from the truth's site moments, each value from ``truth_batches`` independent
+batches of simulated sites so that it carries its own standard error (zero up to rounding
+where the limit is a closed form).  The *exact breakdown* is the smallest dial value where
+|identification bias| exceeds the tolerance, decided beyond ``t(B-1)`` standard errors and
+interpolated linearly between grid values.
 
-or "no threshold reached" up to the severe value.  The target is the population
-ATE for continuous mediators and the LATE (the complier average effect, which the
-IV estimators aim at) for binary ones.
+**The Monte Carlo part.**  At each simulated dial value (``steps`` of them, 0 included) every
+comparison of a Monte Carlo measure with its threshold is *decided* only when the threshold
+lies outside the measure's 95% Monte Carlo interval (estimate +- 1.96 MCSE):
+
+- |total bias| against the tolerance (``tolerance`` times |target| where the assumption holds);
+- coverage of the 95% interval against ``coverage_floor``;
+- RMSE against ``rmse_ratio`` times the smallest RMSE of the IV estimators at that value
+  (an estimator many times less precise than another is not a safe choice, whatever its bias).
+
+A comparison that is not decided is *undecided*, and the replications that would decide it
+are estimated from the MCSE's 1/sqrt(R) law.  **Adaptive replications**: the dial values
+whose undecided comparisons bear on a verdict get more replications, up to ``max_reps``
+(replication r keeps its random numbers, so extending adds replications and changes none;
+a resumed or re-run stress test replays the same plan and gives identical tables).
+
+**Verdict states** (one per dial x estimator x mediator):
+
+``fails_at_zero``
+    already fails where every assumption holds (see the baseline table).
+``breaks_at``
+    the smallest dial value at which a comparison fails: the exact breakdown, or the first
+    simulated value with a decided Monte Carlo failure; ``driver`` says what drives it
+    (``identification``, ``finite_sample`` bias, ``bias`` where the estimator has no exact
+    limit to split it by, ``coverage`` or ``rmse``).
+``not_applicable``
+    the dial cannot move any target or limit in this design (the exact truth is flat along
+    it), and no Monte Carlo failure was seen.
+``cannot_tell``
+    no failure is decided, but some comparison is not decided either at the replications
+    run (the note says about how many would tell).
+``holds``
+    every comparison decided within its threshold, at every simulated value, and the exact
+    identification bias within the tolerance up to the severe value.
+
+The target is the population LATE (the complier average effect: what the IV estimators aim
+at when compliance types exist) for binary mediators and the population ATE for continuous
+ones.  OLS is reported as the confounded reference, never in a headline.  For each dial value
+the rates at which the design's own checks would have fired (first-stage F below 10, the
+overidentification test and the nonlinearity (falsification) test at 5%) are reported with
+their MCSE.
 
 ``[stress]`` (all optional)::
 
     [stress]
-    reps = 200             # replications per dial value
+    reps = 200              # first-pass replications per dial value
+    max_reps = 1000         # adaptive replications stop here
     seed = 1
-    steps = 5              # dial values from 0 to the severe value
-    tolerance = 0.10       # bias tolerance, a share of the effect
+    steps = 5               # simulated dial values from 0 to the severe value
+    fine_steps = 41         # dial values of the exact part (at least; a multiple of steps - 1, plus 1)
+    tolerance = 0.10        # bias tolerance, a share of the target where the assumption holds
     coverage_floor = 0.90
-    truth_sites = 200000   # simulated sites for each cell's truth
-    [stress.dials]         # a dial's severe value, or false to leave it out
+    rmse_ratio = 3.0        # RMSE beyond this multiple of the best IV estimator's fails
+    truth_sites = 200000    # simulated sites for each simulated cell's truth
+    truth_batches = 4       # batches of the exact part (its standard error)
+    truth_batch_sites = 2500
+    defier_effect_shift = -0.4   # defiers' effect minus compliers' (default: defiers gain nothing)
+    [stress.dials]          # a dial's severe value, or false to leave it out
     selection = 1.5
     spillover = false
 
-Output: ``DIR/report.html`` (one self-contained page, figures embedded),
-``DIR/report.md``, ``DIR/figures/``, ``DIR/tables/`` (per dial: the summary as CSV
-and the verdicts), ``DIR/dials/NAME/`` (each dial's run directory: rows, manifest,
-summary; an interrupted stress test resumes where it stopped).
+Output: ``DIR/report.html`` (one self-contained page, figures embedded), ``DIR/report.md``,
+``DIR/figures/``, ``DIR/tables/`` (``verdicts.csv``, ``measures.csv``, ``checks.csv``,
+``exact.csv``, ``baseline.csv``), ``DIR/cells/HASH/`` (one run directory per distinct
+simulated scenario: rows, manifest, summary; shared by the dials whose value 0 is the same
+design), ``DIR/plan.json`` (the replications of each pass).  An interrupted stress test
+resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import difflib
+import json
+import math
+import os
 import sys
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import __version__
-from .runner import RunConfig, RunError, code_version, run
-from .scenario import ScenarioError, expand_grid, from_dict
+from .assumptions import ASSUMPTIONS, BY_KEY, Assumption, SweepPlan, design as make_design
+from .runner import RunConfig, RunError, code_version, read_rows, run
+from .scenario import GridCell, ScenarioError, from_dict, set_path
 
-__all__ = ["DIALS", "StressSettings", "StressError", "stress_test", "verdicts", "plan_sweeps", "read_design",
-           "add_subcommand", "run_cli"]
+__all__ = ["StressSettings", "StressError", "Sweep", "stress_test", "plan_sweeps", "read_design",
+           "exact_curves", "exact_breakdown", "compare", "decide", "VERDICTS", "add_subcommand", "run_cli"]
+
+VERDICTS = ("holds", "breaks_at", "fails_at_zero", "cannot_tell", "not_applicable")
+Z = 1.959963984540054  # Phi^{-1}(0.975)
+OLS = "ols"
+DIRECT_EFFECT = "direct_effect"
+_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
 class StressError(ValueError):
@@ -61,60 +119,25 @@ class StressError(ValueError):
 
 
 @dataclass(frozen=True)
-class Dial:
-    """One assumption's dial."""
-
-    key: str
-    assumption: str
-    title: str
-    meaning: str  # what a violation means in the study (plain words)
-
-
-DIALS: tuple[Dial, ...] = (
-    Dial("spillover", "i (SUTVA)", "Spillovers onto controls",
-         "controls' outcomes move with the share treated in their site (displacement or contamination), "
-         "so the site ITT on the outcome no longer comes only through the mediators"),
-    Dial("direct_effect", "ii (exclusion)", "A direct effect of treatment on the outcome",
-         "the offer changes the outcome by a route other than the mediators, and 2SLS through the origin "
-         "credits that route to the mediators"),
-    Dial("mediator_curvature", "iii (M linear in T)", "Mediators not linear in the treatment dose",
-         "the higher arms move the mediators more (or less) than in proportion"),
-    Dial("outcome_curvature", "iv (Y linear in M)", "An outcome not linear in the mediators",
-         "the outcome responds to the square of a mediator, so the effect of a unit depends on the level"),
-    Dial("mediator_paths", "v (parallel mediators)", "One mediator moving another",
-         "part of the treatment's effect on a later mediator runs through an earlier one, with person-level "
-         "path coefficients that go with the later mediator's effect"),
-    Dial("selection", "vi (ignorable assignment)", "Selection into treatment",
-         "within sites, persons with higher untreated outcomes are more likely to be treated"),
-    Dial("within_site_correlation", "vii.a (no within-site compliance-effect covariance)",
-         "Within-site correlation of compliance and effect",
-         "persons who respond more to the offer also gain more from the mediator, so each site's IV ratio "
-         "tends to delta + cov(Gamma, Delta) / gamma instead of delta"),
-    Dial("defiers", "vii.b (no defiers)", "Defiers",
-         "some persons take up the mediator only when not offered, entering the estimand with a negative weight"),
-    Dial("rank", "viii (rank of the compliance matrix)", "A weak or collinear compliance matrix",
-         "the sites' compliances carry less independent variation, so the mediators' effects are barely "
-         "separable (weak instruments)"),
-    Dial("between_site_correlation", "ix (between-site independence)", "Between-site correlation of compliance "
-         "and effect", "sites where the offer moves the mediator more are also sites where the mediator matters more"),
-    Dial("nonlinear_dependence", "ix (between-site independence, nonlinear)", "Nonlinear between-site dependence",
-         "the mediator's effect depends on the site's compliance nonlinearly, with zero correlation, which "
-         "a correlation check cannot see"),
-)
-_BY_KEY = {d.key: d for d in DIALS}
-
-
-@dataclass(frozen=True)
 class StressSettings:
+    """The ``[stress]`` table (see the module docstring), plus the command line's jobs and quiet."""
+
     reps: int = 200
+    max_reps: int = 1000
     seed: int = 1
     steps: int = 5
+    fine_steps: int = 41
     tolerance: float = 0.10
     coverage_floor: float = 0.90
+    rmse_ratio: float = 3.0
     truth_sites: int = 200_000
+    truth_batches: int = 4
+    truth_batch_sites: int = 2500
+    defier_effect_shift: float | None = None
     severe: tuple[tuple[str, float | bool], ...] = ()
     jobs: int = 1
     quiet: bool = False
+    pdf: bool = False
 
     def severe_of(self, key: str, default: float):
         for k, v in self.severe:
@@ -122,40 +145,67 @@ class StressSettings:
                 return v
         return default
 
+    @property
+    def fine_count(self) -> int:
+        """Values of the exact grid: (steps - 1) k + 1 >= fine_steps, so the simulated values are on it."""
+        k = math.ceil((self.fine_steps - 1) / (self.steps - 1))
+        return (self.steps - 1) * k + 1
 
-def _settings(table: dict, source: str, jobs: int, quiet: bool, reps: int | None) -> StressSettings:
-    allowed = {"reps": int, "seed": int, "steps": int, "tolerance": float, "coverage_floor": float,
-               "truth_sites": int, "dials": dict}
+    def fingerprint(self) -> dict:
+        keep = ("reps", "max_reps", "seed", "steps", "fine_steps", "tolerance", "coverage_floor", "rmse_ratio",
+                "truth_sites", "truth_batches", "truth_batch_sites", "defier_effect_shift")
+        return {k: getattr(self, k) for k in keep} | {"severe": [list(s) for s in self.severe]}
+
+
+_KINDS = {"reps": int, "max_reps": int, "seed": int, "steps": int, "fine_steps": int, "tolerance": float,
+          "coverage_floor": float, "rmse_ratio": float, "truth_sites": int, "truth_batches": int,
+          "truth_batch_sites": int, "defier_effect_shift": float, "dials": dict}
+
+
+def _settings(table: dict, source: str, jobs: int, quiet: bool, reps: int | None, pdf: bool = False) -> StressSettings:
     for key, value in table.items():
-        if key not in allowed:
-            import difflib
-            near = difflib.get_close_matches(key, list(allowed), n=1)
+        if key not in _KINDS:
+            near = difflib.get_close_matches(key, list(_KINDS), n=1)
             hint = f"; did you mean 'stress.{near[0]}'?" if near else ""
             raise StressError(f"{source}: stress.{key}: unknown key{hint}")
-        want = allowed[key]
-        ok = isinstance(value, want) and not isinstance(value, bool) or (want is float and isinstance(value, int)
-                                                                         and not isinstance(value, bool))
+        want = _KINDS[key]
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        ok = is_int if want is int else (is_int or isinstance(value, float)) if want is float else isinstance(value, dict)
         if not ok:
-            raise StressError(f"{source}: stress.{key}: must be {'an integer' if want is int else 'a number' if want is float else 'a table'}")
+            what = {int: "an integer", float: "a number", dict: "a table"}[want]
+            raise StressError(f"{source}: stress.{key}: must be {what}")
     s = dict(table)
     dials = s.pop("dials", {})
     severe = []
     for key, value in dials.items():
-        if key not in _BY_KEY:
-            import difflib
-            near = difflib.get_close_matches(key, list(_BY_KEY), n=1)
-            hint = f"; did you mean 'stress.dials.{near[0]}'?" if near else f"; dials are {', '.join(_BY_KEY)}"
+        if key not in BY_KEY:
+            near = difflib.get_close_matches(key, list(BY_KEY), n=1)
+            hint = f"; did you mean 'stress.dials.{near[0]}'?" if near else f"; dials are {', '.join(BY_KEY)}"
             raise StressError(f"{source}: stress.dials.{key}: unknown dial{hint}")
         if value is True or not (value is False or isinstance(value, (int, float))):
             raise StressError(f"{source}: stress.dials.{key}: must be a severe value (a number) or false")
+        if value is not False and not math.isfinite(value):
+            raise StressError(f"{source}: stress.dials.{key}: must be a finite number, got {value}")
         severe.append((key, value if value is False else float(value)))
-    out = StressSettings(severe=tuple(severe), jobs=jobs, quiet=quiet, **s)
+    for k in ("tolerance", "coverage_floor", "rmse_ratio", "defier_effect_shift"):
+        if k in s:
+            s[k] = float(s[k])
+    out = StressSettings(severe=tuple(severe), jobs=jobs, quiet=quiet, pdf=pdf, **s)
     if reps is not None:
-        out = StressSettings(**{**out.__dict__, "reps": reps})
-    checks = [("reps", out.reps >= 2, "must be >= 2"), ("steps", 2 <= out.steps <= 20, "must be in 2..20"),
-              ("tolerance", out.tolerance > 0, "must be > 0"),
+        out = replace(out, reps=reps, max_reps=max(out.max_reps, reps) if "max_reps" not in table else out.max_reps)
+    checks = [("reps", 2 <= out.reps <= 1_000_000, "must be in 2..1000000"),
+              ("max_reps", out.reps <= out.max_reps <= 1_000_000, f"must be in reps ({out.reps})..1000000"),
+              ("steps", 2 <= out.steps <= 20, "must be in 2..20"),
+              ("fine_steps", 2 <= out.fine_steps <= 401, "must be in 2..401"),
+              ("tolerance", 0 < out.tolerance < 10, "must be in (0, 10)"),
               ("coverage_floor", 0 < out.coverage_floor < 1, "must be in (0, 1)"),
-              ("truth_sites", out.truth_sites >= 1000, "must be >= 1000"), ("seed", out.seed >= 0, "must be >= 0")]
+              ("rmse_ratio", 1 < out.rmse_ratio <= 1000, "must be in (1, 1000]"),
+              ("truth_sites", 1000 <= out.truth_sites <= 10_000_000, "must be in 1000..10000000"),
+              ("truth_batches", 2 <= out.truth_batches <= 100, "must be in 2..100"),
+              ("truth_batch_sites", 500 <= out.truth_batch_sites <= 1_000_000, "must be in 500..1000000"),
+              ("seed", 0 <= out.seed < 2**63, "must be in [0, 2^63)"),
+              ("defier_effect_shift", out.defier_effect_shift is None or abs(out.defier_effect_shift) <= 1e6,
+               "must be a number of at most 1e6 in size")]
     for name, ok, msg in checks:
         if not ok:
             raise StressError(f"{source}: stress.{name}: {msg}, got {getattr(out, name)}")
@@ -163,247 +213,440 @@ def _settings(table: dict, source: str, jobs: int, quiet: bool, reps: int | None
 
 
 # ---------------------------------------------------------------------------
-# From a design to one grid per dial
+# From a design to one sweep per assumption
 # ---------------------------------------------------------------------------
 
 
 @dataclass
 class Sweep:
-    dial: Dial
-    paths: list[str]  # zipped grid paths; the first is the plotted axis
-    values: list[list[float]]  # per path, the values in sweep order
-    changes: list[str] = field(default_factory=list)  # changes to the design the sweep needs
-    raw: dict | None = None
+    """One assumption's sweep: the plan (paths from start to end) or the reason it is skipped."""
+
+    assumption: Assumption
+    severe: float | None = None
+    plan: SweepPlan | None = None
     skipped: str | None = None
+    ts: list[float] = field(default_factory=list)  # simulated fractions of the way to the severe value
+
+    @property
+    def dial(self) -> Assumption:
+        return self.assumption
+
+    @property
+    def paths(self) -> list[str]:
+        return self.plan.paths if self.plan else []
 
     @property
     def axis(self) -> str:
         return self.paths[0]
 
+    @property
+    def changes(self) -> list[str]:
+        return self.plan.changes if self.plan else []
 
-def _lin(severe: float, steps: int) -> list[float]:
-    return [round(severe * i / (steps - 1), 10) for i in range(steps)]
+    @property
+    def values(self) -> list[list[float]]:
+        """Per path, its value at each simulated dial value."""
+        return [[self.plan.values_at(t)[j] for t in self.ts] for j in range(len(self.paths))]
+
+    @property
+    def dial_values(self) -> list[float]:
+        return [self.plan.axis_at(t) for t in self.ts]
+
+    def raw_at(self, t: float) -> dict:
+        raw = copy.deepcopy(self.plan.raw)
+        for path, value in zip(self.paths, self.plan.values_at(t)):
+            raw = set_path(raw, path, value, f"[stress dial {self.assumption.key}]")
+        return raw
+
+    def cell_at(self, t: float, source: str) -> GridCell:
+        values = tuple(zip(self.paths, self.plan.values_at(t)))
+        label = ", ".join(f"{p} = {v}" for p, v in values)
+        return GridCell(0, values, from_dict(self.raw_at(t), f"{source} [stress dial {self.assumption.key}: {label}]"))
 
 
 def plan_sweeps(raw: dict, settings: StressSettings, source: str) -> list[Sweep]:
-    """The grid of each dial for this design (or the reason it does not apply)."""
-    sc = from_dict(raw, source)
-    P, arms = sc.n_mediators, sc.arms
-    binary = list(sc.is_binary)
-    cont = [p for p in range(P) if not binary[p]]
-    L = arms - 1
-    gamma = [((sc.complier_share[p] - sc.defier_share[p]) if binary[p] else sc.site_mean[p]) for p in range(P)]
-    # the ITT on Y of the top arm against control, sum_p g_p(L) gamma_p delta_p (binary: the top arm's take-up)
-    itt = abs(sum((1.0 if binary[p] else sc.dose(p)[-1]) * gamma[p] * sc.site_mean[P + p] for p in range(P))) or 1.0
-    steps = settings.steps
+    """The sweep of each assumption for this design (or the reason it does not apply)."""
+    d = make_design(raw, source, {"defier_effect_shift": settings.defier_effect_shift})
+    ts = [round(i / (settings.steps - 1), 12) for i in range(settings.steps)]
     out = []
-
-    def add(key, default, build):
-        dial = _BY_KEY[key]
-        severe = settings.severe_of(key, default)
+    for a in ASSUMPTIONS:
+        severe = settings.severe_of(a.key, None)
         if severe is False:
-            out.append(Sweep(dial, [], [], skipped="left out in [stress.dials]"))
-            return
-        res = build(float(severe))
+            out.append(Sweep(a, skipped="left out in [stress.dials]"))
+            continue
+        severe = float(a.severe(d) if severe is None else severe)
+        res = a.recipe(d, severe)
         if isinstance(res, str):
-            out.append(Sweep(dial, [], [], skipped=res))
+            out.append(Sweep(a, severe, skipped=res))
         else:
-            out.append(res)
-
-    def sweep(key, paths, values, changes=(), extra=None):
-        r = copy.deepcopy(raw)
-        if extra:
-            extra(r)
-        return Sweep(_BY_KEY[key], list(paths), [list(v) for v in values], list(changes), r)
-
-    add("spillover", round(itt, 4), lambda v: sweep("spillover", ["spillover.outcome"], [_lin(v, steps)]))
-    add("direct_effect", round(0.5 * itt / L, 4),
-        lambda v: sweep("direct_effect", ["site.direct_effect_mean"], [_lin(v, steps)]))
-    add("mediator_curvature", 0.5, lambda v: "has no effect with a binary treatment (needs 3+ arms)" if arms == 2
-        else sweep("mediator_curvature", ["mediators.curvature"], [_lin(v, steps)]))
-
-    def outcome_curv(v):
-        if not cont:
-            return "applies to continuous mediators only"
-        paths = [f"mediators.outcome_curvature[{p + 1}]" for p in cont]
-        return sweep("outcome_curvature", paths, [_lin(v, steps)] * len(paths))
-    add("outcome_curvature", 0.2, outcome_curv)
-
-    def paths_dial(v):
-        if P < 2 or not [p for p in cont if p >= 1]:
-            return "needs a second, continuous mediator"
-        # the first pair (earlier -> later continuous mediator, 1-based) that can take a new path: not
-        # already joined, and no chain (a path's source receives none, its target sends none)
-        have = raw.get("paths", [])
-        joined = {(pa.get("from"), pa.get("to")) for pa in have}
-        receive = {pa.get("to") for pa in have}
-        send = {pa.get("from") for pa in have}
-        free = [(a, b + 1) for b in cont for a in range(1, b + 1)
-                if (a, b + 1) not in joined and a not in receive and b + 1 not in send]
-        if not free:
-            listed = ", ".join(f"{a} -> {b}" for a, b in sorted(joined))
-            return (f"the design's own paths ({listed}) leave no pair of mediators that can take another "
-                    "(chains of paths are not supported)")
-        a, b = free[0]
-
-        def extra(r):
-            r.setdefault("paths", []).append({"from": a, "to": b, "mean": 0.0, "person_sd": 0.0,
-                                              "effect_correlation": 0.5})
-        k = len(have) + 1
-        return sweep("mediator_paths", [f"paths[{k}].mean", f"paths[{k}].person_sd"], [_lin(v, steps)] * 2,
-                     [f"a path from mediator {a} to mediator {b} whose mean and person SD grow with the dial, "
-                      "correlation 0.5 with the later mediator's effect"], extra)
-    add("mediator_paths", 1.0, paths_dial)
-    add("selection", 1.0, lambda v: sweep("selection", ["selection.strength"], [_lin(v, steps)]))
-
-    def within(v):
-        changes = []
-
-        def extra(r):
-            person = r.setdefault("person", {})
-            for key, fallback, label in (("effect_sd", [0.5 * abs(sc.site_mean[P + p]) or 0.2 for p in range(P)],
-                                          "person-level effect SD"),
-                                         ("compliance_sd", [0.5 * abs(gamma[p]) or 0.2 for p in range(P)],
-                                          "person-level compliance SD")):
-                if key == "compliance_sd" and not cont:
-                    continue
-                cur = getattr(sc, key)
-                if all(x == 0 for x in cur):
-                    vals = [fallback[p] if (key == "effect_sd" or not binary[p]) else 0.0 for p in range(P)]
-                    person[key] = vals
-                    changes.append(f"{label} set to {', '.join(f'{x:g}' for x in vals)} (zero in the design)")
-        res = sweep("within_site_correlation", ["person.within_site_correlation"], [_lin(v, steps)], (), extra)
-        res.changes = changes
-        return res
-    add("within_site_correlation", 0.6, within)
-
-    def defiers(v):
-        b = [p for p in range(P) if binary[p]]
-        if not b:
-            return "applies to binary mediators only"
-        paths, values = [], []
-        for p in b:
-            if v >= sc.complier_share[p] - 0.05:
-                return f"the severe defier share {v:g} must stay below the complier share {sc.complier_share[p]:g}"
-            donor = "never_share" if sc.never_share[p] >= v else "complier_share"
-            base = getattr(sc, donor)[p]
-            paths += [f"binary.defier_share[{p + 1}]", f"binary.{donor}[{p + 1}]"]
-            values += [_lin(v, steps), [round(base - x, 10) for x in _lin(v, steps)]]
-        return sweep("defiers", paths, values, [f"the defier share is taken from the never-takers (or compliers)"])
-    add("defiers", 0.15, defiers)
-
-    def rank(v):
-        if P >= 2:
-            return sweep("rank", ["site.compliance_correlation"], [_lin(min(v, 0.99), steps)])
-        sd0 = sc.site_sd[0] if not binary[0] else sc.complier_share_site_sd[0]
-        path = "site.compliance_sd" if not binary[0] else "binary.complier_share_site_sd"
-        if sd0 == 0:
-            return "the design's compliance does not vary between sites: the instruments are already weak"
-        vals = [round(sd0 * (1 - min(v, 0.95) * i / (steps - 1)), 10) for i in range(steps)]
-        return sweep("rank", [path], [vals], ["with one mediator the rank dial shrinks the between-site SD of "
-                                              "compliance (the instruments' strength)"])
-    add("rank", 0.9, rank)
-
-    def site_effect_extra(changes):
-        def extra(r):
-            site = r.setdefault("site", {})
-            if all(sc.site_sd[P + p] == 0 for p in range(P)):
-                vals = [0.5 * abs(sc.site_mean[P + p]) or 0.1 for p in range(P)]
-                site["effect_sd"] = vals
-                changes.append(f"between-site effect SD set to {', '.join(f'{x:g}' for x in vals)} (zero in the design)")
-        return extra
-
-    def varies():
-        return all((sc.complier_share_site_sd[p] if binary[p] else sc.site_sd[p]) > 0 for p in range(P))
-
-    def between(v):
-        if not varies():
-            return "needs compliance that varies between sites"
-        changes = []
-        res = sweep("between_site_correlation", ["site.compliance_effect_correlation"], [_lin(v, steps)], (),
-                    site_effect_extra(changes))
-        res.changes = changes
-        return res
-    add("between_site_correlation", 0.6, between)
-
-    def nonlinear(v):
-        if not varies():
-            return "needs compliance that varies between sites"
-        changes = []
-        res = sweep("nonlinear_dependence", ["site.nonlinear_dependence"], [_lin(v, steps)], (),
-                    site_effect_extra(changes))
-        res.changes = changes
-        return res
-    add("nonlinear_dependence", 1.0, nonlinear)
+            out.append(Sweep(a, severe, res, ts=list(ts)))
     return out
 
 
-def _cells(sw: Sweep, source: str):
-    raw = copy.deepcopy(sw.raw)
-    raw["grid"] = {p: v for p, v in zip(sw.paths, sw.values)}
-    if len(sw.paths) > 1:
-        raw["grid"]["zip"] = [list(sw.paths)]
-    return expand_grid(raw, f"{source} [stress dial {sw.dial.key}]")
+def _cells(sw: Sweep, source: str) -> list[GridCell]:
+    """The simulated cells of a sweep (validated)."""
+    return [replace(sw.cell_at(t, source), index=i) for i, t in enumerate(sw.ts)]
+
+
+def _resolve(design) -> Path:
+    path = Path(design)
+    if path.exists():
+        return path
+    for folder in (_SCENARIOS / "designs", _SCENARIOS):
+        cand = folder / f"{design}.toml"
+        if cand.exists():
+            return cand
+    names = sorted(p.stem for p in (_SCENARIOS / "designs").glob("*.toml"))
+    raise StressError(f"{design}: no such file or bundled design (bundled designs: {', '.join(names) or 'none'})")
+
+
+def read_design(path: str | Path, jobs: int = 1, quiet: bool = False, reps: int | None = None, pdf: bool = False):
+    """(raw scenario table without [stress], StressSettings) of a design file or bundled design name."""
+    path = _resolve(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StressError(f"{path}: cannot be read ({type(exc).__name__})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise StressError(f"{path}: not valid TOML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise StressError(f"{path}: not valid TOML (nested too deeply)") from None
+    if "grid" in raw:
+        raise StressError(f"{path}: grid: a design for stress-test has no [grid]; the stress test makes its own")
+    table = raw.pop("stress", {})
+    if not isinstance(table, dict):
+        raise StressError(f"{path}: stress: must be a table ([stress])")
+    settings = _settings(table, str(path), jobs, quiet, reps, pdf)
+    from_dict(copy.deepcopy(raw), str(path))  # the design itself must be valid
+    return raw, settings
 
 
 # ---------------------------------------------------------------------------
-# Verdicts
+# The exact part: identification bias on a fine grid of the dial
 # ---------------------------------------------------------------------------
 
 
-def _target_name(mediator: str, kinds: dict) -> str:
-    return "late" if kinds.get(mediator) == "binary" else "ate"
+def _target_name(kind: str) -> str:
+    return "late" if kind == "binary" else "ate"
 
 
-def verdicts(summary: pd.DataFrame, sweep_values: list[float], kinds: dict, tolerance: float,
-             coverage_floor: float) -> pd.DataFrame:
-    """Per estimator x mediator: the first dial value (sweep order) where bias or coverage fail.
+def _limit_of():
+    from .truth import LIMIT_OF
 
-    ``summary`` is the long frame of :func:`simulate.summary.summarize_directory` for the dial's
-    run (cell i has dial value ``sweep_values[i]``).  Returns columns estimator, mediator,
-    target, bias_threshold, coverage_threshold, first_threshold, verdict.
-    """
+    return LIMIT_OF
+
+
+def _exact_point(raw: dict, source: str, batches: int, batch_sites: int, estimators: list[str]) -> list[dict]:
+    """Targets and limits at one dial value, each limit the mean of ``batches`` batches (with its SE)."""
+    from .truth import TRUTH_SEED, truth
+
+    sc = from_dict(raw, source)
+    limit_of = _limit_of()
+    runs = []
+    note = ""
+    for b in range(batches):
+        try:
+            runs.append(truth(sc, n_sites=batch_sites, seed=TRUTH_SEED + 1 + b))
+        except Exception as exc:  # a limit that does not exist: NaN with the reason
+            note = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            break
     rows = []
-    s = summary[summary.mediator != "direct_effect"]
-    for (est, med), g in s.groupby(["estimator", "mediator"], sort=False):
-        target = _target_name(med, kinds)
-        bias_at = cov_at = None
-        for cell, value in enumerate(sweep_values):
-            gall = g[g.cell == cell]
-            gc = gall[gall.target == target]
-            b = gc[gc.measure == "bias"]
-            if bias_at is None and len(b):
-                theta = _theta(gall, b)
-                if np.isfinite(b.value.iloc[0]) and abs(b.value.iloc[0]) - 1.96 * b.mcse.iloc[0] > tolerance * abs(theta):
-                    bias_at = value
-            c = gc[gc.measure == "coverage"]
-            if cov_at is None and len(c) and np.isfinite(c.value.iloc[0]):
-                if c.value.iloc[0] + 1.96 * c.mcse.iloc[0] < coverage_floor:
-                    cov_at = value
-        firsts = [v for v in (bias_at, cov_at) if v is not None]
-        first = None if not firsts else min(firsts, key=lambda v: sweep_values.index(v))
-        if first is None:
-            verdict = f"no threshold reached up to {sweep_values[-1]:.3g}"
+    kinds = dict(zip(sc.mediator_names, sc.mediator_kind))
+    for p, med in enumerate(sc.mediator_names):
+        target = _target_name(kinds[med])
+        for est in estimators:
+            lim = limit_of.get(est)
+            tv = getattr(runs[0], target)[p] if runs else math.nan
+            vals = np.array([getattr(r, lim)[p] for r in runs], float) if (lim and len(runs) == batches) else None
+            if vals is not None and np.isfinite(vals).all():
+                limit, se = float(vals.mean()), float(vals.std(ddof=1) / math.sqrt(batches))
+                if se < 1e-12 * max(1.0, abs(limit)):
+                    se = 0.0  # a closed form up to rounding
+            else:
+                limit, se = math.nan, math.nan
+            rows.append({"estimator": est, "mediator": med, "target": target, "target_value": tv,
+                         "limit": limit, "limit_se": se, "note": note})
+    return rows
+
+
+def exact_curves(sweeps: list[Sweep], settings: StressSettings, source: str, estimators: list[str]) -> pd.DataFrame:
+    """The exact part of every sweep: one row per dial x fine value x estimator x mediator.
+
+    Columns ``dial, t, value, estimator, mediator, target, target_value, limit, limit_se,
+    identification_bias, note``.
+    """
+    n = settings.fine_count
+    tasks = []
+    for sw in sweeps:
+        if sw.skipped is None:
+            for i in range(n):
+                t = round(i / (n - 1), 12)
+                tasks.append((sw, t))
+    args = [(sw.raw_at(t), f"{source} [stress dial {sw.dial.key}]", settings.truth_batches,
+             settings.truth_batch_sites, estimators) for sw, t in tasks]
+    if settings.jobs > 1 and len(args) > 8:
+        from joblib import Parallel, delayed
+
+        res = Parallel(n_jobs=settings.jobs, backend="loky", batch_size=4)(delayed(_exact_point)(*a) for a in args)
+    else:
+        res = [_exact_point(*a) for a in args]
+    rows = []
+    for (sw, t), part in zip(tasks, res):
+        for r in part:
+            rows.append({"dial": sw.dial.key, "t": t, "value": sw.plan.axis_at(t), **r})
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame["identification_bias"] = frame["limit"] - frame["target_value"]
+    return frame
+
+
+_T_CRIT = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 8: 2.365, 10: 2.262}
+
+
+def _t_crit(batches: int) -> float:
+    if batches in _T_CRIT:
+        return _T_CRIT[batches]
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, batches - 1))
+
+
+def exact_breakdown(values, bias, se, tolerance: float, crit: float) -> tuple[str, float | None]:
+    """The exact part's state along a fine grid: ``(state, breakdown)``.
+
+    ``bias`` is the identification bias at each of ``values`` (increasing from 0) with its
+    standard error ``se`` (0 for closed forms).  State ``breaks`` with the smallest value at
+    which |bias| exceeds ``tolerance`` beyond ``crit`` SEs, interpolated linearly between the
+    grid value before it and it (the value itself where the bias is already beyond at the
+    first value); ``holds`` when |bias| is within the tolerance beyond ``crit`` SEs at every
+    value; ``undecided`` when neither; ``unavailable`` when the limit is not known.
+    """
+    values, a, se = np.asarray(values, float), np.abs(np.asarray(bias, float)), np.asarray(se, float)
+    if not np.isfinite(a).all() or not np.isfinite(se).all() or len(a) == 0:
+        return "unavailable", None
+    over = a - crit * se > tolerance
+    within = a + crit * se < tolerance
+    if over.any():
+        j = int(np.argmax(over))
+        if j == 0:
+            return "breaks", float(values[0])
+        a0, a1 = a[j - 1], a[j]
+        frac = 1.0 if a1 == a0 else min(1.0, max(0.0, (tolerance - a0) / (a1 - a0)))
+        return "breaks", float(values[j - 1] + frac * (values[j] - values[j - 1]))
+    if within.all():
+        return "holds", None
+    return "undecided", None
+
+
+# ---------------------------------------------------------------------------
+# The Monte Carlo part
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Comparison:
+    """One Monte Carlo measure against its threshold at one dial value."""
+
+    measure: str  # bias, coverage, rmse
+    state: str  # fail, ok, undecided, na
+    needed: float = math.nan  # replications that would decide it (undecided only)
+
+
+def _needed(reps: int, spread: float, gap: float) -> float:
+    """Replications R' at which ``Z spread sqrt(R / R')`` falls below ``gap`` (the 1/sqrt(R) law)."""
+    if not (math.isfinite(spread) and math.isfinite(gap)) or gap <= 0:
+        return math.inf
+    return reps * (Z * spread / gap) ** 2
+
+
+def compare(value: float, mcse: float, threshold: float, above_fails: bool, reps: int, measure: str) -> Comparison:
+    """Decide ``value`` against ``threshold`` only when the threshold is outside value +- 1.96 MCSE.
+
+    ``above_fails``: the measure fails above the threshold (|bias|, RMSE) or below it (coverage).
+    """
+    if not (math.isfinite(value) and math.isfinite(threshold)):
+        return Comparison(measure, "na")
+    mcse = mcse if math.isfinite(mcse) else math.inf
+    lo, hi = value - Z * mcse, value + Z * mcse
+    if above_fails:
+        if lo > threshold:
+            return Comparison(measure, "fail")
+        if hi < threshold:
+            return Comparison(measure, "ok")
+    else:
+        if hi < threshold:
+            return Comparison(measure, "fail")
+        if lo > threshold:
+            return Comparison(measure, "ok")
+    return Comparison(measure, "undecided", _needed(reps, mcse, abs(value - threshold)))
+
+
+def _rmse_comparison(a: float, sa: float, b: float, sb: float, ratio: float, reps: int) -> Comparison:
+    """RMSE ``a`` (MCSE ``sa``) against ``ratio`` times the best IV estimator's ``b`` (``sb``), conservatively."""
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return Comparison("rmse", "na")
+    sa, sb = (s if math.isfinite(s) else math.inf for s in (sa, sb))
+    if a - Z * sa > ratio * (b + Z * sb):
+        return Comparison("rmse", "fail")
+    if a + Z * sa < ratio * (b - Z * sb):
+        return Comparison("rmse", "ok")
+    return Comparison("rmse", "undecided", _needed(reps, sa + ratio * sb, abs(a - ratio * b)))
+
+
+def _bias_comparison(bias: float, mcse: float, tol: float, reps: int) -> Comparison:
+    if not math.isfinite(bias):
+        return Comparison("bias", "undecided", math.inf)  # no successful replication: nothing demonstrated
+    c = compare(abs(bias), mcse, tol, True, reps, "bias")
+    return c
+
+
+def _state(comps: list[Comparison]) -> str:
+    states = [c.state for c in comps if c.state != "na"]
+    if "fail" in states:
+        return "fail"
+    if states and all(s == "ok" for s in states):
+        return "ok"
+    return "undecided" if states else "na"
+
+
+def decide(values: list[float], mc: list[list[Comparison]], exact: tuple[str, float | None],
+           exact_over: list[bool], flat: bool, reps: list[int]) -> dict:
+    """Combine the exact part and the Monte Carlo comparisons into one verdict.
+
+    Parameters
+    ----------
+    values : the simulated dial values, increasing from 0.
+    mc : per simulated value, its comparisons (bias, coverage, RMSE).
+    exact : ``(state, breakdown)`` of :func:`exact_breakdown`.
+    exact_over : per simulated value, whether |identification bias| is decided beyond the
+        tolerance there (a bias failure is then driven by ``identification``, else by
+        ``finite_sample``); None where the estimator has no exact limit (driver ``bias``).
+    flat : the exact truth does not move along the dial (an identification dial that cannot matter).
+    reps : replications behind each simulated value.
+
+    Returns
+    -------
+    dict with ``verdict, breakdown, breakdown_exact, breakdown_mc, driver, needed, note``.
+    """
+    states = [_state(c) for c in mc]
+    e_state, e_value = exact
+    mc_first = next((i for i, s in enumerate(states) if s == "fail"), None)
+
+    def driver_at(i: int) -> str:
+        failed = {c.measure for c in mc[i] if c.state == "fail"}
+        if "bias" in failed:
+            if exact_over[i] is None:
+                return "bias"  # no exact limit to split the bias by
+            return "identification" if exact_over[i] else "finite_sample"
+        return "coverage" if "coverage" in failed else "rmse"
+
+    out = {"breakdown_exact": e_value if e_state == "breaks" else None,
+           "breakdown_mc": values[mc_first] if mc_first is not None else None, "needed": math.nan, "note": ""}
+    undecided = [c for cs in mc for c in cs if c.state == "undecided"]
+    if undecided:
+        out["needed"] = max(c.needed for c in undecided)
+    cands = []
+    if e_state == "breaks":
+        cands.append((e_value, 0, "identification"))
+    if mc_first is not None:
+        cands.append((values[mc_first], 1, driver_at(mc_first)))
+    if cands:
+        value, _, driver = min(cands)
+        verdict = "fails_at_zero" if value <= values[0] else "breaks_at"
+        out.update(verdict=verdict, breakdown=value, driver=driver)
+        earlier = [values[i] for i, s in enumerate(states[:mc_first if mc_first is not None else len(states)])
+                   if s == "undecided" and values[i] < value]
+        if earlier:
+            out["note"] = f"cannot tell at {', '.join(f'{v:.3g}' for v in earlier)}: it may break earlier"
+        return out
+    if flat:
+        out.update(verdict="not_applicable", breakdown=None, driver="")
+        return out
+    if undecided or e_state == "undecided":
+        out.update(verdict="cannot_tell", breakdown=None, driver="")
+        where = [f"{values[i]:.3g} ({reps[i]:,} replications)" for i, s in enumerate(states) if s == "undecided"]
+        need = out["needed"]
+        need_txt = ("more than 10^6" if not math.isfinite(need) or need > 1e6 else f"about {_round_up(need):,}")
+        if where:
+            out["note"] = f"cannot tell at {', '.join(where)}: {need_txt} needed"
         else:
-            parts = []
-            if bias_at is not None:
-                parts.append(f"bias beyond {tolerance:.0%} from {bias_at:.3g}")
-            if cov_at is not None:
-                parts.append(f"coverage below {coverage_floor:.0%} from {cov_at:.3g}")
-            verdict = "; ".join(parts)
-            if first == sweep_values[0]:
-                verdict += " (already where the assumption holds)"
-        rows.append({"estimator": est, "mediator": med, "target": target, "bias_threshold": bias_at,
-                     "coverage_threshold": cov_at, "first_threshold": first, "verdict": verdict})
-    return pd.DataFrame(rows)
+            out["note"] = "the exact identification bias is too close to the tolerance to decide"
+        return out
+    out.update(verdict="holds", breakdown=None, driver="")
+    return out
 
 
-def _theta(gall: pd.DataFrame, b: pd.DataFrame) -> float:
-    """The target's value in a cell: mean estimate (target "none") minus bias."""
-    m = gall[(gall.measure == "mean_estimate") & (gall.target == "none")]
-    if len(m):
-        return float(m.value.iloc[0] - b.value.iloc[0])
-    return float("nan")
+def _round_up(x: float, step: int = 50) -> int:
+    return int(math.ceil(x / step) * step)
+
+
+# ---------------------------------------------------------------------------
+# Reading the simulated cells
+# ---------------------------------------------------------------------------
+
+_ROW_COLS = ["rep", "estimator", "mediator", "status", "estimate", "conf_low", "conf_high", "first_stage_f",
+             "overid_p", "nonlinearity_p"]
+
+
+def _cell_measures(run_dir: Path, kinds: dict, level_alpha: float = 0.05) -> tuple[pd.DataFrame, dict]:
+    """Per estimator x mediator of one simulated cell: the numbers a verdict reads; and the checks' rates."""
+    s = pd.read_csv(run_dir / "summary.csv", keep_default_na=False, na_values=[""])
+    rows = read_rows(run_dir, columns=_ROW_COLS)
+    out = []
+    key = s.set_index(["estimator", "mediator", "target", "measure"])
+    val = key["value"]
+    mc = key["mcse"]
+    nr = key["n_reps"]
+
+    def get(est, med, target, measure):
+        k = (est, med, target, measure)
+        if k in val.index:
+            return float(val[k]), float(mc[k]) if mc[k] == mc[k] else math.nan, int(nr[k])
+        return math.nan, math.nan, 0
+
+    ests = list(dict.fromkeys(s.estimator))
+    for est in ests:
+        for med in dict.fromkeys(s[s.estimator == est].mediator):
+            if med == DIRECT_EFFECT:
+                continue
+            target = _target_name(kinds.get(med, "continuous"))
+            r = rows[(rows.estimator == est) & (rows.mediator == med)]
+            ok = r[(r.status == "ok") & np.isfinite(r.conf_low) & np.isfinite(r.conf_high)]
+            width = (ok.conf_high - ok.conf_low).to_numpy(float)
+            rec = {"estimator": est, "mediator": med, "target": target,
+                   "reps": int(len(r)), "failure_share": get(est, med, "none", "failure_share")[0]}
+            for measure in ("target_value", "bias", "relative_bias", "identification_bias", "finite_sample_bias",
+                            "rmse", "coverage"):
+                v, m, _ = get(est, med, target, measure)
+                rec[measure], rec[f"{measure}_mcse"] = v, m
+            for measure in ("power", "mean_estimate"):
+                v, m, _ = get(est, med, "none", measure)
+                rec[measure], rec[f"{measure}_mcse"] = v, m
+            rec["width"] = float(width.mean()) if len(width) else math.nan
+            rec["width_mcse"] = float(width.std(ddof=1) / math.sqrt(len(width))) if len(width) > 1 else math.nan
+            out.append(rec)
+    # the design's own checks, from the 2SLS rows (diagnostics are the same on every estimator's row)
+    d = rows[rows.estimator == "2sls"] if (rows.estimator == "2sls").any() else rows[rows.estimator == rows.estimator.iloc[0]]
+    per_rep = d.groupby("rep").agg(f_min=("first_stage_f", "min"), overid=("overid_p", "first"),
+                                   nonlin=("nonlinearity_p", "first"))
+    checks = {}
+    flags = {}
+    for name, col, fires in (("weak_first_stage", "f_min", lambda x: x < 10),
+                             ("overidentification", "overid", lambda x: x < level_alpha),
+                             ("nonlinearity", "nonlin", lambda x: x < level_alpha)):
+        x = per_rep[col].to_numpy(float)
+        fin = np.isfinite(x)
+        if fin.any():
+            f = fires(x[fin])
+            checks[name] = (float(f.mean()), float(math.sqrt(f.mean() * (1 - f.mean()) / fin.sum())), int(fin.sum()))
+            flags[name] = np.where(fin, fires(np.where(fin, x, 0)), False)
+        else:
+            checks[name] = (math.nan, math.nan, 0)
+    if flags:
+        anyf = np.logical_or.reduce(list(flags.values()))
+        checks["any_check"] = (float(anyf.mean()), float(math.sqrt(anyf.mean() * (1 - anyf.mean()) / len(anyf))),
+                               int(len(anyf)))
+    return pd.DataFrame(out), checks
 
 
 # ---------------------------------------------------------------------------
@@ -411,88 +654,249 @@ def _theta(gall: pd.DataFrame, b: pd.DataFrame) -> float:
 # ---------------------------------------------------------------------------
 
 
-def read_design(path: str | Path, jobs: int = 1, quiet: bool = False, reps: int | None = None):
-    """(raw scenario table without [stress], StressSettings)."""
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StressError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise StressError(f"{path}: not valid TOML ({exc})") from None
-    if "grid" in raw:
-        raise StressError(f"{path}: grid: a design for stress-test has no [grid]; the stress test makes its own")
-    table = raw.pop("stress", {})
-    if not isinstance(table, dict):
-        raise StressError(f"{path}: stress: must be a table ([stress])")
-    settings = _settings(table, str(path), jobs, quiet, reps)
-    from_dict(raw, str(path))  # the design itself must be valid
-    return raw, settings
+def _say(settings: StressSettings, msg: str) -> None:
+    if not settings.quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _run_cell(cell: GridCell, run_dir: Path, reps: int, settings: StressSettings) -> None:
+    held = 0
+    if (run_dir / "manifest.json").exists():
+        from .runner import part_files
+
+        held = max((b for _, _, b, _ in part_files(run_dir)), default=0)
+        if held >= reps and (run_dir / "summary.csv").exists():
+            manifest = json.loads((run_dir / "manifest.json").read_text())
+            if manifest.get("complete") and manifest.get("reps") == reps:
+                return
+    cfg = RunConfig(reps=reps, seed=settings.seed, jobs=settings.jobs, quiet=settings.quiet,
+                    resume=(run_dir / "manifest.json").exists())
+    run([replace(cell, index=0)], run_dir, cfg, truth_sites=settings.truth_sites)
+
+
+def _evaluate(sweeps, cell_of, out: Path, kinds):
+    """Read every simulated cell; return the measures, the checks and the replications that would decide more."""
+    cache = {}
+    mrows, crows = [], []
+    for sw in sweeps:
+        if sw.skipped is not None:
+            continue
+        for i, t in enumerate(sw.ts):
+            h = cell_of[(sw.dial.key, i)]
+            if h not in cache:
+                cache[h] = _cell_measures(out / "cells" / h, kinds)
+            m, checks = cache[h]
+            m = m.copy()
+            m.insert(0, "value", sw.plan.axis_at(t))
+            m.insert(0, "t", t)
+            m.insert(0, "dial", sw.dial.key)
+            m["cell"] = h
+            mrows.append(m)
+            for name, (rate, se, n) in checks.items():
+                crows.append({"dial": sw.dial.key, "t": t, "value": sw.plan.axis_at(t), "check": name,
+                              "rate": rate, "mcse": se, "n": n})
+    measures = pd.concat(mrows, ignore_index=True) if mrows else pd.DataFrame()
+    return measures, pd.DataFrame(crows)
+
+
+def _tolerances(exact: pd.DataFrame, measures: pd.DataFrame, settings: StressSettings) -> dict:
+    """Absolute tolerance per dial x mediator: ``tolerance`` x |target| where the assumption holds (t = 0)."""
+    tol = {}
+    for (dial, med), g in measures.groupby(["dial", "mediator"], sort=False):
+        e = exact[(exact.dial == dial) & (exact.mediator == med) & (exact.t == 0)]
+        tv = float(e.target_value.iloc[0]) if len(e) else math.nan
+        if not math.isfinite(tv):
+            tv = float(g[g.t == 0].target_value.iloc[0]) if len(g[g.t == 0]) else math.nan
+        tol[(dial, med)] = settings.tolerance * (abs(tv) if math.isfinite(tv) and tv != 0 else 1.0)
+    return tol
+
+
+def _flat(exact: pd.DataFrame, dial: str) -> tuple[bool, float]:
+    """Whether every target and limit stays where it is at 0 along the dial (and the largest move)."""
+    e = exact[exact.dial == dial]
+    biggest = 0.0
+    flat = True
+    for _, g in e.groupby(["estimator", "mediator"], sort=False):
+        g = g.sort_values("t")
+        for col, secol in (("target_value", None), ("limit", "limit_se")):
+            x = g[col].to_numpy(float)
+            if not np.isfinite(x).any():
+                continue
+            if not np.isfinite(x).all():
+                return False, math.nan
+            se = g[secol].to_numpy(float) if secol else np.zeros_like(x)
+            move = np.abs(x - x[0])
+            biggest = max(biggest, float(move.max()))
+            if (move > 1e-9 * (1 + abs(x[0])) + 4 * (se + se[0])).any():
+                flat = False
+    return flat, biggest
+
+
+def _judge(sweeps, measures: pd.DataFrame, exact: pd.DataFrame, settings: StressSettings, kinds):
+    """Verdict rows (one per dial x estimator x mediator) and, per cell, the replications that would decide more."""
+    tol = _tolerances(exact, measures, settings)
+    crit = _t_crit(settings.truth_batches)
+    rows, requests = [], {}
+    for sw in sweeps:
+        if sw.skipped is not None:
+            continue
+        key = sw.dial.key
+        m = measures[measures.dial == key]
+        ex = exact[exact.dial == key]
+        flat, move = _flat(exact, key) if sw.dial.identification else (False, math.nan)
+        ests = list(dict.fromkeys(m.estimator))
+        for med in dict.fromkeys(m.mediator):
+            mm = m[m.mediator == med]
+            iv = mm[mm.estimator != OLS]
+            best = {t: g.loc[g.rmse.idxmin()] if g.rmse.notna().any() else None for t, g in iv.groupby("t")}
+            tolerance = tol[(key, med)]
+            for est in ests:
+                g = mm[mm.estimator == est].sort_values("t")
+                if g.empty:
+                    continue
+                e = ex[(ex.estimator == est) & (ex.mediator == med)].sort_values("t")
+                estate = exact_breakdown(e.value, e.identification_bias, e.limit_se, tolerance, crit)
+                over = []
+                for t in g.t:
+                    et = e[np.isclose(e.t, t)]
+                    if not len(et) or not np.isfinite(et.identification_bias.iloc[0]):
+                        over.append(None)
+                    else:
+                        over.append(bool(abs(et.identification_bias.iloc[0]) - crit * et.limit_se.iloc[0] > tolerance))
+                comps = []
+                for _, r in g.iterrows():
+                    cs = [_bias_comparison(r.bias, r.bias_mcse, tolerance, r.reps),
+                          compare(r.coverage, r.coverage_mcse, settings.coverage_floor, False, r.reps, "coverage")]
+                    b = best.get(r.t)
+                    if b is not None and est != b.estimator:
+                        cs.append(_rmse_comparison(r.rmse, r.rmse_mcse, b.rmse, b.rmse_mcse, settings.rmse_ratio, r.reps))
+                    comps.append(cs)
+                res = decide(list(g.value), comps, estate, over, flat, list(g.reps))
+                if res["verdict"] == "not_applicable":
+                    res["note"] = (f"the exact truth is flat along the dial: no target or large-sample limit moves "
+                                   f"by more than {move:.2g} up to the severe value")
+                sev = g.iloc[-1]
+                esev = e.iloc[-1] if len(e) else None
+                rows.append({
+                    "dial": key, "assumption": sw.dial.numeral, "estimator": est, "mediator": med,
+                    "target": g.target.iloc[0], "verdict": res["verdict"],
+                    "breakdown": res["breakdown"], "breakdown_exact": res["breakdown_exact"],
+                    "breakdown_mc": res["breakdown_mc"], "driver": res["driver"], "note": res["note"],
+                    "severe": sw.plan.axis_at(1.0), "target_value": e.target_value.iloc[0] if len(e) else g.target_value.iloc[0],
+                    "tolerance": tolerance,
+                    "identification_bias_at_severe": esev.identification_bias if esev is not None else math.nan,
+                    "identification_bias_se_at_severe": esev.limit_se if esev is not None else math.nan,
+                    "bias_at_severe": sev.bias, "bias_mcse_at_severe": sev.bias_mcse,
+                    "coverage_at_severe": sev.coverage, "coverage_mcse_at_severe": sev.coverage_mcse,
+                    "rmse_at_severe": sev.rmse, "rmse_mcse_at_severe": sev.rmse_mcse,
+                    "reps_at_severe": int(sev.reps), "reps_needed": res["needed"],
+                })
+                if est == OLS:
+                    continue  # the confounded reference: no replications spent on deciding it
+                # replications that would decide the comparisons bearing on this verdict
+                stop = res["breakdown"] if res["verdict"] in ("breaks_at", "fails_at_zero") else math.inf
+                for (_, r), cs in zip(g.iterrows(), comps):
+                    if r.value > stop:
+                        break
+                    need = [c.needed for c in cs if c.state == "undecided" and c.needed <= settings.max_reps]
+                    if need:
+                        want = min(settings.max_reps, _round_up(1.1 * max(need)))
+                        requests[r.cell] = max(requests.get(r.cell, 0), want)
+    return pd.DataFrame(rows), requests
 
 
 def stress_test(design: str | Path, out: str | Path, *, jobs: int = 1, quiet: bool = False,
-                reps: int | None = None) -> Path:
+                reps: int | None = None, pdf: bool = False) -> Path:
     """Run the stress test of a design and write the report; returns the report's path."""
-    raw, settings = read_design(design, jobs, quiet, reps)
+    raw, settings = read_design(design, jobs, quiet, reps, pdf)
     source = str(design)
     out = Path(out)
     sweeps = plan_sweeps(raw, settings, source)
+    cells: dict[str, GridCell] = {}
+    cell_of: dict[tuple[str, int], str] = {}
     for sw in sweeps:  # validate every cell before any work
         if sw.skipped is None:
-            _cells(sw, source)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(exist_ok=True)
-    (out / "tables").mkdir(exist_ok=True)
-    from . import plots
-    base = from_dict(raw, source)
+            for i, c in enumerate(_cells(sw, source)):
+                h = c.hash
+                cells.setdefault(h, c)
+                cell_of[(sw.dial.key, i)] = h
+    base = from_dict(copy.deepcopy(raw), source)
+    base_hash = base.hash
+    cells.setdefault(base_hash, GridCell(0, (), base))
     kinds = dict(zip(base.mediator_names, base.mediator_kind))
-    results = []
     t0 = time.perf_counter()
+    for sub in ("figures", "tables", "cells"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    plan_path = out / "plan.json"
+    fp = {"design": base_hash, "settings": settings.fingerprint(), "code_version": code_version()}
+    plan = {"fingerprint": fp, "passes": []}
+    if plan_path.exists():
+        old = json.loads(plan_path.read_text())
+        if old.get("fingerprint") != fp:
+            raise StressError(f"{out}: holds a stress test of another design, settings or code version; "
+                              "choose another --out")
+        plan = old
+
+    from .estimators import ESTIMATORS
+
     active = [sw for sw in sweeps if sw.skipped is None]
-    for i, sw in enumerate(sweeps):
-        if sw.skipped is not None:
-            results.append((sw, None, None, []))
-            continue
-        if not quiet:
-            print(f"[{active.index(sw) + 1}/{len(active)}] {sw.dial.assumption}: {sw.dial.title} "
-                  f"({sw.axis} = {', '.join(f'{v:.3g}' for v in sw.values[0])})", file=sys.stderr)
-        cells = _cells(sw, source)
-        run_dir = out / "dials" / sw.dial.key
-        cfg = RunConfig(reps=settings.reps, seed=settings.seed, jobs=jobs, quiet=quiet,
-                        resume=(run_dir / "manifest.json").exists())
-        run(cells, run_dir, cfg, truth_sites=settings.truth_sites)
-        summary = plots.load_summary(run_dir)  # the summary.csv the run just wrote
-        summary.to_csv(out / "tables" / f"{sw.dial.key}_summary.csv", index=False)
-        ver = verdicts(summary, sw.values[0], kinds, settings.tolerance, settings.coverage_floor)
-        ver.to_csv(out / "tables" / f"{sw.dial.key}_verdicts.csv", index=False)
-        figs = _figures(plots, summary, sw, kinds, out / "figures", settings)
-        results.append((sw, summary, ver, figs))
+    _say(settings, f"exact part: {len(active)} dials x {settings.fine_count} values "
+                   f"({settings.truth_batches} x {settings.truth_batch_sites:,} simulated sites each)")
+    exact = exact_curves(sweeps, settings, source, list(ESTIMATORS))
+
+    label_of = {h: "baseline (every assumption holds)" for h in [base_hash]}
+    for (key, i), h in cell_of.items():
+        sw = next(s for s in sweeps if s.dial.key == key)
+        label_of.setdefault(h, f"{sw.dial.label}: {sw.axis} = {sw.plan.axis_at(sw.ts[i]):.4g}")
+    max_passes = 3
+    if not plan["passes"]:
+        plan["passes"].append({h: settings.reps for h in cells})
+        _write_json(plan_path, plan)
+    k = len(plan["passes"]) - 1  # a resumed stress test replays its last recorded pass, then decides on
+    while True:
+        reps_of = plan["passes"][k]
+        for j, h in enumerate(cells):
+            if k > 0 and reps_of[h] == plan["passes"][k - 1].get(h):
+                continue
+            _say(settings, f"[pass {k + 1}: {j + 1}/{len(cells)}] {label_of[h]} ({reps_of[h]} replications)")
+            _run_cell(cells[h], out / "cells" / h, reps_of[h], settings)
+        measures, checks = _evaluate(sweeps, cell_of, out, kinds)
+        ver, requests = _judge(sweeps, measures, exact, settings, kinds)
+        grow = {h: r for h, r in requests.items() if r > reps_of[h]}
+        if not grow or k + 1 >= max_passes:
+            break
+        _say(settings, f"adding replications where a verdict is undecided: {len(grow)} dial values, "
+                       f"up to {max(grow.values()):,} replications")
+        plan["passes"].append({**reps_of, **grow})
+        _write_json(plan_path, plan)
+        k += 1
+    baseline, base_checks = _cell_measures(out / "cells" / base_hash, kinds)
     elapsed = time.perf_counter() - t0
+    _write_tables(out, ver, measures, checks, exact, baseline)
+    from .stress_figures import dial_figures
+
+    figs = {sw.dial.key: dial_figures(sw, measures, exact, ver, out / "figures", settings) for sw in active}
     from .report import write_report
 
-    return write_report(out, design=Path(design), base=base, settings=settings, results=results,
-                        elapsed=elapsed, version=__version__, code=code_version())
+    return write_report(out, design=_resolve(design), base=base, settings=settings, sweeps=sweeps, verdicts=ver,
+                        measures=measures, checks=checks, exact=exact, baseline=baseline,
+                        baseline_checks=base_checks, figures=figs, elapsed=elapsed, version=__version__,
+                        code=code_version())
 
 
-def _figures(plots, summary, sw: Sweep, kinds, folder: Path, settings: StressSettings) -> list[Path]:
-    import matplotlib
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    paths = []
-    # each mediator's panel against its own target: the one its verdict uses
-    targets = {m: _target_name(m, kinds) for m in summary.mediator.unique() if m != "direct_effect"}
-    for measure, nominal in (("bias", None), ("coverage", 0.95)):
-        fig = plots.dial_plot(summary[summary.mediator != "direct_effect"], sw.axis, measure,
-                              target=targets, nominal=nominal,
-                              title=f"{sw.dial.assumption}: {measure} against the dial")
-        name = folder / f"{sw.dial.key}_{measure}"
-        for ext in ("png", "pdf"):
-            fig.savefig(f"{name}.{ext}", dpi=150, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(Path(f"{name}.png"))
-    return paths
+def _write_tables(out: Path, ver, measures, checks, exact, baseline) -> None:
+    t = out / "tables"
+    ver.to_csv(t / "verdicts.csv", index=False)
+    measures.drop(columns=["cell"]).to_csv(t / "measures.csv", index=False)
+    checks.to_csv(t / "checks.csv", index=False)
+    exact.to_csv(t / "exact.csv", index=False)
+    baseline.to_csv(t / "baseline.csv", index=False)
 
 
 # ---------------------------------------------------------------------------
@@ -502,10 +906,13 @@ def _figures(plots, summary, sw: Sweep, kinds, folder: Path, settings: StressSet
 
 def add_subcommand(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("stress-test", help="sweep every assumption's dial on a planned design; write a report")
-    p.add_argument("design", help="a scenario file describing the planned design (optional [stress] table)")
+    p.add_argument("design", help="a scenario file describing the planned design (optional [stress] table), or the "
+                                  "name of a bundled design (e.g. flagship)")
     p.add_argument("--out", required=True, help="output directory (report.html, report.md, figures, tables)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--reps", type=int, default=None, help="replications per dial value (overrides [stress].reps)")
+    p.add_argument("--reps", type=int, default=None, help="first-pass replications per dial value "
+                                                          "(overrides [stress].reps)")
+    p.add_argument("--pdf", action="store_true", help="also write the figures as PDF (PNG only by default)")
     p.add_argument("--quiet", action="store_true", help="no progress")
     p.set_defaults(run=run_cli)
     return p
@@ -513,12 +920,11 @@ def add_subcommand(sub) -> argparse.ArgumentParser:
 
 def run_cli(args) -> int:
     try:
-        path = stress_test(args.design, args.out, jobs=args.jobs, quiet=args.quiet, reps=args.reps)
+        path = stress_test(args.design, args.out, jobs=args.jobs, quiet=args.quiet, reps=args.reps,
+                           pdf=getattr(args, "pdf", False))
     except (StressError, ScenarioError, RunError) as exc:
-        print(str(exc), file=sys.stderr)
+        print(" ".join(str(exc).split("\n")), file=sys.stderr)
         return 2
     if not args.quiet:
         print(f"report: {path}")
     return 0
-
-

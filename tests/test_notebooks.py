@@ -150,8 +150,10 @@ def test_c_stress_test(kernel, monkeypatch):
     got = execute("c_stress_test.ipynb", """{
         "report": str(report), "exists": Path(report).is_file(),
         "dials": sorted(verdicts.dial.unique()),
-        "ols": verdicts[(verdicts.estimator == "ols") & (verdicts.mediator == "income")]
-               .set_index("dial").first_threshold.tolist(),
+        "ols": verdicts[(verdicts.estimator == "ols") & (verdicts.mediator == "income")].verdict.tolist(),
+        "states": sorted(verdicts.verdict.unique()),
+        "direct_2sls": verdicts[(verdicts.dial == "direct_effect") & (verdicts.estimator == "2sls")
+                                & (verdicts.mediator == "income")].iloc[0].to_dict(),
         "rows": len(verdicts)}""", kernel, monkeypatch)
     assert got["exists"] and got["report"].endswith("report.html")
     # two continuous mediators and a binary treatment: every dial but the dose curvature and defiers
@@ -160,7 +162,11 @@ def test_c_stress_test(kernel, monkeypatch):
                                    "nonlinear_dependence"])
     assert got["rows"] == 9 * 2 * 9  # dials x mediators x estimators (no Wald with two mediators)
     # OLS is confounded by design: it fails where every assumption holds
-    assert got["ols"] == [0.0] * 9
+    assert got["ols"] == ["fails_at_zero"] * 9
+    assert set(got["states"]) <= {"holds", "breaks_at", "fails_at_zero", "cannot_tell", "not_applicable"}
+    # a direct effect up to half the outcome ITT moves the 2SLS limit beyond 10%: the exact part says where
+    d = got["direct_2sls"]
+    assert d["verdict"] in ("breaks_at", "fails_at_zero") and 0 < d["breakdown_exact"] < d["severe"]
 
 
 def test_d_many_weak_instruments(kernel, monkeypatch):

@@ -1,0 +1,354 @@
+"""The founding paper's assumptions, one entry each: the catalogue the stress test sweeps.
+
+Reardon & Raudenbush (2013, Sociological Methods & Research 42(2)) identify each mediator's
+average effect from site-by-treatment instruments under nine assumptions.  Each is a dial
+of a scenario (zero: it holds).  An :class:`Assumption` says, once, everything the rest of
+the program needs to know of it: its key and the paper's numeral, a title and what a
+failure means in a study, the dial's unit, the default severe value, whether the dial moves
+the identification (the large-sample truth) or only the finite-sample behaviour, and the
+recipe that turns a planned design into a sweep of the dial from 0 to the severe value.
+
+A recipe returns a :class:`SweepPlan` (the grid paths that move, each from a start to an end
+value, linearly in the dial's fraction t in [0, 1]; the changes the sweep makes to the design;
+the design table it runs on) or a string saying why the dial does not apply to the design.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .scenario import Scenario, from_dict
+
+__all__ = ["Assumption", "SweepPlan", "Design", "ASSUMPTIONS", "BY_KEY"]
+
+
+@dataclass
+class SweepPlan:
+    """The grid paths a dial moves, each linearly from ``start`` to ``end`` as t goes 0 -> 1.
+
+    The first path is the dial's axis (its value is what the report calls the dial value).
+    """
+
+    paths: list[str]
+    start: list[float]
+    end: list[float]
+    raw: dict
+    changes: list[str] = field(default_factory=list)
+
+    def values_at(self, t: float) -> list[float]:
+        return [round(a + t * (b - a), 10) for a, b in zip(self.start, self.end)]
+
+    def axis_at(self, t: float) -> float:
+        return self.values_at(t)[0]
+
+
+@dataclass
+class Design:
+    """What a recipe reads of the planned design (and of the ``[stress]`` options)."""
+
+    raw: dict
+    scenario: Scenario
+    options: dict
+
+    @property
+    def P(self) -> int:
+        return self.scenario.n_mediators
+
+    @property
+    def binary(self) -> list[bool]:
+        return list(self.scenario.is_binary)
+
+    @property
+    def continuous(self) -> list[int]:
+        return [p for p in range(self.P) if not self.binary[p]]
+
+    @property
+    def compliance(self) -> list[float]:
+        sc = self.scenario
+        return [(sc.complier_share[p] - sc.defier_share[p]) if self.binary[p] else sc.site_mean[p]
+                for p in range(self.P)]
+
+    def effect(self, p: int) -> float:
+        return self.scenario.site_mean[self.P + p]
+
+    @property
+    def itt(self) -> float:
+        """|ITT on Y of the top arm against control|, sum_p g_p(L) gamma_p delta_p (1 if zero)."""
+        sc = self.scenario
+        v = sum((1.0 if self.binary[p] else sc.dose(p)[-1]) * self.compliance[p] * self.effect(p)
+                for p in range(self.P))
+        return abs(v) or 1.0
+
+    def plan(self, paths, ends, starts=None, changes=(), extra: Callable[[dict], None] | None = None) -> SweepPlan:
+        raw = copy.deepcopy(self.raw)
+        if extra is not None:
+            extra(raw)
+        starts = list(starts) if starts is not None else [0.0] * len(paths)
+        return SweepPlan(list(paths), starts, list(ends), raw, list(changes))
+
+
+@dataclass(frozen=True)
+class Assumption:
+    """One assumption of the founding paper and its dial.
+
+    Attributes
+    ----------
+    key : str
+        The dial's name in ``[stress.dials]``, tables and file names.
+    numeral : str
+        The paper's numbering (i .. ix; vii.a, vii.b).
+    name : str
+        The paper's short name of the assumption.
+    title : str
+        What the dial does, in a heading.
+    meaning : str
+        What a failure means in a study, in plain words.
+    unit : str
+        The dial's unit (what its value measures).
+    severe : callable
+        ``severe(design) -> float``: the default severe value.
+    identification : bool
+        True if the dial moves the large-sample truth (a flat truth along it means the dial
+        cannot matter in the design: ``not_applicable``); False for the rank dial, which
+        leaves the limits alone and acts through the finite sample (weak instruments).
+    recipe : callable
+        ``recipe(design, severe) -> SweepPlan | str`` (a string: why it does not apply).
+    """
+
+    key: str
+    numeral: str
+    name: str
+    title: str
+    meaning: str
+    unit: str
+    severe: Callable[[Design], float]
+    identification: bool
+    recipe: Callable[[Design, float], "SweepPlan | str"]
+
+    @property
+    def label(self) -> str:
+        return f"{self.numeral} ({self.name})"
+
+
+# ---------------------------------------------------------------------------
+# Recipes
+# ---------------------------------------------------------------------------
+
+
+def _spillover(d: Design, v: float):
+    return d.plan(["spillover.outcome"], [v])
+
+
+def _direct_effect(d: Design, v: float):
+    return d.plan(["site.direct_effect_mean"], [v])
+
+
+def _mediator_curvature(d: Design, v: float):
+    if d.scenario.arms == 2:
+        return "has no effect with a binary treatment (needs 3+ arms)"
+    return d.plan(["mediators.curvature"], [v])
+
+
+def _outcome_curvature(d: Design, v: float):
+    if not d.continuous:
+        return "applies to continuous mediators only"
+    paths = [f"mediators.outcome_curvature[{p + 1}]" for p in d.continuous]
+    return d.plan(paths, [v] * len(paths))
+
+
+def _mediator_paths(d: Design, v: float):
+    if d.P < 2 or not [p for p in d.continuous if p >= 1]:
+        return "needs a second, continuous mediator"
+    # the first pair (earlier -> later continuous mediator, 1-based) that can take a new path: not
+    # already joined, and no chain (a path's source receives none, its target sends none)
+    have = d.raw.get("paths", [])
+    joined = {(pa.get("from"), pa.get("to")) for pa in have}
+    receive = {pa.get("to") for pa in have}
+    send = {pa.get("from") for pa in have}
+    free = [(a, b + 1) for b in d.continuous for a in range(1, b + 1)
+            if (a, b + 1) not in joined and a not in receive and b + 1 not in send]
+    if not free:
+        listed = ", ".join(f"{a} -> {b}" for a, b in sorted(joined))
+        return (f"the design's own paths ({listed}) leave no pair of mediators that can take another "
+                "(chains of paths are not supported)")
+    a, b = free[0]
+
+    def extra(r):
+        r.setdefault("paths", []).append({"from": a, "to": b, "mean": 0.0, "person_sd": 0.0,
+                                          "effect_correlation": 0.5})
+    k = len(have) + 1
+    return d.plan([f"paths[{k}].mean", f"paths[{k}].person_sd"], [v, v],
+                  changes=[f"a path from mediator {a} to mediator {b} whose mean and person SD grow with the "
+                           "dial, correlation 0.5 with the later mediator's effect"], extra=extra)
+
+
+def _selection(d: Design, v: float):
+    return d.plan(["selection.strength"], [v])
+
+
+def _within_site_correlation(d: Design, v: float):
+    sc, P = d.scenario, d.P
+    changes: list[str] = []
+    person: dict = {}
+    for key, fallback, label in (("effect_sd", [0.5 * abs(d.effect(p)) or 0.2 for p in range(P)],
+                                  "person-level effect SD"),
+                                 ("compliance_sd", [0.5 * abs(d.compliance[p]) or 0.2 for p in range(P)],
+                                  "person-level compliance SD")):
+        if key == "compliance_sd" and not d.continuous:
+            continue
+        cur = getattr(sc, key)
+        if all(x == 0 for x in cur):
+            vals = [fallback[p] if (key == "effect_sd" or not d.binary[p]) else 0.0 for p in range(P)]
+            person[key] = vals
+            changes.append(f"{label} set to {', '.join(f'{x:g}' for x in vals)} (zero in the design)")
+
+    def extra(r):
+        r.setdefault("person", {}).update(person)
+    return d.plan(["person.within_site_correlation"], [v], changes=changes, extra=extra)
+
+
+def _defiers(d: Design, v: float):
+    sc, P = d.scenario, d.P
+    b = [p for p in range(P) if d.binary[p]]
+    if not b:
+        return "applies to binary mediators only"
+    paths, starts, ends, changes = [], [], [], ["the defier share is taken from the never-takers (or compliers)"]
+    shift_opt = d.options.get("defier_effect_shift")
+    shifts: dict[int, float] = {}
+    for p in b:
+        if v >= sc.complier_share[p] - 0.05:
+            return f"the severe defier share {v:g} must stay below the complier share {sc.complier_share[p]:g}"
+        donor = "never_share" if sc.never_share[p] >= v else "complier_share"
+        base = getattr(sc, donor)[p]
+        paths += [f"binary.defier_share[{p + 1}]", f"binary.{donor}[{p + 1}]"]
+        starts += [0.0, base]
+        ends += [v, base - v]
+        if sc.effect_shift[p][3] == 0 and shift_opt != 0:
+            # defiers who gain what compliers gain leave every estimand where it is (the LATE, and the
+            # 2SLS limit (pi_c delta - pi_d delta) / (pi_c - pi_d) = delta): give them an effect of their own
+            shifts[p] = float(shift_opt) if shift_opt is not None else -d.effect(p)
+    for p, s in shifts.items():
+        changes.append(f"defiers' effect of {sc.mediator_names[p]} set to the compliers' {s:+g} "
+                       f"({d.effect(p) + s:g} against {d.effect(p):g}; zero in the design, where defiers "
+                       "could not move any estimand); [stress] defier_effect_shift sets it")
+
+    def extra(r):
+        if shifts:
+            bt = r.setdefault("binary", {})
+            cur = bt.get("defier_effect_shift", 0.0)
+            vec = list(cur) if isinstance(cur, list) else [float(cur)] * P
+            for p, s in shifts.items():
+                vec[p] = s
+            bt["defier_effect_shift"] = vec
+    return d.plan(paths, ends, starts, changes, extra)
+
+
+def _rank(d: Design, v: float):
+    sc = d.scenario
+    if d.P >= 2:
+        return d.plan(["site.compliance_correlation"], [min(v, 0.99)])
+    binary = d.binary[0]
+    sd0 = sc.complier_share_site_sd[0] if binary else sc.site_sd[0]
+    path = "binary.complier_share_site_sd" if binary else "site.compliance_sd"
+    if sd0 == 0:
+        return "the design's compliance does not vary between sites: the instruments are already weak"
+    return d.plan([path], [round(sd0 * (1 - min(v, 0.95)), 10)], [sd0],
+                  ["with one mediator the rank dial shrinks the between-site SD of compliance (the instruments' "
+                   "strength)"])
+
+
+def _site_effect_sd(d: Design):
+    sc, P = d.scenario, d.P
+    changes: list[str] = []
+    vals = None
+    if all(sc.site_sd[P + p] == 0 for p in range(P)):
+        vals = [0.5 * abs(d.effect(p)) or 0.1 for p in range(P)]
+        changes.append(f"between-site effect SD set to {', '.join(f'{x:g}' for x in vals)} (zero in the design)")
+
+    def extra(r):
+        if vals is not None:
+            r.setdefault("site", {})["effect_sd"] = vals
+    return changes, extra
+
+
+def _varies(d: Design) -> bool:
+    sc = d.scenario
+    return all((sc.complier_share_site_sd[p] if d.binary[p] else sc.site_sd[p]) > 0 for p in range(d.P))
+
+
+def _between_site_correlation(d: Design, v: float):
+    if not _varies(d):
+        return "needs compliance that varies between sites"
+    changes, extra = _site_effect_sd(d)
+    return d.plan(["site.compliance_effect_correlation"], [v], changes=changes, extra=extra)
+
+
+def _nonlinear_dependence(d: Design, v: float):
+    if not _varies(d):
+        return "needs compliance that varies between sites"
+    changes, extra = _site_effect_sd(d)
+    return d.plan(["site.nonlinear_dependence"], [v], changes=changes, extra=extra)
+
+
+# ---------------------------------------------------------------------------
+# The catalogue
+# ---------------------------------------------------------------------------
+
+ASSUMPTIONS: tuple[Assumption, ...] = (
+    Assumption("spillover", "i", "SUTVA", "Spillovers onto controls",
+               "controls' outcomes move with the share treated in their site (displacement or contamination), "
+               "so the site ITT on the outcome no longer comes only through the mediators",
+               "outcome units per unit share treated in the site", lambda d: round(d.itt, 4), True, _spillover),
+    Assumption("direct_effect", "ii", "exclusion", "A direct effect of treatment on the outcome",
+               "the offer changes the outcome by a route other than the mediators, and 2SLS through the origin "
+               "credits that route to the mediators",
+               "outcome units per unit of treatment dose", lambda d: round(0.5 * d.itt / (d.scenario.arms - 1), 4),
+               True, _direct_effect),
+    Assumption("mediator_curvature", "iii", "M linear in T", "Mediators not linear in the treatment dose",
+               "the higher arms move the mediators more (or less) than in proportion",
+               "curvature c of g(t) = t + c t(t-1)", lambda d: 0.5, True, _mediator_curvature),
+    Assumption("outcome_curvature", "iv", "Y linear in M", "An outcome not linear in the mediators",
+               "the outcome responds to the square of a mediator, so the effect of a unit depends on the level",
+               "curvature phi of h(m) = m + phi m^2", lambda d: 0.2, True, _outcome_curvature),
+    Assumption("mediator_paths", "v", "parallel mediators", "One mediator moving another",
+               "part of the treatment's effect on a later mediator runs through an earlier one, with person-level "
+               "path coefficients that go with the later mediator's effect",
+               "path coefficient (mean and person SD), downstream mediator units per upstream unit",
+               lambda d: 1.0, True, _mediator_paths),
+    Assumption("selection", "vi", "ignorable assignment", "Selection into treatment",
+               "within sites, persons with higher untreated outcomes are more likely to be treated",
+               "probit index strength xi on the standardized Y(0)", lambda d: 1.0, True, _selection),
+    Assumption("within_site_correlation", "vii.a", "no within-site compliance-effect covariance",
+               "Within-site correlation of compliance and effect",
+               "persons who respond more to the offer also gain more from the mediator, so each site's IV ratio "
+               "tends to delta + cov(Gamma, Delta) / gamma instead of delta",
+               "correlation corr(Gamma, Delta) within sites", lambda d: 0.6, True, _within_site_correlation),
+    Assumption("defiers", "vii.b", "no defiers", "Defiers",
+               "some persons take up the mediator only when not offered, entering the estimand with a negative "
+               "weight", "share of persons who are defiers", lambda d: 0.15, True, _defiers),
+    Assumption("rank", "viii", "rank of the compliance matrix", "A weak or collinear compliance matrix",
+               "the sites' compliances carry less independent variation, so the mediators' effects are barely "
+               "separable (weak instruments)",
+               "between-site correlation of the compliances (one mediator: the compliance SD, shrunk)",
+               lambda d: 0.9, False, _rank),
+    Assumption("between_site_correlation", "ix", "between-site independence",
+               "Between-site correlation of compliance and effect",
+               "sites where the offer moves the mediator more are also sites where the mediator matters more",
+               "correlation corr(gamma, delta) between sites", lambda d: 0.6, True, _between_site_correlation),
+    Assumption("nonlinear_dependence", "ix", "between-site independence, nonlinear",
+               "Nonlinear between-site dependence",
+               "the mediator's effect depends on the site's compliance nonlinearly, with zero correlation, which "
+               "a correlation check cannot see",
+               "lambda of delta = ... + lambda sd(delta) (u^2 - 1)/sqrt 2", lambda d: 1.0, True,
+               _nonlinear_dependence),
+)
+"""Every assumption the stress test sweeps, in the paper's order."""
+
+BY_KEY: dict[str, Assumption] = {a.key: a for a in ASSUMPTIONS}
+
+
+def design(raw: dict, source: str, options: dict | None = None) -> Design:
+    """The :class:`Design` of a raw scenario table (validated)."""
+    return Design(raw, from_dict(copy.deepcopy(raw), source), dict(options or {}))
