@@ -66,7 +66,7 @@ their MCSE.
     tolerance = 0.10        # bias tolerance, a share of the target where the assumption holds
     coverage_floor = 0.90
     rmse_ratio = 3.0        # RMSE beyond this multiple of the best IV estimator's fails
-    truth_sites = 200000    # simulated sites for each simulated cell's truth
+    truth_sites = 50000     # simulated sites for each simulated cell's truth
     truth_batches = 4       # batches of the exact part (its standard error)
     truth_batch_sites = 2500
     defier_effect_shift = -0.4   # defiers' effect minus compliers' (default: defiers gain nothing)
@@ -130,7 +130,7 @@ class StressSettings:
     tolerance: float = 0.10
     coverage_floor: float = 0.90
     rmse_ratio: float = 3.0
-    truth_sites: int = 200_000
+    truth_sites: int = 50_000
     truth_batches: int = 4
     truth_batch_sites: int = 2500
     defier_effect_shift: float | None = None
@@ -592,45 +592,35 @@ def _cell_measures(run_dir: Path, kinds: dict, level_alpha: float = 0.05) -> tup
     """Per estimator x mediator of one simulated cell: the numbers a verdict reads; and the checks' rates."""
     s = pd.read_csv(run_dir / "summary.csv", keep_default_na=False, na_values=[""])
     rows = read_rows(run_dir, columns=_ROW_COLS)
+    look = {(e, m, t, me): (v, se) for e, m, t, me, v, se in
+            zip(s.estimator, s.mediator, s.target, s.measure, s.value.astype(float), s.mcse.astype(float))}
+    nan2 = (math.nan, math.nan)
+    width_of = {}
+    ok = rows[(rows.status == "ok") & np.isfinite(rows.conf_low) & np.isfinite(rows.conf_high)]
+    for (est, med), g in ok.groupby(["estimator", "mediator"], sort=False):
+        w = (g.conf_high - g.conf_low).to_numpy(float)
+        width_of[(est, med)] = (float(w.mean()), float(w.std(ddof=1) / math.sqrt(len(w))) if len(w) > 1 else math.nan)
+    count = rows.groupby(["estimator", "mediator"], sort=False).size().to_dict()
     out = []
-    key = s.set_index(["estimator", "mediator", "target", "measure"])
-    val = key["value"]
-    mc = key["mcse"]
-    nr = key["n_reps"]
-
-    def get(est, med, target, measure):
-        k = (est, med, target, measure)
-        if k in val.index:
-            return float(val[k]), float(mc[k]) if mc[k] == mc[k] else math.nan, int(nr[k])
-        return math.nan, math.nan, 0
-
-    ests = list(dict.fromkeys(s.estimator))
-    for est in ests:
-        for med in dict.fromkeys(s[s.estimator == est].mediator):
-            if med == DIRECT_EFFECT:
-                continue
-            target = _target_name(kinds.get(med, "continuous"))
-            r = rows[(rows.estimator == est) & (rows.mediator == med)]
-            ok = r[(r.status == "ok") & np.isfinite(r.conf_low) & np.isfinite(r.conf_high)]
-            width = (ok.conf_high - ok.conf_low).to_numpy(float)
-            rec = {"estimator": est, "mediator": med, "target": target,
-                   "reps": int(len(r)), "failure_share": get(est, med, "none", "failure_share")[0]}
-            for measure in ("target_value", "bias", "relative_bias", "identification_bias", "finite_sample_bias",
-                            "rmse", "coverage"):
-                v, m, _ = get(est, med, target, measure)
-                rec[measure], rec[f"{measure}_mcse"] = v, m
-            for measure in ("power", "mean_estimate"):
-                v, m, _ = get(est, med, "none", measure)
-                rec[measure], rec[f"{measure}_mcse"] = v, m
-            rec["width"] = float(width.mean()) if len(width) else math.nan
-            rec["width_mcse"] = float(width.std(ddof=1) / math.sqrt(len(width))) if len(width) > 1 else math.nan
-            out.append(rec)
+    for est, med in dict.fromkeys(zip(s.estimator, s.mediator)):
+        if med == DIRECT_EFFECT:
+            continue
+        target = _target_name(kinds.get(med, "continuous"))
+        rec = {"estimator": est, "mediator": med, "target": target, "reps": int(count.get((est, med), 0)),
+               "failure_share": look.get((est, med, "none", "failure_share"), nan2)[0]}
+        for measure in ("target_value", "bias", "relative_bias", "identification_bias", "finite_sample_bias",
+                        "rmse", "coverage"):
+            rec[measure], rec[f"{measure}_mcse"] = look.get((est, med, target, measure), nan2)
+        for measure in ("power", "mean_estimate"):
+            rec[measure], rec[f"{measure}_mcse"] = look.get((est, med, "none", measure), nan2)
+        rec["width"], rec["width_mcse"] = width_of.get((est, med), nan2)
+        out.append(rec)
     # the design's own checks, from the 2SLS rows (diagnostics are the same on every estimator's row)
-    d = rows[rows.estimator == "2sls"] if (rows.estimator == "2sls").any() else rows[rows.estimator == rows.estimator.iloc[0]]
+    first = "2sls" if (rows.estimator == "2sls").any() else rows.estimator.iloc[0]
+    d = rows[rows.estimator == first]
     per_rep = d.groupby("rep").agg(f_min=("first_stage_f", "min"), overid=("overid_p", "first"),
                                    nonlin=("nonlinearity_p", "first"))
-    checks = {}
-    flags = {}
+    checks, flags = {}, {}
     for name, col, fires in (("weak_first_stage", "f_min", lambda x: x < 10),
                              ("overidentification", "overid", lambda x: x < level_alpha),
                              ("nonlinearity", "nonlin", lambda x: x < level_alpha)):
@@ -674,18 +664,17 @@ def _run_cell(cell: GridCell, run_dir: Path, reps: int, settings: StressSettings
     run([replace(cell, index=0)], run_dir, cfg, truth_sites=settings.truth_sites)
 
 
-def _evaluate(sweeps, cell_of, out: Path, kinds):
-    """Read every simulated cell; return the measures, the checks and the replications that would decide more."""
-    cache = {}
+def _evaluate(sweeps, cell_of, out: Path, kinds, reps_of: dict, cache: dict):
+    """Read every simulated cell (``cache`` keeps a cell's numbers while its replications stay the same)."""
     mrows, crows = [], []
     for sw in sweeps:
         if sw.skipped is not None:
             continue
         for i, t in enumerate(sw.ts):
             h = cell_of[(sw.dial.key, i)]
-            if h not in cache:
-                cache[h] = _cell_measures(out / "cells" / h, kinds)
-            m, checks = cache[h]
+            if (h, reps_of[h]) not in cache:
+                cache[(h, reps_of[h])] = _cell_measures(out / "cells" / h, kinds)
+            m, checks = cache[(h, reps_of[h])]
             m = m.copy()
             m.insert(0, "value", sw.plan.axis_at(t))
             m.insert(0, "t", t)
@@ -737,32 +726,32 @@ def _judge(sweeps, measures: pd.DataFrame, exact: pd.DataFrame, settings: Stress
     tol = _tolerances(exact, measures, settings)
     crit = _t_crit(settings.truth_batches)
     rows, requests = [], {}
+    by_dial = dict(tuple(measures.groupby("dial", sort=False)))
+    exact_of = {k: g.sort_values("t") for k, g in exact.groupby(["dial", "estimator", "mediator"], sort=False)}
+    empty = exact.iloc[0:0]
     for sw in sweeps:
         if sw.skipped is not None:
             continue
         key = sw.dial.key
-        m = measures[measures.dial == key]
-        ex = exact[exact.dial == key]
+        m = by_dial[key]
         flat, move = _flat(exact, key) if sw.dial.identification else (False, math.nan)
         ests = list(dict.fromkeys(m.estimator))
-        for med in dict.fromkeys(m.mediator):
-            mm = m[m.mediator == med]
+        for med, mm in m.groupby("mediator", sort=False):
             iv = mm[mm.estimator != OLS]
             best = {t: g.loc[g.rmse.idxmin()] if g.rmse.notna().any() else None for t, g in iv.groupby("t")}
             tolerance = tol[(key, med)]
+            per_est = dict(tuple(mm.groupby("estimator", sort=False)))
             for est in ests:
-                g = mm[mm.estimator == est].sort_values("t")
-                if g.empty:
+                if est not in per_est:
                     continue
-                e = ex[(ex.estimator == est) & (ex.mediator == med)].sort_values("t")
+                g = per_est[est].sort_values("t")
+                e = exact_of.get((key, est, med), empty)
                 estate = exact_breakdown(e.value, e.identification_bias, e.limit_se, tolerance, crit)
                 over = []
+                e_at = {round(t, 9): (b, se) for t, b, se in zip(e.t, e.identification_bias, e.limit_se)}
                 for t in g.t:
-                    et = e[np.isclose(e.t, t)]
-                    if not len(et) or not np.isfinite(et.identification_bias.iloc[0]):
-                        over.append(None)
-                    else:
-                        over.append(bool(abs(et.identification_bias.iloc[0]) - crit * et.limit_se.iloc[0] > tolerance))
+                    b, se = e_at.get(round(t, 9), (math.nan, math.nan))
+                    over.append(None if not math.isfinite(b) else bool(abs(b) - crit * se > tolerance))
                 comps = []
                 for _, r in g.iterrows():
                     cs = [_bias_comparison(r.bias, r.bias_mcse, tolerance, r.reps),
@@ -852,6 +841,7 @@ def stress_test(design: str | Path, out: str | Path, *, jobs: int = 1, quiet: bo
     if not plan["passes"]:
         plan["passes"].append({h: settings.reps for h in cells})
         _write_json(plan_path, plan)
+    cache: dict = {}
     k = len(plan["passes"]) - 1  # a resumed stress test replays its last recorded pass, then decides on
     while True:
         reps_of = plan["passes"][k]
@@ -860,7 +850,7 @@ def stress_test(design: str | Path, out: str | Path, *, jobs: int = 1, quiet: bo
                 continue
             _say(settings, f"[pass {k + 1}: {j + 1}/{len(cells)}] {label_of[h]} ({reps_of[h]} replications)")
             _run_cell(cells[h], out / "cells" / h, reps_of[h], settings)
-        measures, checks = _evaluate(sweeps, cell_of, out, kinds)
+        measures, checks = _evaluate(sweeps, cell_of, out, kinds, reps_of, cache)
         ver, requests = _judge(sweeps, measures, exact, settings, kinds)
         grow = {h: r for h, r in requests.items() if r > reps_of[h]}
         if not grow or k + 1 >= max_passes:
@@ -875,7 +865,15 @@ def stress_test(design: str | Path, out: str | Path, *, jobs: int = 1, quiet: bo
     _write_tables(out, ver, measures, checks, exact, baseline)
     from .stress_figures import dial_figures
 
-    figs = {sw.dial.key: dial_figures(sw, measures, exact, ver, out / "figures", settings) for sw in active}
+    args = [(sw, measures[measures.dial == sw.dial.key], exact[exact.dial == sw.dial.key],
+             ver[ver.dial == sw.dial.key], out / "figures", settings) for sw in active]
+    if settings.jobs > 1 and len(args) > 1:
+        from joblib import Parallel, delayed
+
+        paths = Parallel(n_jobs=settings.jobs, backend="loky")(delayed(dial_figures)(*a) for a in args)
+    else:
+        paths = [dial_figures(*a) for a in args]
+    figs = {sw.dial.key: p for sw, p in zip(active, paths)}
     from .report import write_report
 
     return write_report(out, design=_resolve(design), base=base, settings=settings, sweeps=sweeps, verdicts=ver,

@@ -60,11 +60,11 @@ Measures (value; MCSE)
 ``mad``
     :math:`1.4826\,\mathrm{median}_i|\hat\theta_i - \mathrm{median}_j\hat\theta_j|`, which
     estimates the SD under normality and exists when moments do not (IV estimators with
-    few instruments); MCSE by bootstrap (below).
+    few instruments); MCSE from order statistics (below).
 ``first_stage_f_q05``, ``first_stage_f_q50``, ``first_stage_f_q95``
     Quantiles (numpy's default linear interpolation) of ``first_stage_f`` over every
     replication of the cell (failed or not: the F is a property of the data) with a
-    finite F; MCSE by bootstrap.  Absent for the direct-effect row (no F).
+    finite F; MCSE from order statistics (below).  Absent for the direct-effect row (no F).
 ``target_value``
     :math:`\theta` (MCSE 0); for a per-replication target the mean of the
     :math:`\theta_i`, MCSE :math:`sd(\theta_i)/\sqrt n`.
@@ -85,7 +85,7 @@ Measures (value; MCSE)
     per-replication target); :math:`\sqrt{C(1-C)/n_c}`.
 ``median_bias``
     :math:`\mathrm{median}_i\hat\theta_i - \theta` (or :math:`\mathrm{median}_i d_i`); MCSE by
-    bootstrap (the same for every fixed target).
+    order statistics (below; the same for every fixed target).
 ``identification_bias``
     For the population targets (ate, late, compliance_weighted): limit - target, an exact
     number (MCSE 0): the bias an infinite study would still have because an assumption fails.
@@ -93,7 +93,13 @@ Measures (value; MCSE)
     :math:`\bar\theta - \mathrm{limit}`; :math:`s/\sqrt n`: the part due to too few sites
     or persons.  ``bias = identification_bias + finite_sample_bias`` up to rounding.
 
-Bootstrap MCSE (median bias, MAD, F quantiles): the SD (divisor B - 1) of the statistic over
+MCSE of the median bias, the MAD and the F quantiles.  By default from order statistics
+(distribution-free, no resampling): the Maritz-Jarrett estimator, the SD of the sorted values
+weighted by the beta weights W_i = I_{i/n}(m-1, n-m) - I_{(i-1)/n}(m-1, n-m), m = floor(qn + 0.5)
+(Maritz & Jarrett 1978; Wilcox 2017, sec. 3.5.3).  The MAD's MCSE is 1.4826 times that of the
+median of |x_i - median| (the median's own estimation error is negligible to first order for a
+symmetric distribution).  With ``quantile_mcse="bootstrap"`` (the earlier default):
+the SD (divisor B - 1) of the statistic over
 B = 200 resamples of the n stored values, resample b taking the indices
 ``rng.integers(0, n, size=n)`` with ``rng = numpy.random.default_rng(20190101)`` (one
 generator per statistic, resamples drawn one after the other): deterministic, so the
@@ -155,6 +161,9 @@ BOOTSTRAP_RESAMPLES = 200
 BOOTSTRAP_SEED = 20190101  # Morris, White & Crowther's year; any fixed value would do
 MAD_SCALE = 1.4826  # 1 / Phi^{-1}(3/4): the MAD estimates the SD under normality
 F_QUANTILES = (0.05, 0.50, 0.95)
+QUANTILE_MCSE = ("order", "bootstrap")
+"""How the MCSE of the median bias, MAD and F quantiles is computed (see the module docstring)."""
+Z95 = 1.959963984540054
 
 FIXED_TARGETS = ("ate", "late", "compliance_weighted", "limit")
 ROW_TARGETS = {"sample": "sample_ate", "sample_late": "sample_late"}  # target -> row column
@@ -325,9 +334,13 @@ class SummaryAccumulator:
     alpha : float
         Significance level of the power.
     resamples : int
-        Bootstrap resamples for the MCSE of the median bias, MAD and F quantiles.
+        Bootstrap resamples for the MCSE of the median bias, MAD and F quantiles
+        (``quantile_mcse="bootstrap"``).
     seed : int
         Seed of the bootstrap.
+    quantile_mcse : {"order", "bootstrap"}
+        How the MCSE of the median bias, MAD and F quantiles is computed: from order
+        statistics (default; see the module docstring) or by the bootstrap.
 
     Notes
     -----
@@ -340,9 +353,12 @@ class SummaryAccumulator:
     """
 
     def __init__(self, targets: TargetsArg = None, *, alpha: float = ALPHA,
-                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED):
+                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED, quantile_mcse: str = "order"):
         if not 0 < alpha < 1:
             raise SummaryError(f"alpha must be in (0, 1), got {alpha}")
+        if quantile_mcse not in QUANTILE_MCSE:
+            raise SummaryError(f"quantile_mcse must be one of {', '.join(QUANTILE_MCSE)}, got {quantile_mcse!r}")
+        self.quantile_mcse = quantile_mcse
         if resamples < 2:
             raise SummaryError(f"resamples must be at least 2, got {resamples}")
         self._targets = targets
@@ -487,6 +503,9 @@ class SummaryAccumulator:
         if len(f) == 0:
             return None
         q = np.quantile(f, F_QUANTILES)
+        if self.quantile_mcse == "order":
+            srt = np.sort(f)
+            return q, np.array([_order_mcse(srt, p) for p in F_QUANTILES]), len(f)
         return q, self._bootstrap(f, lambda v: np.quantile(v, F_QUANTILES)), len(f)
 
     def _group_records(self, c: int, g: _Group, tg: Mapping | None, f_stats) -> list[dict]:
@@ -535,7 +554,11 @@ class SummaryAccumulator:
         if n:
             med_x = float(np.median(x))
             mad = MAD_SCALE * float(np.median(np.abs(x - med_x)))
-            boot = self._bootstrap(x, _median_and_mad)
+            if self.quantile_mcse == "order":
+                boot = np.array([_order_mcse(np.sort(x), 0.5),
+                                 MAD_SCALE * _order_mcse(np.sort(np.abs(x - med_x)), 0.5)])
+            else:
+                boot = self._bootstrap(x, _median_and_mad)
             put("none", "mad", mad, boot[1], n)
         else:
             med_x = math.nan
@@ -577,7 +600,9 @@ class SummaryAccumulator:
             n_rc, covered = g.row_cover[t]
             cov = covered / n_rc if n_rc else math.nan
             put(t, "coverage", cov, _binomial_mcse(cov, n_rc), n_rc)
-            put(t, "median_bias", float(np.median(d)), self._bootstrap(d, _median)[0], n_d)
+            d_mcse = (_order_mcse(np.sort(d), 0.5) if self.quantile_mcse == "order"
+                      else self._bootstrap(d, _median)[0])
+            put(t, "median_bias", float(np.median(d)), d_mcse, n_d)
         return recs
 
     @staticmethod
@@ -593,6 +618,27 @@ class SummaryAccumulator:
             put(t, "rmse", rmse, mcse_mse / (2 * rmse), n)
         else:
             put(t, "rmse", rmse, math.nan, n)
+
+
+def _order_mcse(srt: np.ndarray, q: float) -> float:
+    """MCSE of the q-quantile of sorted values ``srt``: the Maritz-Jarrett estimator.
+
+    The quantile is estimated by the order statistic of rank m = floor(q n + 0.5) (clipped
+    to 2..n-1); its standard error is the SD of the order statistics weighted by
+    W_i = I_{i/n}(m - 1, n - m) - I_{(i-1)/n}(m - 1, n - m), I the regularized incomplete beta
+    function (Maritz & Jarrett 1978, J. Am. Stat. Assoc. 73:194; Wilcox 2017, *Introduction to
+    Robust Estimation*, sec. 3.5.3): distribution-free, smooth in the data, and no resampling.
+    """
+    from scipy import special
+
+    n = len(srt)
+    if n < 3:
+        return math.nan
+    m = min(max(int(math.floor(q * n + 0.5)), 2), n - 1)
+    grid = np.arange(n + 1) / n
+    w = np.diff(special.betainc(m - 1, n - m, grid))
+    c1 = float(np.dot(w, srt))
+    return math.sqrt(max(float(np.dot(w, np.square(srt - c1))), 0.0))
 
 
 def _median(v: np.ndarray) -> np.ndarray:
@@ -641,13 +687,13 @@ def _columns(batch) -> dict[str, np.ndarray]:
 
 
 def summarize(rows, targets: TargetsArg = None, *, alpha: float = ALPHA, resamples: int = BOOTSTRAP_RESAMPLES,
-              seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+              seed: int = BOOTSTRAP_SEED, quantile_mcse: str = "order") -> pd.DataFrame:
     """The long summary of rows (one batch, or an iterable of batches in (cell, rep) order).
 
     See :class:`SummaryAccumulator` for the arguments and the module docstring for the
     measures.
     """
-    acc = SummaryAccumulator(targets, alpha=alpha, resamples=resamples, seed=seed)
+    acc = SummaryAccumulator(targets, alpha=alpha, resamples=resamples, seed=seed, quantile_mcse=quantile_mcse)
     if isinstance(rows, (pd.DataFrame, Mapping)):
         acc.add(rows)
     else:
@@ -884,7 +930,8 @@ def _read_manifest(directory: Path) -> dict:
 
 
 def summarize_directory(directory: str | Path, *, alpha: float = ALPHA, truth_sites: int | None = None,
-                        resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+                        resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                        quantile_mcse: str = "order") -> pd.DataFrame:
     """The long summary of a run directory.
 
     Reads ``DIR/manifest.json`` and the part files ``DIR/parts/cell{c:05d}_rep{a:09d}-{b:09d}.parquet``
@@ -912,7 +959,7 @@ def summarize_directory(directory: str | Path, *, alpha: float = ALPHA, truth_si
     def targets(c: int):
         return cell_targets(entries[c], truth_sites)
 
-    acc = SummaryAccumulator(targets, alpha=alpha, resamples=resamples, seed=seed)
+    acc = SummaryAccumulator(targets, alpha=alpha, resamples=resamples, seed=seed, quantile_mcse=quantile_mcse)
     for c, a, b, path in parts:
         try:
             table = pq.read_table(path, columns=list(_NEEDED))

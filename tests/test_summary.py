@@ -101,7 +101,7 @@ def boot_sd(values, stat, B=200, seed=20190101):
 def test_every_measure_and_mcse_matches_the_formula():
     rows = make_rows(300, seed=3, fail_every=7)
     rows["std_error"][5 * 3] = np.nan  # an ok row without an SE: out of the model SE only
-    frame = S.summarize(rows, {0: targets_for()})
+    frame = S.summarize(rows, {0: targets_for()}, quantile_mcse="bootstrap")
     sel = (rows["estimator"] == "2sls") & (rows["mediator"] == "income")
     ok = sel & (rows["status"] == "ok")
     x = rows["estimate"][ok]
@@ -385,11 +385,12 @@ def test_model_se_half_too_small_shows_minus_fifty_percent():
     assert get(frame, "2sls", "income", "none", "model_se")[:2] == (0.5, 0.0)
 
 
-def test_bootstrap_mcse_of_median_and_mad_match_asymptotics():
+@pytest.mark.parametrize("method", ["order", "bootstrap"])
+def test_mcse_of_median_and_mad_match_asymptotics(method):
     n = 3000
     rows = make_rows(n, seed=15, groups=[("2sls", "income")])
     rows["estimate"] = np.random.default_rng(16).standard_normal(n)
-    frame = S.summarize(rows, {0: targets_for([("2sls", "income")], theta=0.0)})
+    frame = S.summarize(rows, {0: targets_for([("2sls", "income")], theta=0.0)}, quantile_mcse=method)
     _, m, _ = get(frame, "2sls", "income", "ate", "median_bias")
     assert m == pytest.approx(math.sqrt(math.pi / 2) / math.sqrt(n), rel=0.2)  # 1 / (2 phi(0) sqrt n)
     v, m, _ = get(frame, "2sls", "income", "none", "mad")
@@ -400,6 +401,28 @@ def test_bootstrap_mcse_of_median_and_mad_match_asymptotics():
     frame = S.summarize(rows, {0: targets_for([("2sls", "income")], theta=0.0)})
     assert get(frame, "2sls", "income", "none", "mad")[0] == pytest.approx(1.4826, rel=0.1)
     assert abs(get(frame, "2sls", "income", "ate", "median_bias")[0]) < 0.1
+
+
+def test_order_statistic_mcse_is_the_maritz_jarrett_estimator():
+    n = 401
+    rows = make_rows(n, seed=31, groups=[("2sls", "income")])
+    x = np.random.default_rng(32).exponential(size=n)
+    rows["estimate"] = x
+    frame = S.summarize(rows, {0: targets_for([("2sls", "income")], theta=0.0)})
+    from scipy import stats
+
+    def maritz_jarrett(v):  # from the published formula, with scipy's beta distribution
+        v = np.sort(v)
+        m = int(math.floor(0.5 * n + 0.5))
+        w = stats.beta.cdf(np.arange(1, n + 1) / n, m - 1, n - m) - stats.beta.cdf(np.arange(n) / n, m - 1, n - m)
+        c1, c2 = np.sum(w * v), np.sum(w * v * v)
+        return math.sqrt(c2 - c1 * c1)
+
+    assert get(frame, "2sls", "income", "ate", "median_bias")[1] == pytest.approx(maritz_jarrett(x), rel=1e-9)
+    want_mad = 1.4826 * maritz_jarrett(np.abs(x - np.median(x)))
+    assert get(frame, "2sls", "income", "none", "mad")[1] == pytest.approx(want_mad, rel=1e-9)
+    with pytest.raises(S.SummaryError, match="quantile_mcse must be one of order, bootstrap"):
+        S.summarize(rows, quantile_mcse="jackknife")
 
 
 def test_identification_plus_finite_sample_bias_is_total_bias():
