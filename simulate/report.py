@@ -86,9 +86,13 @@ def _headline(sw, ver: pd.DataFrame, order: list[str]) -> str:
         first = breaks.sort_values(["breakdown", "rank"]).iloc[0]
         how = ("exact" if first.driver == "identification" and first.breakdown == first.breakdown_exact
                else "Monte Carlo")
-        parts.append(f"{label(first.estimator)} breaks first: on {first.mediator} its "
-                     f"{_DRIVER_WORDS[first.driver]} passes the threshold at {sw.axis} = {_f(first.breakdown)} "
-                     f"({how}; severe value {severe})")
+        txt = (f"{label(first.estimator)} breaks first: on {first.mediator} its "
+               f"{_DRIVER_WORDS[first.driver]} passes the threshold at {sw.axis} = {_f(first.breakdown)} "
+               f"({how}; severe value {severe})")
+        if math.isfinite(first.checks_fire_at_breakdown):
+            txt += (f"; at {_f(first.checks_fire_value)} the design's own checks fire in "
+                    f"{_pct(first.checks_fire_at_breakdown, first.checks_fire_mcse)} of the replications")
+        parts.append(txt)
         others = [label(e) for e in dict.fromkeys(breaks.estimator) if e != first.estimator]
         if others:
             parts.append(f"also breaking by the severe value: {', '.join(others)}")

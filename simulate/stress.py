@@ -860,6 +860,7 @@ def stress_test(design: str | Path, out: str | Path, *, jobs: int = 1, quiet: bo
         plan["passes"].append({**reps_of, **grow})
         _write_json(plan_path, plan)
         k += 1
+    ver = _with_detection(ver, checks)
     baseline, base_checks = _cell_measures(out / "cells" / base_hash, kinds)
     elapsed = time.perf_counter() - t0
     _write_tables(out, ver, measures, checks, exact, baseline)
@@ -880,6 +881,22 @@ def stress_test(design: str | Path, out: str | Path, *, jobs: int = 1, quiet: bo
                         measures=measures, checks=checks, exact=exact, baseline=baseline,
                         baseline_checks=base_checks, figures=figs, elapsed=elapsed, version=__version__,
                         code=code_version())
+
+
+def _with_detection(ver: pd.DataFrame, checks: pd.DataFrame) -> pd.DataFrame:
+    """Add how often the design's own checks fire (any of them) at the first simulated value at or past the breakdown."""
+    rate, mcse, at = [], [], []
+    anyc = checks[checks.check == "any_check"]
+    by_dial = {d: g.sort_values("value") for d, g in anyc.groupby("dial")}
+    for dial, b in zip(ver.dial, ver.breakdown):
+        g = by_dial.get(dial)
+        if g is None or b is None or not math.isfinite(b):
+            rate.append(math.nan), mcse.append(math.nan), at.append(math.nan)
+            continue
+        r = g[g.value >= b - 1e-12]
+        r = r.iloc[0] if len(r) else g.iloc[-1]
+        rate.append(r.rate), mcse.append(r.mcse), at.append(r.value)
+    return ver.assign(checks_fire_at_breakdown=rate, checks_fire_mcse=mcse, checks_fire_value=at)
 
 
 def _write_json(path: Path, obj) -> None:
