@@ -1,25 +1,47 @@
 """The ``simulate`` command.
 
-Every failure the user can cause is one line on stderr and exit code 2; an
-unexpected failure is one line and exit code 1; never a traceback.
+Every failure the user can cause or fix is one line on stderr and exit code 2
+(130 for Ctrl-C), with the ``--resume`` hint where a run can be finished; an
+unexpected failure (a bug) is one line, "internal error", and exit code 1; never a
+traceback.  One handler, in :func:`main`, decides which is which
+(:data:`USER_ERRORS`).  numpy's RuntimeWarnings are counted, not printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__
+from .errors import SimulateError
 from .scenario import ScenarioError, validate_file
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+MAX_SEED = 2**63
+MIN_TRUTH_SITES = 1000
+MAX_TRUTH_SITES = 10**8
+MAX_MESSAGE = 2000  # characters of an error message at most
 
 
-class UsageError(Exception):
+class UsageError(SimulateError):
     """A user error with a one-line message (exit code 2)."""
+
+
+def _num(x) -> str:
+    text = str(x)
+    return f"a {len(text.lstrip('-'))}-digit integer" if len(text) > 24 else text
+
+
+def _check_range(option: str, value, lo: int, hi: int, what: str) -> None:
+    """One-line UsageError unless lo <= value < hi (``what`` says so in words)."""
+    if value is not None and not lo <= value < hi:
+        raise UsageError(f"{option}: must be {what}, got {_num(value)}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -155,8 +177,9 @@ def cmd_truth(args) -> int:
     path = _resolve(args.file)
     cells = validate_file(path)
     n_sites = args.sites if args.sites is not None else TRUTH_SITES
-    if n_sites < 1000:
-        raise UsageError(f"--sites: must be at least 1000, got {n_sites}")
+    if n_sites < MIN_TRUTH_SITES:
+        raise UsageError(f"--sites: must be at least 1000, got {_num(n_sites)}")
+    _check_range("--sites", n_sites, MIN_TRUTH_SITES, MAX_TRUTH_SITES + 1, f"at most {MAX_TRUTH_SITES:,}")
     out = []
     for cell in cells:
         tr = truth(cell.scenario, n_sites=n_sites)
@@ -180,6 +203,7 @@ def cmd_draw(args) -> int:
 
     from .dgp import draw
 
+    _check_range("--seed", args.seed, 0, MAX_SEED, "an integer in [0, 2^63)")
     cells = validate_file(_resolve(args.file))
     if len(cells) > 1:
         raise UsageError(f"{args.file}: has a grid of {len(cells)} cells; draw takes a scenario without [grid]")
@@ -199,22 +223,27 @@ def cmd_draw(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .runner import RunError, config_from_args, run
+    from .runner import config_from_args, run
 
+    if args.truth_sites is not None and args.truth_sites < MIN_TRUTH_SITES:
+        raise UsageError(f"--truth-sites: must be at least 1000, got {_num(args.truth_sites)}")
+    _check_range("--truth-sites", args.truth_sites, MIN_TRUTH_SITES, MAX_TRUTH_SITES + 1,
+                 f"at most {MAX_TRUTH_SITES:,}")
+    config = config_from_args(args)
+    config.check()  # bad settings are named before the scenario is read
     path = _resolve(args.file)
-    if args.truth_sites is not None and args.truth_sites < 1000:
-        raise UsageError(f"--truth-sites: must be at least 1000, got {args.truth_sites}")
     try:
-        manifest = run(path, args.out, config_from_args(args), truth_sites=args.truth_sites)
-    except RunError as exc:
-        raise UsageError(str(exc)) from None
+        manifest = run(path, args.out, config, truth_sites=args.truth_sites)
     except KeyboardInterrupt as exc:
-        print(f"simulate: interrupted; {exc}" if str(exc) else "simulate: interrupted", file=sys.stderr)
+        print(_one_line(f"simulate: interrupted; {exc}" if str(exc) else "simulate: interrupted"), file=sys.stderr)
         return 130
     if not args.quiet:
         last = manifest["runs"][-1]
-        print(f"{args.out}: {last['replications']} replications in {last['wall_seconds']:.1f} s "
-              f"({len(manifest['cells'])} cell(s) x {manifest['reps']} reps); summary in {args.out}/summary.csv")
+        warned = manifest.get("numerical_warnings", 0)
+        note = f"; {warned:,} numerical warning(s) counted, not printed (manifest.json notes)" if warned else ""
+        print(_one_line(f"{args.out}: {last['replications']} replications in {last['wall_seconds']:.1f} s "
+                        f"({len(manifest['cells'])} cell(s) x {manifest['reps']} reps); summary in "
+                        f"{args.out}/summary.csv{note}"))
     return 0
 
 
@@ -238,23 +267,111 @@ def cmd_show(args) -> int:
     return cmd_truth(ns)
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes that are the user's to fix (exit code 2).
+
+    :class:`simulate.errors.SimulateError` and, until they subclass it, the error
+    classes of the other stages.
+    """
+    from .analyze import AnalysisError
+    from .estimators import EstimationError
+    from .plots import PlotError
+    from .stress import StressError
+    from .summary import SummaryError
+
+    return (SimulateError, ScenarioError, AnalysisError, EstimationError, PlotError, StressError, SummaryError)
+
+
+def _one_line(msg: str) -> str:
+    """A message on one line: newlines shown as \\n, at most MAX_MESSAGE characters."""
+    msg = str(msg).replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r").strip()
+    return msg if len(msg) <= MAX_MESSAGE else msg[:MAX_MESSAGE] + f" ... [{len(msg):,} characters]"
+
+
+def _say(msg: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(_one_line(msg), file=sys.stderr, flush=True)
+
+
+def _from_toml(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if "tomllib" in tb.tb_frame.f_code.co_filename or "tomli" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _input_name(args) -> str:
+    for name in ("file", "design", "directory", "name"):
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            return value
+    return "the input"
+
+
+@contextlib.contextmanager
+def _counted_warnings(counter: list):
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", RuntimeWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, RuntimeWarning):
+                counter[0] += 1
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
+    counter = [0]
     try:
         func = getattr(args, "func", None) or args.run
-        return int(func(args) or 0)
-    except (ScenarioError, UsageError) as exc:
-        print(str(exc), file=sys.stderr)
+        with _counted_warnings(counter):
+            code = int(func(args) or 0)
+        if counter[0]:
+            _say(f"simulate: note: {counter[0]:,} numerical warning(s) from numpy (overflow or invalid values, "
+                 "usually from extreme inputs) were counted and not printed")
+        return code
+    except user_errors() as exc:
+        _say(str(exc))
         return 2
     except KeyboardInterrupt:
-        print("simulate: interrupted", file=sys.stderr)
+        _say("simulate: interrupted")
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader went away (simulate draw ... | head)
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except RecursionError as exc:
+        if _from_toml(exc):
+            _say(f"{_input_name(args)}: nested too deeply to read (more than {sys.getrecursionlimit()} levels "
+                 "of tables or arrays)")
+            return 2
+        return _internal(exc)
+    except MemoryError:
+        _say("simulate: out of memory; use smaller inputs (or for a run fewer --jobs or a smaller --chunk, "
+             "then --resume)")
+        return 2
+    except OSError as exc:  # a path, a permission, a full disk
+        from ._lock import describe_os_error
+
+        _say(describe_os_error(exc))
+        return 2
     except Exception as exc:  # never a traceback for the user
-        print(f"simulate: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
-        return 1
+        return _internal(exc)
+
+
+def _internal(exc: BaseException) -> int:
+    _say(f"simulate: internal error: {exc.__class__.__name__}: {exc} (a bug: please report it with the command "
+         f"line and the output of `simulate --version`, {__version__})")
+    return 1
 
 
 if __name__ == "__main__":
