@@ -101,7 +101,10 @@ def _headline(sw, ver: pd.DataFrame, order: list[str]) -> str:
     else:
         holds = sorted({label(e) for e in v[v.verdict == "holds"].estimator})
         tell = sorted({label(e) for e in v[v.verdict == "cannot_tell"].estimator})
+        flat = sorted({label(e) for e in v[v.verdict == "not_applicable"].estimator})
         txt = f"no IV estimator is shown to break up to the severe value {severe}"
+        if flat:
+            txt += f"; the exact truth does not move along the dial for {', '.join(flat)} (not applicable)"
         if holds:
             txt += f"; demonstrably within the thresholds: {', '.join(holds)}"
         if tell:
