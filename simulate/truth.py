@@ -195,8 +195,12 @@ def _site_normals(rng, K, d):
     half = rng.standard_normal(((K + 1) // 2, d))
     if d:
         half -= half.mean(axis=0)
-        L = np.linalg.cholesky(half.T @ half / half.shape[0])
-        half = np.linalg.solve(L, half.T).T
+        try:
+            L = np.linalg.cholesky(half.T @ half / half.shape[0])
+        except np.linalg.LinAlgError:  # fewer draws than dimensions (a small last chunk): centred only
+            L = None
+        if L is not None:
+            half = np.linalg.solve(L, half.T).T
     return np.concatenate([half, -half])[:K]
 
 
@@ -575,7 +579,9 @@ def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED) -> T
     if np.isfinite(hetero) and abs(hetero) < 1e-9:
         lim_liml = lim2
     elif w_ok and np.all(np.isfinite(lim2)) and np.all(np.isfinite(W)):
-        lim_liml = _liml_limit(c2 / n_sites, b2 / n_sites, A2 / n_sites, W)
+        lim_liml, why = _liml_limit(c2 / n_sites, b2 / n_sites, A2 / n_sites, W)
+        if why:
+            model.notes.append(f"LIML/Fuller: {why}; the estimator has no large-sample limit")
     else:
         lim_liml = np.full(P, np.nan)
     limb = solve(Ab, bb, "between-site OLS")
@@ -600,19 +606,43 @@ def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED) -> T
     )
 
 
-def _liml_limit(c2: float, b2: np.ndarray, A2: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """LIML's limit: argmin_b (1, -b) G (1, -b)' / (1, -b) W (1, -b)'.
+def _liml_limit(c2: float, b2: np.ndarray, A2: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, str]:
+    """LIML's limit: argmin_b (1, -b) G (1, -b)' / (1, -b) W (1, -b)', and why it has none ('' if it has).
 
     G = [[c2, b2'], [b2, A2]] holds the between-site (instrument-projected) second moments of
     (Y, M) and W the within-cell ones, both per person.  With lambda the smallest generalized
     eigenvalue of (G, W), b = (A2 - lambda W_MM)^-1 (b2 - lambda W_MY).  With K and n_s large
     the instrument noise (K L / N) vanishes, so this is the limit of LIML and Fuller.
+
+    The ratio tends to b'A2 b / b'W_MM b as |b| grows, so its infimum over finite b is at most
+    mu, the smallest generalized eigenvalue of (A2, W_MM); by interlacing lambda <= mu.  When
+    lambda < mu the minimum is attained, A2 - lambda W_MM is positive definite and b is the
+    unique minimizer.  When lambda = mu (to rounding) the eigenvector of lambda has no Y
+    component: the infimum lies at infinity along the eigenvector of (A2, W_MM), so LIML
+    drifts off (it has no limit) and A2 - lambda W_MM is singular.  This happens, for example,
+    when the site effects vary enough that the mediators' own weakest between-site direction
+    fits better than any coefficient: with delta_s independent of gamma_s,
+    E[(y - b'x)^2] = (b - delta)' A2 (b - delta) + sum_p Var(delta_p) E[x_p^2] and the
+    pencil is block diagonal in (1, b - delta), so lambda = min(mu, that ratio at b = delta).
+    A W that is not positive definite (no within-cell variation in some direction) leaves
+    the ratio undefined.
     """
     from scipy import linalg
 
+    P = len(b2)
     G = np.block([[np.array([[c2]]), b2[None, :]], [b2[:, None], A2]])
-    lam = linalg.eigh(G, W, eigvals_only=True)[0]
-    return np.linalg.solve(A2 - lam * W[1:, 1:], b2 - lam * W[1:, 0])
+    try:
+        lam = linalg.eigh(G, W, eigvals_only=True)[0]
+        mu = linalg.eigh(A2, W[1:, 1:], eigvals_only=True)[0]
+    except (linalg.LinAlgError, ValueError):
+        return np.full(P, np.nan), ("the within-cell covariance of the outcome and the mediators is singular, "
+                                    "so the LIML ratio is undefined")
+    scale = max(abs(mu), abs(lam), np.finfo(float).tiny)
+    if mu - lam <= 1e-9 * scale:
+        return np.full(P, np.nan), ("the LIML objective has its infimum at an infinite coefficient (the "
+                                    "smallest generalized eigenvalue of the between- and within-site moments "
+                                    "belongs to the mediators alone)")
+    return np.linalg.solve(A2 - lam * W[1:, 1:], b2 - lam * W[1:, 0]), ""
 
 
 def _compliance_weighted_moments(model: _Model, gamma, delta, beta):

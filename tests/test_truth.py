@@ -259,3 +259,37 @@ def test_liml_tends_to_its_limit():
     gap = est[:, 0] - est[:, 1]  # the LIML - 2SLS gap is free of their common finite-sample drift
     assert abs(gap.mean() - (tr.limit_liml[0] - tr.limit_2sls[0])) < 4 * gap.std(ddof=1) / 2 + 1e-3
     assert np.all(np.abs(est.mean(axis=0) - [tr.limit_liml[0], tr.limit_2sls[0]]) < 4 * se + 5e-3)
+
+
+_ISSUE_12 = ("n_sites = 12\nn_per_site = 40\n[mediators]\nnames = [\"income\", \"hours\"]\n[site]\n"
+             "compliance_mean = [1.0, 0.6]\ncompliance_sd = [0.4, 0.3]\neffect_mean = [0.5, 0.25]\n"
+             "effect_sd = [{sd}, {sd}]\n")
+
+
+@pytest.mark.parametrize("sd", [0.28, 0.35, 0.5])
+def test_liml_limit_at_infinity_is_nan_with_a_note(sd):
+    # issue 12: with site effects this heterogeneous the mediators' own weakest between-site direction
+    # fits better than any coefficient (the pencil (G, W) is block diagonal in (1, b - delta)), so the
+    # LIML ratio has its infimum at an infinite b; solving gave LinAlgError or numbers such as 115
+    sc = sm.loads(_ISSUE_12.format(sd=sd))
+    tr = sm.truth(sc, n_sites=20_000)
+    assert all(math.isnan(x) for x in tr.limit_liml)
+    assert any("LIML/Fuller" in n and "infinite coefficient" in n for n in tr.notes)
+    assert np.allclose(tr.limit_2sls, [0.5, 0.25], atol=1e-9)
+
+
+@pytest.mark.parametrize("sd", [0.05, 0.2])
+def test_liml_limit_exists_below_the_threshold(sd):
+    # the same design with milder heterogeneity: the minimum is at b = delta (the mean effects)
+    tr = sm.truth(sm.loads(_ISSUE_12.format(sd=sd)), n_sites=20_000)
+    assert np.allclose(tr.limit_liml, [0.5, 0.25], atol=1e-7)
+    assert not tr.notes
+
+
+def test_liml_limit_degenerate_within_cell_covariance_is_nan_with_a_note():
+    # no within-cell variation at all: W = 0, so the LIML ratio has no denominator (eigh(G, W) raised)
+    sc = sm.loads("n_sites = 20\n[site]\ncompliance_sd = 0.4\neffect_sd = 0.3\n[person]\nmediator_sd = 0.0\n"
+                  "outcome_sd = 0.0\n")
+    tr = sm.truth(sc, n_sites=20_000)
+    assert math.isnan(tr.limit_liml[0])
+    assert any("LIML/Fuller" in n for n in tr.notes)
