@@ -346,3 +346,129 @@ def test_draw_real_process(tmp_path):
     lines = target.read_text().splitlines()
     assert lines[0] == "site,treatment,M1,outcome"
     assert len(lines) == 31
+
+
+# ---------------------------------------------------------------------------
+# errors: one line, exit 2 for what the user can fix, "internal error" only for bugs
+# ---------------------------------------------------------------------------
+
+TINY_RUN = "n_sites = 4\nn_per_site = 20\n[site]\ncompliance_sd = 0.4\n"
+HUGE = str(10**400)
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, lines
+    assert "internal error" not in lines[0] and not TRACEBACK.search(lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, start", [
+    (["--reps", "10000000000"], "--reps: at most 100,000,000 replications per grid cell, got 10000000000"),
+    (["--reps", HUGE], "--reps: at most 100,000,000 replications per grid cell, got a 401-digit integer"),
+    (["--reps", "3", "--jobs", "999"], "--jobs: at most 4 per core"),
+    (["--reps", "3", "--jobs", HUGE], "--jobs: at most 4 per core"),
+    (["--reps", "3", "--seed", "-1"], "--seed: must be an integer in [0, 2^63), got -1"),
+    (["--reps", "3", "--seed", HUGE], "--seed: must be an integer in [0, 2^63), got a 401-digit integer"),
+    (["--reps", "3", "--chunk", HUGE], "--chunk: at most 10,000 replications per task"),
+    (["--reps", "3", "--truth-sites", HUGE], "--truth-sites: must be at most 100,000,000, got a 401-digit"),
+])
+def test_run_bounds_are_checked_before_the_directory_is_made(tmp_path, capsys, argv, start):
+    path = _write(tmp_path, TINY_RUN)
+    out = tmp_path / "never"
+    t0 = __import__("time").monotonic()
+    code, _, err = _run(capsys, "run", str(path), "--out", str(out), "--quiet", *argv)
+    assert code == 2
+    assert _one_error_line(err).startswith(start), err
+    assert not out.exists()
+    assert __import__("time").monotonic() - t0 < 10  # no process started, no memory taken
+
+
+def test_draw_and_truth_bounds(tmp_path, capsys):
+    path = _write(tmp_path, TINY_RUN)
+    for argv, msg in ((["draw", str(path), "--seed", "-1"], "--seed: must be an integer in [0, 2^63), got -1"),
+                      (["draw", str(path), "--seed", HUGE], "--seed: must be an integer in [0, 2^63), got a 401"),
+                      (["truth", str(path), "--sites", HUGE], "--sites: must be at most 100,000,000, got a 401")):
+        code, out, err = _run(capsys, *argv)
+        assert code == 2 and out == ""
+        assert _one_error_line(err).startswith(msg)
+
+
+def test_run_out_is_a_file_or_under_a_file(tmp_path, capsys):
+    path = _write(tmp_path, TINY_RUN)
+    for out, msg in ((path, f"{path}: is a file, not a directory; choose another --out"),
+                     (path / "sub", f"{path / 'sub'}: a part of the path is a file, not a directory; choose another")):
+        code, _, err = _run(capsys, "run", str(path), "--reps", "2", "--out", str(out), "--quiet")
+        assert code == 2
+        assert _one_error_line(err).startswith(msg)
+
+
+def test_run_out_not_writable(tmp_path, capsys, monkeypatch):
+    # as root chmod does not stop a write: the refusal is emulated where the directory is made
+    import errno
+
+    path = _write(tmp_path, TINY_RUN)
+    out = tmp_path / "ro" / "run"
+    real = Path.mkdir
+
+    def refuse(self, *a, **kw):
+        if self == out:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    code, _, err = _run(capsys, "run", str(path), "--reps", "2", "--out", str(out), "--quiet")
+    assert code == 2
+    assert _one_error_line(err) == f"{out}: permission denied; choose another --out"
+
+
+def test_draw_to_a_missing_directory_is_one_line(tmp_path, capsys):
+    path = _write(tmp_path, TINY_RUN)
+    target = tmp_path / "no" / "x.csv"
+    code, _, err = _run(capsys, "draw", str(path), "--out", str(target))
+    assert code == 2
+    line = _one_error_line(err)
+    assert "no such file or directory" in line or "non-existent directory" in line
+
+
+@pytest.mark.parametrize("command", ["validate", "truth", "run", "draw"])
+def test_toml_nested_too_deeply_is_one_line_naming_the_file(tmp_path, capsys, command):
+    path = tmp_path / "deep.toml"
+    path.write_text("a = " + "[" * 3000 + "]" * 3000 + "\n")
+    extra = ["--reps", "2", "--out", str(tmp_path / "o")] if command == "run" else []
+    code, _, err = _run(capsys, command, str(path), *extra)
+    assert code == 2
+    line = _one_error_line(err)
+    assert line.startswith(f"{path}: ") and "deep" in line
+
+
+def test_a_newline_in_a_grid_path_stays_on_one_line(tmp_path, capsys):
+    path = _write(tmp_path, TINY_RUN + '[grid]\n"site.effect\\nmean" = [0.1, 0.2]\n')
+    for argv in (["validate", str(path)], ["run", str(path), "--reps", "2", "--out", str(tmp_path / "o")]):
+        code, _, err = _run(capsys, *argv)
+        assert code == 2
+        assert "\\n" in _one_error_line(err)
+
+
+def test_an_internal_error_says_it_is_a_bug(capsys, monkeypatch):
+    def broken(args):
+        raise ZeroDivisionError("line one\nline two")
+
+    monkeypatch.setattr(cli, "cmd_list", broken)
+    code, _, err = _run(capsys, "list")
+    assert code == 1
+    lines = err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("simulate: internal error: ZeroDivisionError: line one\\nline two (a bug: please report")
+    assert "simulate --version" in lines[0]
+
+
+def test_every_user_error_class_is_handled_as_one():
+    from simulate.errors import RunError, SimulateError
+    from simulate.runner import RunError as RunnerRunError
+
+    assert RunnerRunError is RunError and issubclass(RunError, SimulateError)
+    assert issubclass(cli.UsageError, SimulateError) and issubclass(SimulateError, ValueError)
+    names = {c.__name__ for c in cli.user_errors()}
+    assert {"SimulateError", "ScenarioError", "SummaryError", "PlotError", "StressError", "AnalysisError",
+            "EstimationError"} <= names

@@ -207,3 +207,60 @@ def test_sigkill_then_resume_stores_every_replication_once(tmp_path):
     assert_same_rows(ref, out)
     counts = _rows(out).groupby("rep").size()
     assert len(counts) == reps and counts.nunique() == 1
+
+
+def test_tasks_cover_exactly_the_missing_replications():
+    from simulate.runner import _cut, _gaps
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        reps = int(rng.integers(1, 60))
+        parts, pos = [], 0
+        while pos < reps + 10:  # parts, some beyond --reps, with holes
+            a = pos + int(rng.integers(0, 4))
+            b = a + int(rng.integers(1, 8))
+            if rng.random() < 0.6:
+                parts.append((0, a, b, None))
+            pos = b
+        chunk = int(rng.integers(1, 9))
+        tasks = list(_cut(_gaps(parts, 0, reps), chunk))
+        done = np.zeros(reps, bool)
+        for _, a, b, _ in parts:
+            done[a:min(b, reps)] = True
+        covered = [r for a, b in tasks for r in range(a, b)]
+        assert covered == np.flatnonzero(~done).tolist()
+        assert all(0 < b - a <= chunk for a, b in tasks)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(reps=10**8 + 1), "--reps: at most 100,000,000"), (dict(reps=3, jobs=10**6), "--jobs: at most 4 per core"),
+    (dict(reps=3, chunk=10**6), "--chunk: at most 10,000"), (dict(reps=10**400), "a 401-digit integer"),
+])
+def test_bounds_fail_before_the_directory(tmp_path, bad, message):
+    out = tmp_path / "never"
+    with pytest.raises(RunError, match=message):
+        run(_file(tmp_path, SMALL), out, RunConfig(quiet=True, **bad))
+    assert not out.exists()
+
+
+def test_a_held_directory_is_refused_with_the_holders_pid(tmp_path):
+    from simulate._lock import DirectoryLock
+
+    out = tmp_path / "held"
+    with DirectoryLock(out):  # flock conflicts between two opens, even in one process
+        with pytest.raises(RunError, match=rf"another run \(PID {os.getpid()}\) holds this directory"):
+            run(_file(tmp_path, SMALL), out, RunConfig(reps=3, quiet=True))
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    run(_file(tmp_path, SMALL), out, RunConfig(reps=3, quiet=True), truth_sites=10_000)  # released
+    assert (out / "summary.csv").exists()
+
+
+def test_a_part_holding_other_replications_than_its_name_is_run_again(tmp_path):
+    ref = _run(tmp_path, "ref", reps=12, chunk=4)
+    out = _run(tmp_path, "out", reps=12, chunk=4)
+    parts = out / "parts"
+    # the rows of 4-8 under the name of 8-12 (and 8-12 gone): the footer is whole, the range is not
+    os.replace(parts / "cell00000_rep000000004-000000008.parquet", parts / "cell00000_rep000000008-000000012.parquet")
+    run(_file(tmp_path, SMALL), out, RunConfig(reps=12, seed=11, quiet=True, resume=True), truth_sites=10_000)
+    assert_same_rows(ref, out)
+    assert [p.name for p in (out / "damaged").iterdir()] == ["cell00000_rep000000008-000000012.parquet"]
