@@ -797,6 +797,15 @@ def _judge(sweeps, measures: pd.DataFrame, exact: pd.DataFrame, settings: Stress
 def stress_test(design: str | Path, out: str | Path, *, jobs: int = 1, quiet: bool = False,
                 reps: int | None = None, pdf: bool = False) -> Path:
     """Run the stress test of a design and write the report; returns the report's path."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # loky retires idle workers between the stress test's many short runs and says so; it loses nothing
+        warnings.filterwarnings("ignore", message="A worker stopped while some jobs", category=UserWarning)
+        return _stress_test(design, out, jobs=jobs, quiet=quiet, reps=reps, pdf=pdf)
+
+
+def _stress_test(design, out, *, jobs, quiet, reps, pdf) -> Path:
     raw, settings = read_design(design, jobs, quiet, reps, pdf)
     source = str(design)
     out = Path(out)
