@@ -910,12 +910,9 @@ E = [
     print(f"{REPS} replications of the calibrated study")
     """)),
     code(r'''
-    DATA = Path(os.environ.get("SIMULATE_AK80", Path("..") / ".." / "shared" / "data" / "ak80.csv.gz"))
-    if not DATA.is_file():
-        raise FileNotFoundError(
-            f"AK80 data not found at {DATA.resolve()}: this notebook expects ak80.csv.gz in "
-            "../../shared/data/ (seen from notebooks/), or its path in the environment variable SIMULATE_AK80")
-    ak80 = pd.read_csv(DATA)
+    from simulate.datasets import ak80 as load_ak80
+
+    ak80 = load_ak80()  # shipped inside the package (simulate/data/ak80.csv.gz)
     print(f"{len(ak80):,} persons; sites (yob) {sorted(ak80.yob.unique().tolist())}; "
           f"arms (qob) {sorted(ak80.qob.unique().tolist())}")
     ak80.groupby(["yob", "qob"]).size().unstack().head()

@@ -111,7 +111,7 @@ VERDICTS = ("holds", "breaks_at", "fails_at_zero", "cannot_tell", "not_applicabl
 Z = 1.959963984540054  # Phi^{-1}(0.975)
 OLS = "ols"
 DIRECT_EFFECT = "direct_effect"
-_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 
 class StressError(ValueError):

@@ -35,12 +35,7 @@ def make_data(seed, n_sites, n_arms, n_mediators, min_cell=2, max_cell=12,
 
 
 def ak80_path() -> str:
-    """The AK80 extract: ``shared/data`` beside the repository (as in CI), else the workplace path."""
-    import os
-    from pathlib import Path
+    """The AK80 extract shipped inside the package (simulate/data/ak80.csv.gz)."""
+    from simulate.datasets import ak80_path as bundled
 
-    for p in (Path(__file__).resolve().parents[2] / "shared" / "data" / "ak80.csv.gz",
-              Path("/work/shared/data/ak80.csv.gz")):
-        if p.exists():
-            return str(p)
-    return os.environ.get("SIMULATE_AK80", "/work/shared/data/ak80.csv.gz")
+    return str(bundled())
