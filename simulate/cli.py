@@ -22,7 +22,7 @@ from . import __version__
 from .errors import SimulateError
 from .scenario import ScenarioError, validate_file
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"  # package data (top-level scenarios/ links here)
 MAX_SEED = 2**63
 MIN_TRUTH_SITES = 1000
 MAX_TRUTH_SITES = 10**8
