@@ -75,6 +75,15 @@ _phi = lambda x: np.exp(-0.5 * np.square(x)) / math.sqrt(2 * math.pi)  # noqa: E
 _Phi = special.ndtr
 
 
+def _xphi(x):
+    """x phi(x), which is 0 at x = +-inf (a complier share of 1 puts the cut at infinity)."""
+    x = np.asarray(x, float)
+    out = np.zeros_like(x)
+    f = np.isfinite(x)
+    out[f] = x[f] * _phi(x[f])
+    return out if out.ndim else float(out)
+
+
 @dataclass(frozen=True)
 class Truth:
     """The truth of a scenario, per mediator (tuples of length P)."""
@@ -427,14 +436,14 @@ class _Model:
         if which == "C":
             P1 = _Phi(c)
             m1 = _phi(c)  # E[Z1 1{Z1 > -c}]
-            m11 = P1 - c * _phi(c)  # E[Z1^2 1{Z1 > -c}]
+            m11 = P1 - _xphi(c)  # E[Z1^2 1{Z1 > -c}]
             P2, m2, m22 = 1.0, 0.0, 1.0
             w = 1.0
         else:
             qq = self.q[q]
             P1 = 1 - _Phi(c)
             m1 = -_phi(c)  # E[Z1 1{Z1 <= -c}]
-            m11 = P1 - c * _phi(c)  # E[Z1^2 1{Z1 <= -c}] = Phi(-c) + (-c) phi(-c)
+            m11 = P1 - _xphi(c)  # E[Z1^2 1{Z1 <= -c}] = Phi(-c) + (-c) phi(-c)
             P2 = 1 - _Phi(qq)
             m2 = 0.0 if not np.isfinite(qq) else float(_phi(qq))
             m22 = P2 + (0.0 if not np.isfinite(qq) else qq * float(_phi(qq)))
@@ -483,7 +492,8 @@ def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED) -> T
             sd_d = pl.site_sd[P + p]
             nl = pl.nonlinear[p]
             ph = float(_phi(b))
-            dc = mean_delta * pc + sd_d * r * (tau[p] / s) * ph - nl * (tau[p] ** 2 / s ** 2) * b * ph  # E[delta Phi(c)]
+            curve = nl * (tau[p] ** 2 / s ** 2) * b * ph if np.isfinite(b) else 0.0  # b phi(b) -> 0 as pi_c -> 1
+            dc = mean_delta * pc + sd_d * r * (tau[p] / s) * ph - curve  # E[delta Phi(c)]
             e_c = dc + pl.eff_sd[p] * rho * ph / s  # E[Delta 1{complier}]
             late.append(e_c / pc)
             top = 1.0 - _Phi(q[p])
@@ -587,8 +597,21 @@ def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED) -> T
     limb = solve(Ab, bb, "between-site OLS")
     limi = solve(Ai, bi, "between-site regression with intercept")
     wald = (wald_num / wald_den,) if P == 1 and wald_den != 0 else (math.nan,) * P
-    cw = tuple(float(cw_closed[p]) if not math.isnan(cw_closed[p]) and not any(r.target == p for r in sc.paths)
-               else float(cw_num[p] / cw_den[p]) for p in range(P))
+    cw = []
+    for p in range(P):
+        if not any(r.target == p for r in sc.paths) and not sc.is_binary[p] and pl.site_mean[p] == 0:
+            value = math.nan  # E[Gamma_p] = 0: no person's mediator moves on average
+        elif not math.isnan(cw_closed[p]) and not any(r.target == p for r in sc.paths):
+            value = float(cw_closed[p])
+        elif abs(cw_den[p]) > 1e-12 * n_sites:
+            value = float(cw_num[p] / cw_den[p])
+        else:
+            value = math.nan
+        if math.isnan(value):
+            model.notes.append(f"compliance-weighted estimand of {sc.mediator_names[p]}: undefined, since the mean "
+                               "effect of treatment on the mediator (its denominator) is zero")
+        cw.append(value)
+    cw = tuple(cw)
     return Truth(
         mediators=sc.mediator_names,
         ate=tuple(float(x) for x in ate),
