@@ -113,15 +113,16 @@ def _resolve(name: str) -> Path:
     path = Path(name)
     if path.exists():
         return path
-    bundled = SCENARIO_DIR / f"{name}.toml"
-    if bundled.exists():
-        return bundled
+    for bundled in (SCENARIO_DIR / f"{name}.toml", SCENARIO_DIR / "designs" / f"{name}.toml"):
+        if bundled.exists():
+            return bundled
     raise UsageError(f"{name}: no such file or bundled scenario (simulate list names them)")
 
 
 def cmd_validate(args) -> int:
     import tomllib
 
+    args.file = str(_resolve(args.file)) if not Path(args.file).exists() else args.file
     try:
         has_stress = "stress" in tomllib.loads(Path(args.file).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):

@@ -100,6 +100,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from .errors import SimulateError
 from .assumptions import ASSUMPTIONS, BY_KEY, Assumption, SweepPlan, design as make_design
 from .runner import RunConfig, RunError, code_version, read_rows, run
 from .scenario import GridCell, ScenarioError, from_dict, set_path
@@ -114,7 +115,7 @@ DIRECT_EFFECT = "direct_effect"
 _SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 
-class StressError(ValueError):
+class StressError(SimulateError):
     """An invalid design or [stress] table (one line)."""
 
 
