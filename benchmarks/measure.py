@@ -367,7 +367,7 @@ def _cost(sc: Scenario, *, target_seconds: float, min_batch: int, max_batch: int
     rng = np.random.default_rng()
     pipe, nump = [], []
     start = 1 + min_batch
-    for i in range(repeats):
+    for _ in range(repeats):
         pipe.append(_time_pipeline(sc, start, batch))
         start += batch
         nump.append(_time_numpy(rng, n, batch))

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     say = Report()
     t_start = time.perf_counter()
-    result: dict = {"mode": mode, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    result: dict = {"mode": mode, "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
     # ------------------------------------------------------------------ machine
     mach = measure.machine()
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"simulate.runner.run on {measure.REFERENCE.name}, {reps} replications per run, quiet, truth_sites=20000; "
         f"time = the manifest's wall_seconds (replications computed and their Parquet parts written; truth and "
         f"summary excluded); each configuration after a warm-up run of {wk['warmup_replications']}")
-    for key, r in wk["runs"].items():
+    for r in wk["runs"].values():
         extra = (f"; cluster start-up {r['cluster_startup_seconds']:.1f} s, not included"
                  if "cluster_startup_seconds" in r else "")
         say(f"  {r['backend']:>5} jobs={r['jobs']}: {r['replications']} reps in {r['wall_seconds']:.2f} s = "
@@ -214,9 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         f"RSS by {mem['measured_by']} (VmHWM alongside)")
     say(f"  baseline (`simulate list`, the package imported): {mib(mem['baseline_rss_bytes'])}")
     for r in mem["runs"]:
-        say(f"  {r['replications']:>7,} replications: peak {mib(r['peak_rss_bytes'])} (VmHWM {mib(r['vmhwm_bytes'])}), ratio to "
+        say(f"  {r['replications']:>7,} replications: peak {mib(r['peak_rss_bytes'])} "
+            f"(VmHWM {mib(r['vmhwm_bytes'])}), ratio to "
             f"{mem['runs'][0]['replications']:,}: {r['ratio_to_smallest']:.3f}, "
-            f"{(r['peak_rss_bytes'] - mem['runs'][0]['peak_rss_bytes']) / 2**20:+.1f} MiB (whole run {r['wall_seconds']:.1f} s, "
+            f"{(r['peak_rss_bytes'] - mem['runs'][0]['peak_rss_bytes']) / 2**20:+.1f} MiB "
+            f"(whole run {r['wall_seconds']:.1f} s, "
             f"replications {r['replication_seconds']:.1f} s)")
     say(f"  peak memory ratio {mem['runs'][-1]['replications']:,} / {mem['runs'][0]['replications']:,} = "
         f"{mib(mem['runs'][-1]['peak_rss_bytes'])} / {mib(mem['runs'][0]['peak_rss_bytes'])} = "
@@ -260,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     say.section(None)
     result["section_seconds"] = say.seconds
     result["machine"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    result["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    result["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     result["total_seconds"] = time.perf_counter() - t_start
     say("")
     say(f"total {result['total_seconds']:.0f} s; written to {out}/: results.json, ratios.csv, scaling.csv, "

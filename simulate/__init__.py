@@ -8,4 +8,5 @@ from .truth import Truth, truth
 
 __version__ = "0.1.0"
 
-__all__ = ["analyze", "estimate", "ESTIMATORS", "Scenario", "ScenarioError", "GridCell", "load", "loads", "expand_grid", "Trial", "draw", "Truth", "truth", "__version__"]
+__all__ = ["analyze", "estimate", "ESTIMATORS", "Scenario", "ScenarioError", "GridCell", "load", "loads",
+           "expand_grid", "Trial", "draw", "Truth", "truth", "__version__"]

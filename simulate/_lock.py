@@ -68,7 +68,7 @@ class DirectoryLock:
         self.fd: int | None = None
         self.note: str | None = None  # set when the file system cannot lock
 
-    def acquire(self) -> "DirectoryLock":
+    def acquire(self) -> DirectoryLock:
         path = self.path
         try:
             if path.exists() and not path.is_dir():
@@ -108,7 +108,7 @@ class DirectoryLock:
                 os.close(self.fd)
                 self.fd = None
 
-    def __enter__(self) -> "DirectoryLock":
+    def __enter__(self) -> DirectoryLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -16,8 +16,8 @@ the design table it runs on) or a string saying why the dial does not apply to t
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .scenario import Scenario, from_dict
 
@@ -125,7 +125,7 @@ class Assumption:
     unit: str
     severe: Callable[[Design], float]
     identification: bool
-    recipe: Callable[[Design, float], "SweepPlan | str"]
+    recipe: Callable[[Design, float], SweepPlan | str]
 
     @property
     def label(self) -> str:

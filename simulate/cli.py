@@ -96,10 +96,9 @@ def _parser() -> argparse.ArgumentParser:
 
     from .analyze import add_subcommand as add_analyze
     from .calibrate import add_subcommand as add_calibrate
-    from .summary import add_subcommand as add_summarize
-
     from .plots import add_subcommand as add_plot
     from .stress import add_subcommand as add_stress
+    from .summary import add_subcommand as add_summarize
 
     add_analyze(sub)
     add_plot(sub)
@@ -128,7 +127,7 @@ def cmd_validate(args) -> int:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         has_stress = False  # validate_file says what is wrong
     if has_stress:  # a design for simulate stress-test
-        from .stress import StressError, plan_sweeps, read_design, _cells
+        from .stress import StressError, _cells, plan_sweeps, read_design
 
         try:
             raw, settings = read_design(args.file)
@@ -140,7 +139,8 @@ def cmd_validate(args) -> int:
         return 0
     cells = validate_file(args.file)
     for cell in cells:
-        where = f" [grid cell {cell.index + 1}: {', '.join(f'{p} = {v}' for p, v in cell.values)}]" if cell.values else ""
+        values = ", ".join(f"{p} = {v}" for p, v in cell.values)
+        where = f" [grid cell {cell.index + 1}: {values}]" if cell.values else ""
         for w in cell.scenario.warnings:
             print(f"{args.file}{where}: warning: {w}", file=sys.stderr)
     print("ok" if len(cells) == 1 else f"ok ({len(cells)} grid cells)")

@@ -40,7 +40,8 @@ The confidence interval and p-value of each row use the standard error named in
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd

@@ -34,8 +34,9 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,8 @@ from matplotlib.patches import Patch
 __all__ = [
     "DIAL_LABELS", "MEASURE_LABELS", "TARGET_LABELS", "ESTIMATOR_LABELS", "ESTIMATOR_STYLES", "OKABE_ITO",
     "PlotError", "dial_label", "dial_plot", "bias_plot", "coverage_plot", "rmse_plot", "bias_decomposition_plot",
-    "sampling_distribution_plot", "zip_plot", "heatmap", "site_level_plot", "site_itt", "plot_directory", "load_summary",
+    "sampling_distribution_plot", "zip_plot", "heatmap", "site_level_plot", "site_itt", "plot_directory",
+    "load_summary",
     "grid_paths", "grid_dimensions",
     "save", "add_subcommand", "run",
 ]
@@ -525,7 +527,7 @@ def dial_plot(summary: pd.DataFrame, path: str, measure: str, *, target: str | M
     if per_panel:
         targets = dict(target)
         med_col = summary["mediator"]
-        sel = pd.concat([_select(summary[med_col.map(lambda m: targets.get(m, "ate") == t)], measure, t)
+        sel = pd.concat([_select(summary[med_col.map(lambda m, t=t: targets.get(m, "ate") == t)], measure, t)
                          for t in sorted(set(targets.get(m, "ate") for m in med_col.unique()))])
     else:
         sel = _select(summary, measure, target)
@@ -661,7 +663,8 @@ def bias_decomposition_plot(summary: pd.DataFrame, path: str, *, target: str = "
                 kw = _line_kwargs(est, estimators)
                 if banded:
                     s = np.nan_to_num(e["mcse"].to_numpy(float)[order], nan=0.0)
-                    a.fill_between(xv, v - Z95 * s, v + Z95 * s, color=kw["color"], alpha=_band_alpha(len(estimators)), linewidth=0)
+                    a.fill_between(xv, v - Z95 * s, v + Z95 * s, color=kw["color"], alpha=_band_alpha(len(estimators)),
+                                   linewidth=0)
                 a.plot(xv, v, **kw)
             a.axhline(0.0, color="#333333", linewidth=0.9, zorder=1)
             a.grid(True, color="#dddddd", linewidth=0.6)

@@ -21,7 +21,6 @@ with the error as their status: never the end of a run.
 from __future__ import annotations
 
 import numpy as np
-
 from scipy import special
 
 from .dgp import N_STREAMS, plan

@@ -130,7 +130,7 @@ def report_data(*, design: Path, base, settings, sweeps, verdicts, measures, che
     meds = list(base.mediator_names)
     kinds = dict(zip(base.mediator_names, base.mediator_kind))
     command = f"simulate stress-test {design} --out {out} --jobs {settings.jobs}"
-    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     passes = sorted({int(r) for r in measures.reps}) if len(measures) else []
     settings_rows = [
         ("reproduce", command),

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
 import hashlib
 import json
 import math
@@ -54,9 +53,9 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -80,7 +79,8 @@ JOBS_PER_CORE = 4
 """--jobs at most this many times os.cpu_count()."""
 MAX_SEED = 2**63
 MIN_BYTES_PER_ROW = 40
-"""A low estimate of a row's size on disk (zstd Parquet): a run that needs more than the free space stops before it starts."""
+"""A low estimate of a row's size on disk (zstd Parquet): a run that needs more than the free space stops
+before it starts."""
 BIG_TEXT = 1_000_000
 """A scenario text longer than this is stored in the manifest as its hash and size only."""
 BIG_DESCRIPTION = 4096
@@ -567,7 +567,8 @@ def _run_locked(cells, text, label, out: Path, config: RunConfig, code: str, tru
                 raise RunError(f"{out}: already holds a run; add --resume to continue it or choose another --out")
             old = _read_manifest(out)
             for key in ("cells", "seed", "common_random_numbers", "level", "code_version"):
-                if old.get(key) != fingerprint[key] and not (key == "cells" and _same_cells(old.get(key), fingerprint[key])):
+                same = key == "cells" and _same_cells(old.get(key), fingerprint[key])
+                if old.get(key) != fingerprint[key] and not same:
                     what = {"cells": "a different scenario (or grid)", "seed": "a different seed",
                             "common_random_numbers": "a different common-random-numbers setting",
                             "level": "a different confidence level", "code_version": "a different code version"}[key]
@@ -612,7 +613,7 @@ def _run_locked(cells, text, label, out: Path, config: RunConfig, code: str, tru
         _pause("manifest")
         (out / "parts").mkdir(exist_ok=True)
     except OSError as exc:
-        raise RunError(describe_os_error(exc, out) + (f"; free space and rerun with --resume"
+        raise RunError(describe_os_error(exc, out) + ("; free space and rerun with --resume"
                                                       if manifest_path.exists() else "")) from None
     for n in notes:
         _note(n)
@@ -741,7 +742,7 @@ def _short(x) -> str:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _progress(total: int, quiet: bool):

@@ -100,8 +100,9 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from .assumptions import ASSUMPTIONS, BY_KEY, Assumption, SweepPlan
+from .assumptions import design as make_design
 from .errors import SimulateError
-from .assumptions import ASSUMPTIONS, BY_KEY, Assumption, SweepPlan, design as make_design
 from .runner import RunConfig, RunError, code_version, read_rows, run
 from .scenario import GridCell, ScenarioError, from_dict, set_path
 
@@ -171,7 +172,10 @@ def _settings(table: dict, source: str, jobs: int, quiet: bool, reps: int | None
             raise StressError(f"{source}: stress.{key}: unknown key{hint}")
         want = _KINDS[key]
         is_int = isinstance(value, int) and not isinstance(value, bool)
-        ok = is_int if want is int else (is_int or isinstance(value, float)) if want is float else isinstance(value, dict)
+        if want is int:
+            ok = is_int
+        else:
+            ok = (is_int or isinstance(value, float)) if want is float else isinstance(value, dict)
         if not ok:
             what = {int: "an integer", float: "a number", dict: "a table"}[want]
             raise StressError(f"{source}: stress.{key}: must be {what}")
@@ -759,7 +763,8 @@ def _judge(sweeps, measures: pd.DataFrame, exact: pd.DataFrame, settings: Stress
                           compare(r.coverage, r.coverage_mcse, settings.coverage_floor, False, r.reps, "coverage")]
                     b = best.get(r.t)
                     if b is not None and est != b.estimator:
-                        cs.append(_rmse_comparison(r.rmse, r.rmse_mcse, b.rmse, b.rmse_mcse, settings.rmse_ratio, r.reps))
+                        cs.append(_rmse_comparison(r.rmse, r.rmse_mcse, b.rmse, b.rmse_mcse, settings.rmse_ratio,
+                                                   r.reps))
                     comps.append(cs)
                 res = decide(list(g.value), comps, estate, over, flat, list(g.reps))
                 if res["verdict"] == "not_applicable":
@@ -772,7 +777,8 @@ def _judge(sweeps, measures: pd.DataFrame, exact: pd.DataFrame, settings: Stress
                     "target": g.target.iloc[0], "verdict": res["verdict"],
                     "breakdown": res["breakdown"], "breakdown_exact": res["breakdown_exact"],
                     "breakdown_mc": res["breakdown_mc"], "driver": res["driver"], "note": res["note"],
-                    "severe": sw.plan.axis_at(1.0), "target_value": e.target_value.iloc[0] if len(e) else g.target_value.iloc[0],
+                    "severe": sw.plan.axis_at(1.0),
+                    "target_value": e.target_value.iloc[0] if len(e) else g.target_value.iloc[0],
                     "tolerance": tolerance,
                     "identification_bias_at_severe": esev.identification_bias if esev is not None else math.nan,
                     "identification_bias_se_at_severe": esev.limit_se if esev is not None else math.nan,
@@ -894,7 +900,8 @@ def _stress_test(design, out, *, jobs, quiet, reps, pdf) -> Path:
 
 
 def _with_detection(ver: pd.DataFrame, checks: pd.DataFrame) -> pd.DataFrame:
-    """Add how often the design's own checks fire (any of them) at the first simulated value at or past the breakdown."""
+    """Add how often the design's own checks fire (any of them) at the first simulated value at or past the
+    breakdown."""
     rate, mcse, at = [], [], []
     anyc = checks[checks.check == "any_check"]
     by_dial = {d: g.sort_values("value") for d, g in anyc.groupby("dial")}

@@ -139,8 +139,9 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -960,7 +961,7 @@ def summarize_directory(directory: str | Path, *, alpha: float = ALPHA, truth_si
         return cell_targets(entries[c], truth_sites)
 
     acc = SummaryAccumulator(targets, alpha=alpha, resamples=resamples, seed=seed, quantile_mcse=quantile_mcse)
-    for c, a, b, path in parts:
+    for _, _, _, path in parts:
         try:
             table = pq.read_table(path, columns=list(_NEEDED))
         except Exception as exc:  # a damaged or foreign file: one line

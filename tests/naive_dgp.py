@@ -7,8 +7,8 @@ persons at once.  The kernel must give bit-identical data from the same seed.
 """
 
 import numpy as np
-
 from naive_rng import Xoshiro
+
 from simulate.dgp import _trial, cell_counts, plan, streams
 
 
@@ -132,7 +132,8 @@ def draw_reference(sc, seed):
                 if pl.path_dst[r] == p:
                     q = pl.path_src[r]
                     b = path_site[site, r] + pl.path_person_sd[r] * (
-                        pl.path_rho[r] * U[:, P + p] + np.sqrt(1.0 - pl.path_rho[r] * pl.path_rho[r]) * Zpath[:, path_col])
+                        pl.path_rho[r] * U[:, P + p]
+                        + np.sqrt(1.0 - pl.path_rho[r] * pl.path_rho[r]) * Zpath[:, path_col])
                     path_col += 1
                     change[:, p] = change[:, p] + b * change[:, q]
                     change_top[:, p] = change_top[:, p] + b * change_top[:, q]

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-
 from _data import ak80_path
+
 from simulate.calibrate import add_subcommand, calibrate, calibrate_statistics, nearest_correlation, run, to_toml
 from simulate.dgp import draw
 from simulate.estimators import cell_statistics

@@ -5,14 +5,14 @@ import os
 import subprocess
 import sys
 
+import naive_estimators as nv
 import numpy as np
 import pandas as pd
 import pytest
+from _data import make_data
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import naive_estimators as nv
-from _data import make_data
 from simulate import estimators as est_api
 from simulate.estimators import ESTIMATORS, estimate, estimate_arrays
 from simulate.kernels import estimators_nb as nb

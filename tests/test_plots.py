@@ -75,7 +75,8 @@ def _legend_texts(fig: Figure) -> list[str]:
 
 def _estimators(summary, measure="bias", target="ate"):
     sel = summary[(summary["measure"] == measure) & (summary["target"] == target) & (summary["mediator"] == "M1")]
-    return [e for e in P._order_estimators(sel["estimator"]) if np.isfinite(sel.loc[sel["estimator"] == e, "value"]).any()]
+    return [e for e in P._order_estimators(sel["estimator"])
+            if np.isfinite(sel.loc[sel["estimator"] == e, "value"]).any()]
 
 
 def _band_of(ax, colour: str) -> PolyCollection:

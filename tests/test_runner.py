@@ -71,7 +71,8 @@ def test_rows_identical_for_jobs_backends_and_chunks(tmp_path):
     sc = sm.load(tmp_path / "s.toml")
     alone = pd.DataFrame(run_replications(sc, 0, 0, 11, [17]))
     mine = rows[rows.rep == 17].reset_index(drop=True)
-    np.testing.assert_array_equal(np.sort(alone.estimate.dropna().to_numpy()), np.sort(mine.estimate.dropna().to_numpy()))
+    np.testing.assert_array_equal(np.sort(alone.estimate.dropna().to_numpy()),
+                                  np.sort(mine.estimate.dropna().to_numpy()))
 
 
 def test_dask_local_cluster_gives_the_same_rows(tmp_path):

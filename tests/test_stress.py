@@ -12,7 +12,6 @@ the code): with a continuous mediator, compliance gamma_s ~ N(1, 0.5^2) and effe
 """
 
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -21,11 +20,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulate import cli
-from simulate.stress import (VERDICTS, Comparison, StressError, compare, decide, exact_breakdown, plan_sweeps,
-                             read_design, stress_test)
+from simulate.stress import (
+    VERDICTS,
+    Comparison,
+    StressError,
+    compare,
+    decide,
+    exact_breakdown,
+    plan_sweeps,
+    read_design,
+    stress_test,
+)
 
 ROOT = Path(__file__).parent.parent
 

@@ -15,12 +15,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
-from simulate import cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import simulate
+from simulate import cli
 from simulate import summary as S
 from simulate.replicate import ROW_COLUMNS, run_replications
 

@@ -360,7 +360,6 @@ def draw_trial(states, c):
     thresholds = c[33]
     K = sizes.shape[0]
     P = c[4].shape[0]
-    Dp = c[11].shape[0]
     site_params, base_m, base_y, path_site = draw_sites(states, K, c)
     N = 0
     nmax = 0
