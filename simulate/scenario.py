@@ -31,6 +31,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -54,6 +55,10 @@ __all__ = [
 class ScenarioError(ValueError):
     """An invalid scenario.  ``str(error)`` is one line: ``file: field: constraint``."""
 
+    def __init__(self, message: str):
+        # one line whatever a key, a path or a file name holds: control characters are escaped
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message)))
+
 
 # ---------------------------------------------------------------------------
 # The schema: every key a scenario file may hold, with its type and range.
@@ -76,15 +81,31 @@ class Field:
     doc: str = ""
 
 
+MAX_MAGNITUDE = 1e6
+"""The largest size of any real-valued parameter (means, SDs, curvatures, shifts, spillovers)."""
+MAX_PERSONS = 50_000_000
+"""The most persons one replication may hold (n_sites x n_per_site)."""
+MAX_GRID_CELLS = 10_000
+"""The most cells a [grid] may expand to."""
+MAX_DEPTH = 6
+"""The deepest nesting of tables and lists a scenario file may hold."""
+MAX_DESCRIPTION = 10_000
+MAX_NAME = 1_000
+
+
 def _f(default=0.0, low=None, high=None, *, lo_open=False, hi_open=False, pm=False, ps=False, doc=""):
+    if low is None or high is None:  # a sane range for every real-valued parameter (no overflow downstream)
+        low = -MAX_MAGNITUDE if low is None else low
+        high = MAX_MAGNITUDE if high is None else high
+        doc = f"{doc}; at most 1e6 in size" if doc else "at most 1e6 in size"
     return Field("float", default, low, high, lo_open, hi_open, per_mediator=pm, per_site=ps, doc=doc)
 
 
 _CORR = dict(low=-1.0, high=1.0)
 
 SCHEMA: dict[str, Any] = {
-    "name": Field("str", "scenario", doc="a short name"),
-    "description": Field("str", "", doc="what the scenario shows"),
+    "name": Field("str", "scenario", high=MAX_NAME, doc="a short name (at most 1,000 characters)"),
+    "description": Field("str", "", high=MAX_DESCRIPTION, doc="what the scenario shows (at most 10,000 characters)"),
     "n_sites": Field("int", 50, low=1, high=1_000_000, doc="K, the number of sites"),
     "n_per_site": "n_per_site",  # special: int, list of ints, or {min, max}
     "treatment": {
@@ -322,6 +343,11 @@ def _parse(text: str, source: str) -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{source}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise ScenarioError(f"{source}: not valid TOML (nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's 4,300-digit conversion limit
+        first = str(exc).splitlines()[0] if str(exc) else "a value out of range"
+        raise ScenarioError(f"{source}: not valid TOML ({first})") from None
 
 
 def validate_file(path: str | Path) -> list[GridCell]:
@@ -331,8 +357,11 @@ def validate_file(path: str | Path) -> list[GridCell]:
 
 
 def from_dict(raw: dict, source: str = "<dict>") -> Scenario:
-    """Validate a scenario table and build the frozen :class:`Scenario`."""
-    if "grid" in raw:
+    """Validate a scenario table and build the frozen :class:`Scenario`.
+
+    A ``[stress]`` table (a stress-test design's settings) is accepted and left alone.
+    """
+    if isinstance(raw, dict) and "grid" in raw:
         raise ScenarioError(f"{source}: grid: use expand_grid() for a file with a [grid] table")
     table = _normalise(raw, source)
     return _build(table, source)
@@ -369,6 +398,8 @@ def _check_scalar(source, name, f: Field, v):
     if f.kind == "str":
         if not isinstance(v, str):
             raise _err(source, name, f"must be a string, got {_show(v)}")
+        if f.high is not None and len(v) > f.high:
+            raise _err(source, name, f"must be at most {int(f.high):,} characters, got {len(v):,}")
         return v
     if f.kind == "choice":
         if v not in f.choices:
@@ -376,6 +407,8 @@ def _check_scalar(source, name, f: Field, v):
         return v
     if f.kind == "int":
         if isinstance(v, float) and v.is_integer():
+            if f.high is not None and v > f.high:  # before int(): 1e30 is shown as 1e+30
+                raise _err(source, name, f"must be <= {_num(f.high)}, got {_num(v)}")
             v = int(v)
         if not isinstance(v, int) or isinstance(v, bool):
             raise _err(source, name, f"must be an integer, got {_show(v)}")
@@ -393,12 +426,25 @@ def _check_scalar(source, name, f: Field, v):
 
 
 def _num(x):
-    return int(x) if float(x).is_integer() else x
+    """A number as a message shows it: an integer as such, a huge one in scientific notation."""
+    if isinstance(x, int) and not isinstance(x, bool):
+        return x if abs(x) < 10**15 else _big(x)
+    if math.isfinite(x) and x.is_integer():
+        return int(x) if abs(x) < 1e15 else f"{x:.6g}"
+    return x
+
+
+def _big(v: int) -> str:
+    """A huge integer without printing its digits (Python refuses str() beyond 4,300 of them)."""
+    digits = int(math.log10(abs(v))) + 1
+    return f"{float(v):.6g}" if digits <= 300 else f"a {digits:,}-digit integer"
 
 
 def _show(v) -> str:
     if isinstance(v, str):
-        return repr(v)
+        return repr(v) if len(v) <= 60 else repr(v[:60]) + f"... ({len(v):,} characters)"
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**15:
+        return _big(v)
     if isinstance(v, dict):
         return "a table"
     if isinstance(v, list):
@@ -417,11 +463,34 @@ def _check_vector(source, name, f: Field, v, length: int, what: str):
     return [_check_scalar(source, name, f, v)] * length
 
 
+def _scan(source: str, node, where: str = "", depth: int = 0) -> None:
+    """Before any other check: no nesting deeper than MAX_DEPTH, no integer beyond 2^63 in size.
+
+    A [stress] table is the stress test's (it checks its own); the scenario leaves it alone.
+    """
+    if isinstance(node, dict):
+        items = [(f"{where}.{_clean(k)}" if where else _clean(k), v) for k, v in node.items()
+                 if not (depth == 0 and k == "stress")]
+    elif isinstance(node, list):
+        items = [(f"{where}[{i + 1}]", v) for i, v in enumerate(node)]
+    else:
+        if isinstance(node, int) and not isinstance(node, bool) and abs(node) >= 2**63:
+            raise _err(source, where, f"must be a number below 2^63 in size, got {_big(node)}")
+        return
+    if depth >= MAX_DEPTH:
+        raise _err(source, where, f"nested too deeply (at most {MAX_DEPTH} levels of tables and lists)")
+    for name, value in items:
+        _scan(source, value, name, depth + 1)
+
+
 def _normalise(raw: dict, source: str) -> dict:
     """Check every key and type; return a table with every default filled in and vectors expanded."""
     if not isinstance(raw, dict):
         raise ScenarioError(f"{source}: the scenario must be a table")
+    _scan(source, raw)
     for key in raw:
+        if key == "stress":  # a stress-test design's own table: the stress module reads it
+            continue
         if key not in SCHEMA or key == "grid":
             raise _unknown(source, "", key, [k for k in SCHEMA if k != "grid"])
 
@@ -433,7 +502,7 @@ def _normalise(raw: dict, source: str) -> dict:
 
     # sizes
     sizes = raw.get("n_per_site", 200)
-    size_field = Field("int", None, low=2)
+    size_field = Field("int", None, low=2, high=MAX_PERSONS)
     if isinstance(sizes, dict):
         for k in sizes:
             if k not in ("min", "max"):
@@ -456,6 +525,7 @@ def _normalise(raw: dict, source: str) -> dict:
     else:
         out["n_per_site"] = _check_scalar(source, "n_per_site", size_field, sizes)
         smallest = out["n_per_site"]
+    _check_size(source, n_sites, out["n_per_site"], raw)
 
     # mediators first: P is needed by every per-mediator field
     med_raw = _table(raw, "mediators", source)
@@ -512,8 +582,10 @@ def _normalise(raw: dict, source: str) -> dict:
         if arms > 2:
             arm_shares = [[1.0 / arms] * arms] * n_sites
         else:
-            s = _check_vector(source, "treatment.share", SCHEMA["treatment"]["share"], tr.get("share", 0.5), n_sites, "site")
-            arm_shares = [[1.0 - x, x] for x in s]
+            share = tr.get("share", 0.5)
+            s = _check_vector(source, "treatment.share", SCHEMA["treatment"]["share"], share, n_sites, "site")
+            # one row object for every site unless the shares differ (cheap checks for many sites)
+            arm_shares = [[1.0 - s[0], s[0]]] * n_sites if not isinstance(share, list) else [[1.0 - x, x] for x in s]
     out["treatment"] = {"arms": arms, "arm_shares": arm_shares, "assignment": assignment}
 
     # simple per-mediator / scalar tables
@@ -533,6 +605,8 @@ def _normalise(raw: dict, source: str) -> dict:
             t_out["correlations"] = _pairs(source, table, t_raw.get("correlations", {}), P)
         out[table] = t_out
     out["_given"] = {t: sorted(_table(raw, t, source).keys()) for t in ("binary", "person", "site")}
+    out["_lists"] = {f"{t}.{k}" for t in ("mediators", "site", "person", "binary", "spillover")
+                     for k, v in _table(raw, t, source).items() if isinstance(v, list)}
 
     # paths
     p_raw = raw.get("paths", [])
@@ -554,6 +628,59 @@ def _normalise(raw: dict, source: str) -> dict:
 
     _cross_checks(out, source, smallest)
     return out
+
+
+def _check_size(source: str, n_sites: int, sizes, raw: dict) -> None:
+    """Persons per replication within MAX_PERSONS, and one replication's buffers within memory."""
+    if isinstance(sizes, dict):
+        total, largest, what = n_sites * sizes["max"], sizes["max"], f"{n_sites:,} sites x up to {sizes['max']:,}"
+    elif isinstance(sizes, list):
+        total, largest, what = sum(sizes), max(sizes), f"{n_sites:,} sites of {sum(sizes) / n_sites:,.0f} on average"
+    else:
+        total, largest, what = n_sites * sizes, sizes, f"{n_sites:,} sites x {sizes:,}"
+    if total > MAX_PERSONS:
+        raise _err(source, "n_per_site", f"{what} persons is {total:,} persons per replication; at most "
+                                         f"{MAX_PERSONS:,} are supported")
+    P = _count(raw)
+    need = replication_bytes(n_sites, total, largest, P if 1 <= P <= 20 else 1, _arms(raw), _n_paths(raw))
+    have = physical_memory()
+    if have and need > have / 2:
+        raise _err(source, "n_per_site", f"one replication of {what} persons needs about {need / 2**30:.1f} GiB "
+                                         f"of working buffers, more than half of this machine's "
+                                         f"{have / 2**30:.1f} GiB; use fewer sites or persons")
+
+
+def replication_bytes(n_sites: int, persons: int, largest: int, P: int, arms: int, paths: int) -> int:
+    """An estimate of one replication's working buffers, in bytes.
+
+    The persons of a drawn replication (``simulate draw``: site, arm, outcome and, per mediator,
+    the mediator, effect, compliance and type; 8 bytes each), the per-site block of the largest
+    site (its 3P+1 normals twice, uniforms, path normals and running values) and the per-site
+    parameters and cell statistics.
+    """
+    per_person = 3 + 4 * P
+    block = largest * (2 * (3 * P + 1) + 6 + 4 * P + 2 * paths)
+    per_site = (2 * P + 1) + (P + 1) + paths + arms * (2 + (P + 1) * (P + 2))
+    return 8 * (persons * per_person + block + n_sites * per_site)
+
+
+def physical_memory() -> int:
+    """The machine's physical memory in bytes (0 where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def _arms(raw: dict) -> int:
+    tr = raw.get("treatment", {})
+    arms = tr.get("arms", 2) if isinstance(tr, dict) else 2
+    return arms if isinstance(arms, int) and 2 <= arms <= 20 else 2
+
+
+def _n_paths(raw: dict) -> int:
+    paths = raw.get("paths", [])
+    return len(paths) if isinstance(paths, list) else 0
 
 
 def _table(raw: dict, name: str, source: str) -> dict:
@@ -641,10 +768,10 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
     warnings: list[str] = []
 
     # enough persons per arm in every site
-    shares = np.array(t["treatment"]["arm_shares"])
-    least = float(shares.min())
+    rows = _distinct(t["treatment"]["arm_shares"])
+    least = min(min(r) for r in rows)
     if t["treatment"]["assignment"] == "complete":
-        counts = [arm_counts(smallest, row) for row in shares]
+        counts = [arm_counts(smallest, row) for row in rows]
         low = min(min(c) for c in counts)
         if low < 2:
             raise _err(source, "n_per_site", f"the smallest site ({smallest} persons) gives an arm with {low} "
@@ -735,12 +862,141 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
     if sel["mediator"] > P:
         raise _err(source, "selection.mediator", f"must name a mediator 1..{P}, got {sel['mediator']}")
 
+    _no_effect_checks(t, source, Rs, Rp)
+
     # identification (assumption viii): not an error, since it is one of the dials
     n_instruments = K * (arms - 1)
     if n_instruments < P:
         warnings.append(f"n_sites: {K} sites x {arms - 1} contrast(s) give {n_instruments} instrument(s) for {P} "
                         "mediators; the effects are not identified (assumption viii) and IV estimators will fail")
     t["_warnings"] = warnings
+
+
+def _no_effect_checks(t: dict, source: str, Rs: np.ndarray, Rp: np.ndarray) -> None:
+    """A nonzero setting that cannot move anything in the scenario is an error (a silent no-op).
+
+    A correlation needs both of its components to vary, or to matter otherwise (the selection
+    index drives assignment; a binary mediator's latent compliance sets its type, and its
+    within-site compliance-effect correlation is left alone).  A setting given as one value
+    for every mediator is an error only when it has no effect for any of them; a list entry
+    is checked on its own.  A zero is never an error.
+
+    Not checked, because a sweep of another dial from zero keeps them set: the correlation of
+    the direct effect with compliance while ``site.direct_effect_sd`` is 0 (a grid that grows
+    the direct effect's SD from 0), a path's ``effect_correlation`` while its ``person_sd`` is 0
+    (the stress test's path dial), and the type effect shifts of binary mediators while the
+    type's share is 0 (the stress test's defier dial).
+    """
+    P = t["mediators"]["count"]
+    binary = [k == "binary" for k in t["mediators"]["kind"]]
+    site, person, b, sel = t["site"], t["person"], t["binary"], t["selection"]
+    lists = t["_lists"]
+    strength = sel["strength"]
+    sel_on_comp = [strength != 0.0 and sel["on"] == "compliance" and sel["mediator"] == p + 1 for p in range(P)]
+    sel_on_outcome = strength != 0.0 and sel["on"] == "outcome"
+    spread = [b["complier_share_site_sd"][p] if binary[p] else site["compliance_sd"][p] for p in range(P)]
+    spread_name = ["binary.complier_share_site_sd" if binary[p] else "site.compliance_sd" for p in range(P)]
+
+    def person_inert(j: int):
+        """The zero settings that keep person component j from mattering (None when it matters)."""
+        kind, p = divmod(j, P) if j < 3 * P else (3, 0)
+        if kind == 0:  # compliance_p
+            if binary[p] or sel_on_comp[p] or person["compliance_sd"][p] != 0.0:
+                return None
+            return ["person.compliance_sd"]
+        if kind == 1:  # effect_p (a path's person-level coefficient may load on it)
+            if person["effect_sd"][p] != 0.0 or any(
+                    pa["to"] == p + 1 and pa["person_sd"] != 0.0 and pa["effect_correlation"] != 0.0
+                    for pa in t["paths"]):
+                return None
+            return ["person.effect_sd"]
+        if kind == 2:  # mediator_p
+            if binary[p]:  # its baseline splits non-compliers into always-takers (and defiers) and never-takers
+                if b["never_share"][p] == 0.0:
+                    return ["binary.never_share"]
+                if b["always_share"][p] + b["defier_share"][p] == 0.0:
+                    return ["binary.always_share", "binary.defier_share"]
+                return None
+            return None if person["mediator_sd"][p] != 0.0 else ["person.mediator_sd"]
+        return None if sel_on_outcome or person["outcome_sd"] != 0.0 else ["person.outcome_sd"]
+
+    def site_inert(j: int):
+        kind, p = divmod(j, P) if j < 2 * P else (2, 0)
+        if kind == 0:
+            return None if spread[p] != 0.0 else [spread_name[p]]
+        if kind == 1:
+            return None if site["effect_sd"][p] != 0.0 else ["site.effect_sd"]
+        return None if site["direct_effect_sd"] != 0.0 else ["site.direct_effect_sd"]
+
+    def pair(inert_of, i, j):
+        causes = [c for k in (i, j) for c in (inert_of(k) or [])]
+        return causes or None
+
+    def why(causes, p=None) -> str:
+        where = f" for mediator {p + 1}" if p is not None and P > 1 else ""
+        if len(causes) == 1:
+            return f"has no effect while {causes[0]} is 0{where}; set it above 0, or this to 0"
+        return f"has no effect while {' and '.join(causes)} are 0{where}; set them above 0, or this to 0"
+
+    def per_mediator(table: str, key: str, causes_of, text=why):
+        values = t[table][key]
+        set_ = [p for p in range(P) if values[p] != 0.0]
+        bad = [p for p in set_ if causes_of(p) is not None]
+        if not bad:
+            return
+        if f"{table}.{key}" in lists:
+            p = bad[0]
+            raise _err(source, f"{table}.{key}[{p + 1}]" if P > 1 else f"{table}.{key}", text(causes_of(p), p))
+        if len(bad) == len(set_):  # one value for every mediator, with an effect on none
+            raise _err(source, f"{table}.{key}", text(causes_of(bad[0]), bad[0]))
+
+    # person level: the within-site correlation (vii.a), confounding, named pairs
+    per_mediator("person", "within_site_correlation",
+                 lambda p: None if binary[p] else pair(person_inert, p, P + p))
+    per_mediator("person", "confounding", lambda p: pair(person_inert, 2 * P + p, 3 * P))
+    idx = {n: k for k, n in enumerate(_component_names("person", P))}
+    for key, v in person["correlations"].items():
+        a, c = (idx[x] for x in key.split(":"))
+        if v != 0.0 and not any(binary[p] and {a, c} == {p, P + p} for p in range(P)):
+            causes = pair(person_inert, a, c)
+            if causes:
+                raise _err(source, f"person.correlations.{key}", why(causes))
+
+    # site level: compliance-effect correlation and nonlinear dependence (ix), compliance correlation (viii)
+    per_mediator("site", "compliance_effect_correlation", lambda p: pair(site_inert, p, P + p))
+    per_mediator("site", "nonlinear_dependence",
+                 lambda p: None if site["effect_sd"][p] != 0.0 else ["site.effect_sd"],
+                 lambda c, p: why(c, p).replace("; set", " (it scales sd(delta)); set", 1))
+    sidx = {n: k for k, n in enumerate(_component_names("site", P))}
+    for key, v in site["correlations"].items():
+        a, c = (sidx[x] for x in key.split(":"))
+        if v != 0.0 and 2 * P not in (a, c):
+            causes = pair(site_inert, a, c)
+            if causes:
+                raise _err(source, f"site.correlations.{key}", why(causes))
+    if site["compliance_correlation"] != 0.0:
+        if P == 1:
+            raise _err(source, "site.compliance_correlation", "has no effect with one mediator (it correlates two "
+                                                              "mediators' compliances); set it to 0")
+        if sum(1 for p in range(P) if spread[p] != 0.0) < 2:
+            raise _err(source, "site.compliance_correlation", "has no effect while the compliance of fewer than two "
+                                                              "mediators varies between sites (site.compliance_sd or "
+                                                              "binary.complier_share_site_sd is 0); set it to 0")
+    per_mediator("site", "mediator_baseline_sd", lambda p: ["mediators.kind"] if binary[p] else None,
+                 lambda c, p: f"has no effect on a binary mediator{f' (mediator {p + 1})' if P > 1 else ''}, "
+                              "whose baseline follows [binary]; set it to 0")
+
+    # selection (vi): an index that varies with nothing selects no one in particular
+    if strength != 0.0:
+        on_outcome = sel["on"] == "outcome"
+        j = 3 * P if on_outcome else sel["mediator"] - 1
+        if on_outcome or not binary[j]:
+            sd_name, sd = (("person.outcome_sd", person["outcome_sd"]) if on_outcome
+                           else ("person.compliance_sd", person["compliance_sd"][j]))
+            if sd == 0.0 and not any(Rp[j, k] != 0.0 for k in range(3 * P + 1) if k != j):
+                where = "" if on_outcome or P == 1 else f" for mediator {j + 1}"
+                raise _err(source, "selection.strength", f"has no effect while {sd_name} is 0{where} and the "
+                                                         "selection index correlates with nothing; set it above 0")
 
 
 def arm_counts(n: int, shares) -> list[int]:
@@ -768,10 +1024,14 @@ def _build(t: dict, source: str) -> Scenario:
     site, person, b = t["site"], t["person"], t["binary"]
     sizes = t["n_per_site"]
     warnings = tuple(t.pop("_warnings", ()))
-    t.pop("_given", None)
+    for key in ("_given", "_lists"):
+        t.pop(key, None)
     shares = t["treatment"]["arm_shares"]
-    spec_table = copy.deepcopy(t)  # the normalised table, in the input format (from_dict reads it back)
-    if all(row == shares[0] for row in shares):
+    # the normalised table, in the input format (from_dict reads it back); only the tables edited
+    # below are copied (one level), since json.dumps reads the rest and nothing else writes to it
+    spec_table = {k: (dict(v) if isinstance(v, dict) else v) for k, v in t.items()}
+    spec_table["treatment"] = dict(t["treatment"])
+    if len(_distinct(shares)) == 1:
         spec_table["treatment"]["arm_shares"] = shares[0]
     else:
         del spec_table["treatment"]["arm_shares"]
@@ -794,7 +1054,7 @@ def _build(t: dict, source: str) -> Scenario:
         n_per_site=(tuple(sizes) if isinstance(sizes, list) else (sizes,) * K) if not isinstance(sizes, dict) else None,
         n_per_site_range=(sizes["min"], sizes["max"]) if isinstance(sizes, dict) else None,
         arms=t["treatment"]["arms"],
-        arm_shares=tuple(tuple(r) for r in t["treatment"]["arm_shares"]),
+        arm_shares=_share_rows(t["treatment"]["arm_shares"]),
         assignment=t["treatment"]["assignment"],
         mediator_names=tuple(t["mediators"]["names"]),
         mediator_kind=tuple(t["mediators"]["kind"]),
@@ -832,6 +1092,17 @@ def _build(t: dict, source: str) -> Scenario:
     )
 
 
+def _distinct(rows) -> set[tuple]:
+    """The distinct per-site share rows (rows repeated as one object are looked at once)."""
+    return {tuple(r) for r in {id(r): r for r in rows}.values()}
+
+
+def _share_rows(rows) -> tuple[tuple[float, ...], ...]:
+    """Per-site share rows as tuples, a row object repeated over sites giving one tuple."""
+    seen: dict[int, tuple] = {}
+    return tuple(seen.get(id(r)) or seen.setdefault(id(r), tuple(r)) for r in rows)
+
+
 # ---------------------------------------------------------------------------
 # Grids
 # ---------------------------------------------------------------------------
@@ -854,13 +1125,16 @@ def set_path(raw: dict, path: str, value, source: str = "<grid>") -> dict:
 
     ``path`` is dotted; ``name[k]`` picks the k-th entry of a list (from 1).  A
     per-mediator scalar addressed with ``[k]`` is first expanded to one value per
-    mediator.
+    mediator.  The tables and lists along the path are copied, the rest of the copy
+    shares the input's objects (the input is never changed).
     """
-    out = copy.deepcopy(raw)
+    shown = _clean(path)
     try:
         steps = _split_path(path)
     except ValueError:
-        raise _err(source, f"grid.{path}", "is not a dotted path such as site.effect_sd or site.compliance_mean[2]") from None
+        raise _err(source, f"grid.{shown}", "is not a dotted path such as site.effect_sd or "
+                                            "site.compliance_mean[2]") from None
+    out = dict(raw)
     node: Any = out
     schema: Any = SCHEMA
     P = _count(raw)
@@ -871,17 +1145,19 @@ def set_path(raw: dict, path: str, value, source: str = "<grid>") -> dict:
             valid = [k for k in schema if k != "grid"]
             near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
             hint = f"; did you mean '{near[0]}'?" if near else ""
-            raise _err(source, f"grid.{path}", f"'{where}' names no field of the scenario{hint}")
+            raise _err(source, f"grid.{shown}", f"'{where}' names no field of the scenario{hint}")
         sub_schema = schema.get(key) if isinstance(schema, dict) else None
         if sub_schema in ("site_pairs", "person_pairs"):
             if last or len(steps) != depth + 2:
-                raise _err(source, f"grid.{path}", "name a pair, e.g. site.correlations.compliance_1:effect_1")
+                raise _err(source, f"grid.{shown}", "name a pair, e.g. site.correlations.compliance_1:effect_1")
             pair = steps[depth + 1][0]
-            node.setdefault(key, {})[pair] = value
+            table = node.get(key, {})
+            node[key] = dict(table) if isinstance(table, dict) else {}
+            node[key][pair] = value
             return out
         if last:
             if isinstance(sub_schema, dict) or isinstance(sub_schema, list):
-                raise _err(source, f"grid.{path}", f"'{where}' is a table, not a number")
+                raise _err(source, f"grid.{shown}", f"'{where}' is a table, not a number")
             if index is None:
                 node[key] = value
             else:
@@ -891,25 +1167,35 @@ def set_path(raw: dict, path: str, value, source: str = "<grid>") -> dict:
                 if isinstance(sub_schema, Field) and sub_schema.per_site:
                     length = raw.get("n_sites", 50)
                 if length is None:
-                    raise _err(source, f"grid.{path}", f"'{key}' is not a list")
+                    raise _err(source, f"grid.{shown}", f"'{key}' is not a list")
                 if not isinstance(cur, list):
+                    if not isinstance(length, int) or not 1 <= length <= 1_000_000:
+                        raise _err(source, f"grid.{shown}", f"'{key}' is not a list")
                     cur = [cur] * length
                 if not 1 <= index <= len(cur):
-                    raise _err(source, f"grid.{path}", f"index {index} is outside 1..{len(cur)}")
+                    raise _err(source, f"grid.{shown}", f"index {index} is outside 1..{len(cur)}")
                 cur = list(cur)
                 cur[index - 1] = value
                 node[key] = cur
             return out
         if isinstance(sub_schema, list):  # array of tables (paths)
             arr = node.get(key)
-            if index is None or not isinstance(arr, list) or not 1 <= index <= len(arr):
-                raise _err(source, f"grid.{path}", f"'{key}' needs an index of an existing entry, e.g. {key}[1].mean")
+            if index is None or not isinstance(arr, list) or not 1 <= index <= len(arr) or \
+                    not isinstance(arr[index - 1], dict):
+                raise _err(source, f"grid.{shown}", f"'{key}' needs an index of an existing entry, e.g. {key}[1].mean")
+            arr = list(arr)
+            arr[index - 1] = dict(arr[index - 1])
+            node[key] = arr
             node = arr[index - 1]
             schema = sub_schema[0]
             continue
         if not isinstance(sub_schema, dict):
-            raise _err(source, f"grid.{path}", f"'{where}' is a number, not a table")
-        node = node.setdefault(key, {})
+            raise _err(source, f"grid.{shown}", f"'{where}' is a number, not a table")
+        table = node.get(key, {})
+        if not isinstance(table, dict):
+            raise _err(source, f"grid.{shown}", f"'{where}' must be a table ([{key}]), got {_show(table)}")
+        node[key] = dict(table)
+        node = node[key]
         schema = sub_schema
     return out
 
@@ -930,15 +1216,23 @@ def expand_grid(raw: dict, source: str = "<dict>") -> list[GridCell]:
     The grid's keys are dotted paths with lists of values; their cartesian
     product gives the cells (the first path varies slowest).  ``zip = [["a",
     "b"], ...]`` ties paths together: their lists must have equal lengths and
-    move in step.  The base scenario is validated first, then every cell.
+    move in step.  The base scenario is validated first, then every cell; a grid
+    of more than :data:`MAX_GRID_CELLS` cells is refused before any cell is built.
+    A ``[stress]`` table is left alone.
     """
-    raw = copy.deepcopy(raw)
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{source}: the scenario must be a table")
+    _scan(source, raw)
+    raw = dict(raw)
     grid = raw.pop("grid", None)
+    raw.pop("stress", None)
+    raw = copy.deepcopy(raw)
     base = from_dict(raw, source)  # the base must be valid on its own
     if grid is None:
         return [GridCell(0, (), base)]
     if not isinstance(grid, dict) or not grid:
         raise _err(source, "grid", "must be a table of dotted paths with lists of values")
+    grid = dict(grid)
     zips = grid.pop("zip", [])
     if not isinstance(zips, list) or not all(isinstance(z, list) and all(isinstance(p, str) for p in z) for z in zips):
         raise _err(source, "grid.zip", "must be a list of lists of paths, e.g. zip = [[\"site.effect_sd\", \"n_sites\"]]")
@@ -947,33 +1241,42 @@ def expand_grid(raw: dict, source: str = "<dict>") -> list[GridCell]:
             raise _err(source, f"grid.{_clean(path)}", "a dotted path must be quoted in [grid], e.g. "
                                                        "\"site.effect_sd\" = [0.1, 0.2]")
         if not isinstance(values, list) or not values:
-            raise _err(source, f"grid.{path}", "must be a non-empty list of values")
+            raise _err(source, f"grid.{_clean(path)}", "must be a non-empty list of values")
     used: set[str] = set()
     for z in zips:
         for p in z:
             if p not in grid:
-                raise _err(source, "grid.zip", f"'{p}' is not a path of the grid")
+                raise _err(source, "grid.zip", f"'{_clean(p)}' is not a path of the grid")
             if p in used:
-                raise _err(source, "grid.zip", f"'{p}' appears in two zip groups")
+                raise _err(source, "grid.zip", f"'{_clean(p)}' appears in two zip groups")
             used.add(p)
         lengths = {len(grid[p]) for p in z}
         if len(lengths) != 1:
-            raise _err(source, "grid.zip", f"zipped paths {', '.join(z)} must have lists of equal length")
+            raise _err(source, "grid.zip", f"zipped paths {', '.join(_clean(p) for p in z)} must have lists of "
+                                           "equal length")
     axes: list[list[str]] = []
     for path in grid:
         group = next((z for z in zips if path in z), [path])
         if group not in axes:
             axes.append(list(group))
+    sizes = [len(grid[a[0]]) for a in axes]
+    total = math.prod(sizes)
+    if total > MAX_GRID_CELLS:
+        raise _err(source, "grid", f"{' x '.join(str(n) for n in sizes)} = {total:,} cells; at most "
+                                   f"{MAX_GRID_CELLS:,} are supported (split the grid, or zip paths that move "
+                                   "together)")
+    for path in grid:  # every path is checked once, on the base, before any cell is built
+        set_path(raw, path, grid[path][0], source)
     cells = []
-    ranges = [range(len(grid[a[0]])) for a in axes]
-    for index, combo in enumerate(itertools.product(*ranges)):
+    for index, combo in enumerate(itertools.product(*[range(n) for n in sizes])):
         cell_raw = raw
         values = []
         for axis, j in zip(axes, combo):
             for path in axis:
                 cell_raw = set_path(cell_raw, path, grid[path][j], source)
                 values.append((path, grid[path][j]))
-        label = ", ".join(f"{p} = {v}" for p, v in values)
+        label = ", ".join(f"{_clean(p)} = {_show(v) if isinstance(v, (str, dict, list)) else v}" for p, v in values)
         scen = from_dict(cell_raw, f"{source} [grid cell {index + 1}: {label}]")
         cells.append(GridCell(index, tuple(values), scen))
     return cells
+

@@ -289,6 +289,8 @@ names = ["a", "b"]
 compliance_mean = [1.0, 0.6]
 effect_mean = 0.5
 [person]
+compliance_sd = 0.2
+effect_sd = 0.1
 within_site_correlation = 0.3
 """
 
@@ -296,7 +298,9 @@ _REORDERED = """\
 # the same scenario, written another way
 [person]
 within_site_correlation = 0.3   # a comment
-effect_sd = 0                   # an explicit default (as an integer)
+effect_sd = [0.1, 0.1]          # a broadcast written out
+compliance_sd = 0.2
+mediator_sd = 1                 # an explicit default (as an integer)
 
 [site]
 effect_mean = [0.5, 0.5]        # a broadcast written out
@@ -405,6 +409,11 @@ def test_grid_pair_path():
     raw = tomllib.loads(textwrap.dedent("""
         [mediators]
         count = 2
+        [site]
+        effect_sd = 0.1
+        [person]
+        compliance_sd = 0.2
+        effect_sd = 0.1
         [grid]
         "person.correlations.compliance_1:effect_1" = [0.0, 0.3]
         "site.correlations.compliance_2:effect_1" = [-0.2]
@@ -511,9 +520,18 @@ def _out_of_range(f: Field):
     return st.one_of(options)
 
 
+_VARYING = {"site": {"effect_sd": 0.2, "direct_effect_sd": 0.1}, "person": {"compliance_sd": 0.2, "effect_sd": 0.2}}
+
+
 def _scenario_text(table: str, key: str, value: float) -> str:
-    # a single mediator keeps correlations from combining into a non-PSD matrix
-    return f"n_sites = 10\nn_per_site = 20\n[{table}]\n{key} = {value!r}\n"
+    # a single mediator keeps correlations from combining into a non-PSD matrix (two for the
+    # correlation of two mediators' compliances); every SD above 0, so that no correlation is a no-op
+    tables = {t: dict(v) for t, v in _VARYING.items()}
+    tables.setdefault(table, {})[key] = value
+    text = f"n_sites = 10\nn_per_site = 20\n[mediators]\ncount = {2 if key == 'compliance_correlation' else 1}\n"
+    for t, entries in tables.items():
+        text += f"[{t}]\n" + "".join(f"{k} = {v!r}\n" for k, v in entries.items())
+    return text
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -572,7 +590,8 @@ def test_property_unknown_site_keys_rejected(key):
 @given(rho=st.floats(-1.0, 1.0))
 def test_property_three_equal_correlations_psd_iff_rho_at_least_minus_half(rho):
     # an exchangeable 3x3 correlation matrix is PSD exactly when rho >= -1/2
-    text = (f'[person.correlations]\n"compliance_1:effect_1" = {rho!r}\n"effect_1:outcome" = {rho!r}\n'
+    text = (f'[person]\ncompliance_sd = 0.2\neffect_sd = 0.2\n'
+            f'[person.correlations]\n"compliance_1:effect_1" = {rho!r}\n"effect_1:outcome" = {rho!r}\n'
             f'"compliance_1:outcome" = {rho!r}\n')
     if rho >= -0.5 + 1e-9:
         sc = loads(text)

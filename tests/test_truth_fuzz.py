@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from simulate.runner import RunConfig, run
-from simulate.scenario import GridCell, ScenarioError, from_dict
+from simulate.scenario import ScenarioError, from_dict
 from simulate.truth import truth
 
 SDS = st.sampled_from([0.0, 0.0, 0.1, 0.3, 0.8, 1e-9, 50.0])
