@@ -290,17 +290,42 @@ def add_subcommand(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def read_csv(path) -> pd.DataFrame:
+    """Read a data file (CSV, optionally compressed) whose column names are distinct.
+
+    pandas renames a repeated column silently (``x``, ``x.1``), which would let an analysis
+    use the wrong one; the header is read first, as text, and a repeat is an error.
+
+    Raises
+    ------
+    AnalysisError
+        One line: a file that cannot be read, or the repeated column names.
+    """
+    try:
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+        names = [str(x) for x in header.iloc[0]] if len(header) else []
+        counts: dict[str, int] = {}
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+        repeated = [f"{n!r} ({c} times)" for n, c in counts.items() if c > 1]
+        if repeated:
+            raise AnalysisError(f"{path}: duplicate column names: {', '.join(repeated)}; every column needs its own "
+                                "name")
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise AnalysisError(f"file not found: {path}") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, AnalysisError):
+            raise
+        raise AnalysisError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``simulate analyze``; returns the exit code (2 on any error, one line on stderr)."""
     try:
         if not 0 < args.level < 1:
             raise AnalysisError(f"--level must be in (0, 1), got {args.level}")
-        try:
-            frame = pd.read_csv(args.file)
-        except FileNotFoundError:
-            raise AnalysisError(f"file not found: {args.file}") from None
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
-            raise AnalysisError(f"cannot read {args.file}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        frame = read_csv(args.file)
         result = analyze(frame, site=args.site, treatment=args.treatment,
                          mediators=args.mediator, outcome=args.outcome, level=args.level)
     except AnalysisError as exc:

@@ -80,7 +80,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .analyze import AnalysisError, _label, _numeric, _ordered_codes, add_data_arguments
+from .analyze import AnalysisError, _label, _numeric, _ordered_codes, add_data_arguments, read_csv
 from .estimators import cell_statistics
 
 __all__ = ["Calibration", "CalibrationError", "calibrate", "calibrate_statistics", "to_toml",
@@ -627,7 +627,8 @@ def to_toml(cal: Calibration, *, name: str = "calibrated", command: str | None =
     body.append(f"mediator_baseline_sd = {_list(cal.mediator_baseline_sd)}")
     body.append(f"outcome_baseline_sd = {_num(cal.outcome_baseline_sd)}")
     R = np.array(cal.compliance_correlation)
-    pairs = [(a, b) for a in range(P) for b in range(a + 1, P) if R[a, b] != 0.0]
+    sd_c = cal.compliance_sd  # a correlation with a component clipped to SD 0 has no effect: left out
+    pairs = [(a, b) for a in range(P) for b in range(a + 1, P) if R[a, b] != 0.0 and sd_c[a] > 0 and sd_c[b] > 0]
     if pairs:
         body.append("")
         body.append("[site.correlations]")
@@ -640,9 +641,11 @@ def to_toml(cal: Calibration, *, name: str = "calibrated", command: str | None =
     body.append(f"outcome_mean = {_num(cal.outcome_mean)}")
     body.append(f"outcome_sd = {_num(cal.outcome_sd)}  # SD of Y(0)")
     body.append(f"compliance_sd = {_list(cal.person_compliance_sd)}")
-    body.append(f"confounding = {_list(cal.confounding)}  # corr(M(0), Y(0)) within site")
+    sd_m = cal.mediator_sd
+    confounding = [r if sd_m[p] > 0 and cal.outcome_sd > 0 else 0.0 for p, r in enumerate(cal.confounding)]
+    body.append(f"confounding = {_list(confounding)}  # corr(M(0), Y(0)) within site")
     Rm = np.array(cal.mediator_correlation)
-    mpairs = [(a, b) for a in range(P) for b in range(a + 1, P) if Rm[a, b] != 0.0]
+    mpairs = [(a, b) for a in range(P) for b in range(a + 1, P) if Rm[a, b] != 0.0 and sd_m[a] > 0 and sd_m[b] > 0]
     if mpairs:
         body.append("")
         body.append("[person.correlations]")
@@ -705,13 +708,7 @@ def run(args: argparse.Namespace) -> int:
             raise CalibrationError(f"--n-sites must be at least 2, got {args.n_sites}")
         if args.n_per_site is not None and args.n_per_site < 2:
             raise CalibrationError(f"--n-per-site must be at least 2, got {args.n_per_site}")
-        try:
-            frame = pd.read_csv(args.file)
-        except FileNotFoundError:
-            raise CalibrationError(f"file not found: {args.file}") from None
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise CalibrationError(f"cannot read {args.file}: {msg}") from None
+        frame = read_csv(args.file)  # one line for an unreadable file or repeated column names
         cal = calibrate(frame, site=args.site, treatment=args.treatment, mediators=args.mediator,
                         outcome=args.outcome, direct_effect=args.direct_effect)
         name = args.name

@@ -883,9 +883,10 @@ def _no_effect_checks(t: dict, source: str, Rs: np.ndarray, Rp: np.ndarray) -> N
 
     Not checked, because a sweep of another dial from zero keeps them set: the correlation of
     the direct effect with compliance while ``site.direct_effect_sd`` is 0 (a grid that grows
-    the direct effect's SD from 0), a path's ``effect_correlation`` while its ``person_sd`` is 0
-    (the stress test's path dial), and the type effect shifts of binary mediators while the
-    type's share is 0 (the stress test's defier dial).
+    the direct effect's SD from 0), ``site.compliance_correlation`` while only one mediator's
+    compliance varies (a compliance SD shrunk to 0), a path's ``effect_correlation`` while its
+    ``person_sd`` is 0 (the stress test's path dial), and the type effect shifts of binary
+    mediators while the type's share is 0 (the stress test's defier dial).
     """
     P = t["mediators"]["count"]
     binary = [k == "binary" for k in t["mediators"]["kind"]]
@@ -978,10 +979,6 @@ def _no_effect_checks(t: dict, source: str, Rs: np.ndarray, Rp: np.ndarray) -> N
         if P == 1:
             raise _err(source, "site.compliance_correlation", "has no effect with one mediator (it correlates two "
                                                               "mediators' compliances); set it to 0")
-        if sum(1 for p in range(P) if spread[p] != 0.0) < 2:
-            raise _err(source, "site.compliance_correlation", "has no effect while the compliance of fewer than two "
-                                                              "mediators varies between sites (site.compliance_sd or "
-                                                              "binary.complier_share_site_sd is 0); set it to 0")
     per_mediator("site", "mediator_baseline_sd", lambda p: ["mediators.kind"] if binary[p] else None,
                  lambda c, p: f"has no effect on a binary mediator{f' (mediator {p + 1})' if P > 1 else ''}, "
                               "whose baseline follows [binary]; set it to 0")

@@ -153,3 +153,35 @@ def test_cli_subprocess_no_traceback(tmp_path):
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert out.stderr.strip() == "simulate analyze: error: column 'm' is not numeric: value 'x' in row 2"
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("command", ["analyze", "calibrate"])
+def test_duplicate_column_names_are_one_line_errors(tmp_path, capsys, command, gz):
+    # pandas would read the second 'm' as 'm.1' and the second 'y' as 'y.1', silently
+    import gzip
+
+    from simulate import calibrate as cal
+
+    text = "s,t,m,m,y,y,y\n" + "".join(f"{k},{i % 2},{i},{i + 1},{i},{i},{i}\n" for k in range(4) for i in range(6))
+    path = tmp_path / ("d.csv.gz" if gz else "d.csv")
+    path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    (add_subcommand if command == "analyze" else cal.add_subcommand)(sub)
+    args = parser.parse_args([command, str(path), "--site", "s", "--treatment", "t", "--mediator", "m",
+                              "--outcome", "y"])
+    code = args.run(args)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"{path}: duplicate column names: 'm' (2 times), 'y' (3 times)" in err
+
+
+def test_read_csv_keeps_distinct_names_that_look_like_renames(tmp_path):
+    from simulate.analyze import read_csv
+
+    path = tmp_path / "d.csv"
+    path.write_text("x,x.1,1,1.0\n1,2,3,4\n")
+    assert list(read_csv(path).columns) == ["x", "x.1", "1", "1.0"]
+    with pytest.raises(AnalysisError, match="file not found"):
+        read_csv(tmp_path / "none.csv")
