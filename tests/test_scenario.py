@@ -599,3 +599,114 @@ def test_property_three_equal_correlations_psd_iff_rho_at_least_minus_half(rho):
     elif rho < -0.5 - 1e-9:
         with pytest.raises(ScenarioError, match="not positive semi-definite"):
             loads(text)
+
+
+# ---------------------------------------------------------------------------
+# Bounds before any work (issue 12)
+# ---------------------------------------------------------------------------
+
+
+def test_integer_beyond_the_conversion_limit_is_one_line(tmp_path):
+    # tomllib raises ValueError for an integer of more than 4,300 digits; it is invalid TOML for us
+    path = _write(tmp_path, "[site]\neffect_mean = 1" + "0" * 4999 + "\n")
+    with pytest.raises(ScenarioError) as info:
+        validate_file(path)
+    assert str(info.value).startswith(f"{path}: not valid TOML (Exceeds the limit")
+    assert "\n" not in str(info.value)
+
+
+def test_replication_memory_is_checked_against_the_machine(monkeypatch):
+    import simulate.scenario as S
+
+    monkeypatch.setattr(S, "physical_memory", lambda: 8 * 2**30)
+    with pytest.raises(ScenarioError) as info:
+        loads("n_sites = 1000\nn_per_site = 40000\n[mediators]\ncount = 3\n", source="m")
+    msg = str(info.value)
+    assert msg.startswith("m: n_per_site: one replication of 1,000 sites x 40,000 persons needs about ")
+    assert "GiB of working buffers, more than half of this machine's 8.0 GiB" in msg
+    need = S.replication_bytes(1000, 40_000_000, 40_000, 3, 2, 0)
+    assert f"{need / 2**30:.1f} GiB" in msg
+    monkeypatch.setattr(S, "physical_memory", lambda: 0)  # unknown memory: only the persons cap applies
+    assert loads("n_sites = 1000\nn_per_site = 40000\n[mediators]\ncount = 3\n").n_sites == 1000
+
+
+@pytest.mark.parametrize("text", ["n_per_site = 1_000_000_000_000\nn_sites = 1\n", "n_per_site = 1e30\n",
+                                  "n_sites = 1_000_000\nn_per_site = 100_000\n"])
+def test_huge_designs_are_rejected_at_once(text):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ScenarioError, match="n_per_site: "):
+        loads(text)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_grid_of_800_cells_validates_in_seconds_and_a_huge_grid_fails_at_once(tmp_path):
+    import time
+
+    values = ", ".join(str(round(i / 400, 4)) for i in range(200))
+    text = (f"n_sites = 30\nn_per_site = 100\n[mediators]\nnames = ['a', 'b']\n[site]\neffect_sd = 0.2\n[person]\n"
+            f"compliance_sd = 0.3\neffect_sd = 0.3\n[grid]\n\"site.effect_mean[1]\" = [0.1, 0.2, 0.3, 0.4]\n"
+            f"\"person.within_site_correlation\" = [{values}]\n")
+    start = time.perf_counter()
+    cells = validate_file(_write(tmp_path, text))
+    assert len(cells) == 800 and time.perf_counter() - start < 10.0  # about 1.5 s on the project's machine
+    huge = text + "".join(f"\"person.{k}\" = [{values}]\n" for k in ("mediator_sd", "outcome_sd"))
+    start = time.perf_counter()
+    with pytest.raises(ScenarioError, match=r"grid: 4 x 200 x 200 x 200 = 32,000,000 cells; at most 10,000"):
+        validate_file(_write(tmp_path, huge, "huge.toml"))
+    assert time.perf_counter() - start < 1.0
+
+
+def test_many_sites_do_not_make_cells_slow():
+    import time
+
+    raw = {"n_sites": 20_000, "n_per_site": 20, "grid": {"site.effect_mean": [0.1 * i for i in range(50)]}}
+    start = time.perf_counter()
+    cells = expand_grid(raw, "g")
+    assert len(cells) == 50 and cells[0].scenario.arm_shares[-1] == (0.5, 0.5)
+    assert time.perf_counter() - start < 10.0  # per-site work is one row object, not one per site
+
+
+@pytest.mark.parametrize("loader", ["loads", "from_dict", "expand_grid", "validate_file"])
+def test_a_stress_table_is_accepted_and_ignored(loader, tmp_path):
+    # issue 11: a stress-test design is the user's scenario; its [stress] table is the stress test's
+    text = "n_sites = 12\n[site]\neffect_sd = 0.2\n[stress]\nreps = 10\nsteps = 3\n[stress.dials]\nselection = 1.5\n"
+    plain = loads("n_sites = 12\n[site]\neffect_sd = 0.2\n")
+    if loader == "loads":
+        sc = loads(text)
+    elif loader == "from_dict":
+        sc = from_dict(tomllib.loads(text))
+    elif loader == "expand_grid":
+        sc = expand_grid(tomllib.loads(text))[0].scenario
+    else:
+        sc = validate_file(_write(tmp_path, text))[0].scenario
+    assert sc.hash == plain.hash
+    assert load(_write(tmp_path, text, "d.toml")).hash == plain.hash
+
+
+def test_bundled_design_loads_as_a_scenario():
+    sc = load(ROOT / "scenarios" / "designs" / "flagship.toml")
+    assert sc.n_sites == 30 and sc.mediator_names == ("takeup", "hours")
+
+
+def test_a_correlation_at_zero_or_with_varying_components_is_never_a_no_op_error():
+    loads("[person]\nwithin_site_correlation = 0.0\n[site]\ncompliance_effect_correlation = 0.0\n")
+    # one value for all mediators: an error only when it moves none of them
+    sc = loads("[mediators]\ncount = 2\n[person]\ncompliance_sd = [0.3, 0.0]\neffect_sd = 0.2\n"
+               "within_site_correlation = 0.4\n")
+    assert sc.person_correlation[0][2] == 0.4
+    # a binary mediator's latent compliance always matters; selection on a constant index that
+    # correlates with the effect does something
+    loads("[mediators]\nkind = 'binary'\n[person]\nwithin_site_correlation = 0.3\n")
+    loads("[person]\neffect_sd = 0.2\nwithin_site_correlation = 0.5\n[selection]\nstrength = 1.0\non = 'compliance'\n")
+
+
+def test_newline_in_a_grid_value_or_key_stays_on_one_line():
+    raw = {"grid": {"name": ["a\nb"], "n_sites": [0]}}
+    with pytest.raises(ScenarioError) as info:
+        expand_grid(raw, "g")
+    assert "\n" not in str(info.value) and "name = 'a\\nb'" in str(info.value)
+    with pytest.raises(ScenarioError) as info:
+        loads('[site]\n"effect\\nsd" = 1\n', source="k")
+    assert "\n" not in str(info.value) and str(info.value).startswith("k: site.'effect\\nsd': unknown key")
