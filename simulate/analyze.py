@@ -317,7 +317,8 @@ def read_csv(path) -> pd.DataFrame:
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, AnalysisError):
             raise
-        raise AnalysisError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AnalysisError(f"cannot read {path}: {msg}") from None
 
 
 def run(args: argparse.Namespace) -> int:

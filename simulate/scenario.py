@@ -883,8 +883,8 @@ def _no_effect_checks(t: dict, source: str, Rs: np.ndarray, Rp: np.ndarray) -> N
 
     Not checked, because a sweep of another dial from zero keeps them set: the correlation of
     the direct effect with compliance while ``site.direct_effect_sd`` is 0 (a grid that grows
-    the direct effect's SD from 0), ``site.compliance_correlation`` while only one mediator's
-    compliance varies (a compliance SD shrunk to 0), a path's ``effect_correlation`` while its
+    the direct effect's SD from 0), ``site.compliance_correlation`` while fewer than two mediators'
+    compliances vary (a compliance SD shrunk to 0, a design cut to one mediator), a path's ``effect_correlation`` while its
     ``person_sd`` is 0 (the stress test's path dial), and the type effect shifts of binary
     mediators while the type's share is 0 (the stress test's defier dial).
     """
@@ -975,10 +975,6 @@ def _no_effect_checks(t: dict, source: str, Rs: np.ndarray, Rp: np.ndarray) -> N
             causes = pair(site_inert, a, c)
             if causes:
                 raise _err(source, f"site.correlations.{key}", why(causes))
-    if site["compliance_correlation"] != 0.0:
-        if P == 1:
-            raise _err(source, "site.compliance_correlation", "has no effect with one mediator (it correlates two "
-                                                              "mediators' compliances); set it to 0")
     per_mediator("site", "mediator_baseline_sd", lambda p: ["mediators.kind"] if binary[p] else None,
                  lambda c, p: f"has no effect on a binary mediator{f' (mediator {p + 1})' if P > 1 else ''}, "
                               "whose baseline follows [binary]; set it to 0")
