@@ -198,11 +198,14 @@ def _within_site_correlation(d: Design, v: float):
                                   "person-level compliance SD")):
         if key == "compliance_sd" and not d.continuous:
             continue
-        cur = getattr(sc, key)
-        if all(x == 0 for x in cur):
-            vals = [fallback[p] if (key == "effect_sd" or not d.binary[p]) else 0.0 for p in range(P)]
+        cur = list(getattr(sc, key))
+        if any(x == 0 and (key == "effect_sd" or not d.binary[p]) for p, x in enumerate(cur)):
+            # a correlation needs both SDs: a mediator whose SD is zero gets one (the others keep theirs)
+            vals = [fallback[p] if (x == 0 and (key == "effect_sd" or not d.binary[p])) else x
+                    for p, x in enumerate(cur)]
             person[key] = vals
-            changes.append(f"{label} set to {', '.join(f'{x:g}' for x in vals)} (zero in the design)")
+            changes.append(f"{label} set to {', '.join(f'{x:g}' for x in vals)} (zero in the design for some "
+                           "mediator)")
 
     def extra(r):
         r.setdefault("person", {}).update(person)

@@ -124,7 +124,7 @@ def cmd_validate(args) -> int:
     args.file = str(_resolve(args.file)) if not Path(args.file).exists() else args.file
     try:
         has_stress = "stress" in tomllib.loads(Path(args.file).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # TOMLDecodeError is a ValueError
         has_stress = False  # validate_file says what is wrong
     if has_stress:  # a design for simulate stress-test
         from .stress import StressError, _cells, plan_sweeps, read_design

@@ -194,7 +194,14 @@ def _settings(table: dict, source: str, jobs: int, quiet: bool, reps: int | None
         severe.append((key, value if value is False else float(value)))
     for k in ("tolerance", "coverage_floor", "rmse_ratio", "defier_effect_shift"):
         if k in s:
-            s[k] = float(s[k])
+            try:
+                s[k] = float(s[k])
+            except OverflowError:
+                raise StressError(f"{source}: stress.{k}: must be a number of ordinary size") from None
+    for k, v in s.items():
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 2**63:
+            digits = len(str(abs(v)))
+            raise StressError(f"{source}: stress.{k}: must be below 2^63 in size, got a {digits}-digit integer")
     out = StressSettings(severe=tuple(severe), jobs=jobs, quiet=quiet, pdf=pdf, **s)
     if reps is not None:
         out = replace(out, reps=reps, max_reps=max(out.max_reps, reps) if "max_reps" not in table else out.max_reps)

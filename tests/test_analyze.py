@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from _data import ak80_path, make_data
+
 from simulate.analyze import AnalysisError, add_subcommand, analyze, format_table, run
 
 AK80 = ak80_path()

@@ -121,10 +121,10 @@ def scenarios(draw):
     lines.append(f"outcome_curvature = {[0.0 if k == 'binary' else num(-0.2, 0.2) for k in kinds]}")
     all_binary = "continuous" not in kinds
     lines += ["[site]"] + ([] if all_binary else [f"compliance_sd = {[num(0.1, 0.5) for _ in range(P)]}"]) + [
-              f"effect_sd = {num(0, 0.3)}", f"compliance_effect_correlation = {num(-0.5, 0.5)}",
+              f"effect_sd = {num(0.01, 0.3)}", f"compliance_effect_correlation = {num(-0.5, 0.5)}",
               f"direct_effect_sd = {num(0, 0.3)}", f"nonlinear_dependence = {num(-1, 1)}",
-              "[person]", f"within_site_correlation = {num(-0.5, 0.5)}", f"effect_sd = {num(0, 0.3)}",
-              ] + ([] if all_binary else [f"compliance_sd = {num(0, 0.3)}"]) + [f"confounding = {num(-0.5, 0.5)}",
+              "[person]", f"within_site_correlation = {num(-0.5, 0.5)}", f"effect_sd = {num(0.01, 0.3)}",
+              ] + ([] if all_binary else [f"compliance_sd = {num(0.01, 0.3)}"]) + [f"confounding = {num(-0.5, 0.5)}",
               "[selection]", f"strength = {num(-1, 1)}",
               "[spillover]", f"outcome = {num(-0.5, 0.5)}", f"mediator = {num(-0.5, 0.5)}"]
     if "binary" in kinds:

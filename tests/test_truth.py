@@ -1,5 +1,6 @@
 """Truth: closed forms, exact cell means against large simulations, large-sample limits."""
 
+import importlib
 import math
 
 import numpy as np
@@ -7,7 +8,6 @@ import pytest
 from scipy import special
 
 import simulate as sm
-import importlib
 
 T = importlib.import_module("simulate.truth")
 from simulate.dgp import plan
