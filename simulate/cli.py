@@ -15,7 +15,6 @@ import json
 import math
 import os
 import sys
-import warnings
 from pathlib import Path
 
 from . import __version__
@@ -311,29 +310,15 @@ def _input_name(args) -> str:
     return "the input"
 
 
-@contextlib.contextmanager
-def _counted_warnings(counter: list):
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", RuntimeWarning)
-        shown = warnings.showwarning
-
-        def show(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, RuntimeWarning):
-                counter[0] += 1
-            else:
-                shown(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show
-        yield
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     counter = [0]
     try:
         func = getattr(args, "func", None) or args.run
-        with _counted_warnings(counter):
+        from .runner import _counting_warnings
+
+        with _counting_warnings(counter):
             code = int(func(args) or 0)
         if counter[0]:
             _say(f"simulate: note: {counter[0]:,} numerical warning(s) from numpy (overflow or invalid values, "
