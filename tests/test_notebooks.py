@@ -17,13 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from simulate.datasets import ak80_path
+
 nbformat = pytest.importorskip("nbformat", reason="the notebook tests need the 'test' extra (nbformat)")
 nbclient = pytest.importorskip("nbclient", reason="the notebook tests need the 'test' extra (nbclient)")
 pytest.importorskip("ipykernel", reason="the notebook tests need the 'test' extra (ipykernel)")
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
-AK80 = ROOT.parent / "shared" / "data" / "ak80.csv.gz"  # ../../shared/data seen from notebooks/
+AK80 = ak80_path()  # shipped inside the package
 REPS = 5
 CELL_TIMEOUT = 300
 EXPECTED = {
