@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from .errors import SimulateError
 from .estimators import ESTIMATORS, estimate
 
 JSON_FIELDS = (
@@ -45,7 +46,7 @@ JSON_FIELDS = (
 """Fields of each ``--json`` record (the first eight are the contract)."""
 
 
-class AnalysisError(ValueError):
+class AnalysisError(SimulateError):
     """Invalid real data (missing column, non-numeric value, NaN, a one-arm site...)."""
 
 

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from .errors import SimulateError
 from .kernels import estimators_nb as nb
 
 ESTIMATORS: tuple[str, ...] = (
@@ -148,7 +149,7 @@ class EstimateArrays(NamedTuple):
     conditional_f: np.ndarray
 
 
-class EstimationError(ValueError):
+class EstimationError(SimulateError):
     """Invalid input to :func:`estimate` (never raised for numerical failure)."""
 
 

@@ -44,6 +44,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .errors import SimulateError
+
 __all__ = [
     "DIAL_LABELS", "MEASURE_LABELS", "TARGET_LABELS", "ESTIMATOR_LABELS", "ESTIMATOR_STYLES", "OKABE_ITO",
     "PlotError", "dial_label", "dial_plot", "bias_plot", "coverage_plot", "rmse_plot", "bias_decomposition_plot",
@@ -183,7 +185,7 @@ _TARGET_FREE = {"n_reps", "n_failed", "failure_share", "mean_estimate", "empiric
                 "first_stage_f_q05", "first_stage_f_q50", "first_stage_f_q95"}
 
 
-class PlotError(ValueError):
+class PlotError(SimulateError):
     """A figure that cannot be made from what it was given; the message is one line."""
 
 

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import SimulateError
+
 __all__ = [
     "ScenarioError",
     "Scenario",
@@ -52,7 +54,7 @@ __all__ = [
 ]
 
 
-class ScenarioError(ValueError):
+class ScenarioError(SimulateError):
     """An invalid scenario.  ``str(error)`` is one line: ``file: field: constraint``."""
 
     def __init__(self, message: str):

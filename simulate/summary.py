@@ -147,6 +147,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
+from .errors import SimulateError
 from .runner import part_files
 
 __all__ = [
@@ -185,7 +186,7 @@ _NEEDED = ("cell", "rep", "estimator", "mediator", "estimate", "std_error", "con
            "status", "first_stage_f", "sample_ate", "sample_late")
 
 
-class SummaryError(ValueError):
+class SummaryError(SimulateError):
     """Invalid input to the summary (rows out of order, a bad run directory); one line."""
 
 
