@@ -460,3 +460,66 @@ def machine() -> dict:
         "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "numba_threads": os.environ.get("NUMBA_NUM_THREADS"),
     }
+
+
+# --------------------------------------------------------------------------- 6. CLI marginal cost
+_CONSOLE = "import sys; from simulate.cli import main; sys.exit(main(sys.argv[1:]))"
+"""What the ``simulate`` console script runs."""
+
+
+def _cli(args: list[str], *, env: dict | None = None, cpu: int | None = None, timeout: float = 3600) -> float:
+    """Wall seconds of one ``simulate <args>`` child (pinned to ``cpu`` when given)."""
+    pre = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None and hasattr(os, "sched_setaffinity") else None
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _CONSOLE, *args], capture_output=True, text=True,
+                          env=env, preexec_fn=pre, timeout=timeout)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"simulate {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return seconds
+
+
+def cli_marginal(path: Path, *, short: int, long: int, repeats: int, truth_sites: int = 20000) -> dict:
+    """Marginal wall time per replication of ``simulate run PATH --jobs 1`` from two run lengths.
+
+    Each run is a fresh child process on one pinned core (the first usable one), the whole
+    command a user types: start-up, replications, Parquet parts, truth (``truth_sites``
+    fixed, so its cost cancels) and the summary.  The two lengths are interleaved
+    (short, long, long, short, ...) ``repeats`` times each; marginal cost =
+    (median long - median short) / (long - short), so start-up, truth and compilation cancel.
+    """
+    cpu = min(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    times: dict[int, list[float]] = {short: [], long: []}
+    with tempfile.TemporaryDirectory(prefix="simulate-bench-cli-") as tmp:
+        _cli(["run", str(path), "--reps", "2", "--jobs", "1", "--quiet", "--truth-sites", str(truth_sites),
+              "--out", str(Path(tmp) / "warm")], cpu=cpu)  # kernels compiled or loaded once before timing
+        order = [short, long, long, short] * math.ceil(repeats / 2)
+        for i, reps in enumerate(order[: 2 * repeats]):
+            times[reps].append(_cli(["run", str(path), "--reps", str(reps), "--jobs", "1", "--quiet",
+                                     "--seed", str(SEED), "--truth-sites", str(truth_sites),
+                                     "--out", str(Path(tmp) / f"r{i}")], cpu=cpu))
+    t_short, t_long = median(times[short]), median(times[long])
+    return {"short": short, "long": long, "repeats": repeats, "cpu": cpu, "truth_sites": truth_sites,
+            "samples": {str(k): v for k, v in times.items()}, "short_seconds": t_short, "long_seconds": t_long,
+            "seconds_per_replication": (t_long - t_short) / (long - short),
+            "startup_seconds": t_short - short * (t_long - t_short) / (long - short)}
+
+
+# --------------------------------------------------------------------------- 7. the main job
+def main_job(design: str, *, jobs: int = 2, extra: list[str] | None = None, cold: bool = True) -> dict:
+    """Wall seconds of the README's main job, ``simulate stress-test DESIGN --jobs 2``, cold then warm.
+
+    Cold: an empty Numba cache directory (``NUMBA_CACHE_DIR`` set to a new temporary folder),
+    so every kernel is compiled, as on a user's first run.  Warm: the same command again with
+    that cache now filled and a new output folder, as on any later run.  With ``cold=False``
+    (quick mode) the first run uses the usual cache too, so both runs are warm.
+    """
+    extra = list(extra or [])
+    with tempfile.TemporaryDirectory(prefix="simulate-bench-main-") as tmp:
+        tmp = Path(tmp)
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "numba-cache")) if cold else None
+        args = ["stress-test", design, "--jobs", str(jobs), "--quiet", *extra]
+        first = _cli([*args, "--out", str(tmp / "cold")], env=env)
+        warm = _cli([*args, "--out", str(tmp / "warm")], env=env)
+    return {"design": design, "jobs": jobs, "extra_args": extra, "cold_seconds": first, "warm_seconds": warm,
+            "cold_to_warm": first / warm, "cold_cache_emptied": cold}

@@ -36,17 +36,23 @@ SECTIONS = (
     "3. Workers",
     "4. Peak memory",
     "5. Scaling",
-    "Targets (issue 7)",
+    "6. CLI marginal cost",
+    "7. Main job",
+    "Targets (issues 7 and 17)",
 )
 """Section headings, printed as ``== heading ==`` in this order."""
 
 JSON_KEYS = ("mode", "started", "finished", "total_seconds", "section_seconds", "machine", "floor", "linearmodels",
-             "workers", "memory", "scaling", "targets")
+             "workers", "memory", "scaling", "cli", "main_job", "targets")
 """The top-level keys of ``results.json``."""
 
-# the targets of issue 7: (key, description, comparison, goal)
+# the targets of issues 7 and 17: (key, description, comparison, goal)
 TARGETS = (
-    ("floor", "pipeline / numpy floor", "<=", 1.5),
+    ("floor", "pipeline / numpy floor", "<=", 0.5),
+    ("cli_vs_pipeline", "CLI marginal / in-process pipeline", "<=", 1.2),
+    ("cli_vs_floor", "CLI marginal / numpy floor", "<=", 0.7),
+    ("main_cold_to_warm", "main job cold / warm", "<=", 1.5),
+    ("main_warm_seconds", "main job warm wall seconds", "<=", 20.0),
     ("linearmodels", "linearmodels loop / pipeline", ">=", 200.0),
     ("workers", "speed-up 1 -> 2 workers", ">=", 1.6),
     ("memory", "peak memory largest / smallest run", "<=", 1.2),
@@ -59,6 +65,8 @@ SIZES = {
         "workers": {"target_seconds": 20.0, "min_reps": 1000, "max_reps": 50000, "warmup_reps": 100},
         "memory": [1_000, 10_000, 100_000],
         "scaling": {"target_seconds": 0.5, "min_batch": 5, "max_batch": 500, "repeats": 3},
+        "cli": {"short": 100, "long": 1100, "repeats": 3},
+        "main_job": {"design": "flagship", "extra": [], "cold": True},
     },
     "quick": {
         "floor": {"batch": 5, "warmup": 2, "repeats": 3},
@@ -66,6 +74,8 @@ SIZES = {
         "workers": {"target_seconds": 0.0, "min_reps": 40, "max_reps": 40, "warmup_reps": 20},
         "memory": [100, 300, 1_000],
         "scaling": {"target_seconds": 0.0, "min_batch": 1, "max_batch": 1, "repeats": 1},
+        "cli": {"short": 2, "long": 6, "repeats": 1},
+        "main_job": {"design": str(HERE / "quick_design.toml"), "extra": [], "cold": False},
     },
 }
 
@@ -244,10 +254,40 @@ def main(argv: list[str] | None = None) -> int:
     _plot_scaling(sc_res, figure)
     say(f"  figure: {figure}")
 
-    # ------------------------------------------------------------------ targets
+    # ------------------------------------------------------------------ 6. CLI marginal cost
     say.section(SECTIONS[6])
+    cl = measure.cli_marginal(measure.REFERENCE, **size["cli"])
+    result["cli"] = cl
+    floor_s, pipe_s = fl["numpy_seconds_per_draw"], fl["pipeline_seconds_per_replication"]
+    cl["vs_pipeline"] = cl["seconds_per_replication"] / pipe_s
+    cl["vs_floor"] = cl["seconds_per_replication"] / floor_s
+    say(f"`simulate run {measure.REFERENCE.name} --jobs 1 --quiet --truth-sites {cl['truth_sites']}` in a child "
+        f"process pinned to cpu {cl['cpu']}, {cl['short']} and {cl['long']} replications, {cl['repeats']} runs "
+        f"each, interleaved (the whole command: start-up, replications, Parquet parts, truth, summary)")
+    say(f"  median wall: {cl['short']} reps {cl['short_seconds']:.2f} s, {cl['long']} reps {cl['long_seconds']:.2f} s"
+        f"; start-up + truth {cl['startup_seconds']:.2f} s")
+    say(f"  CLI marginal cost per replication = ({cl['long_seconds']:.2f} - {cl['short_seconds']:.2f}) s / "
+        f"{cl['long'] - cl['short']} = {ms(cl['seconds_per_replication'])}")
+    say(f"  CLI marginal / in-process pipeline = {ms(cl['seconds_per_replication'])} / {ms(pipe_s)} = "
+        f"{cl['vs_pipeline']:.2f}")
+    say(f"  CLI marginal / numpy floor = {ms(cl['seconds_per_replication'])} / {ms(floor_s)} = {cl['vs_floor']:.2f}")
+
+    # ------------------------------------------------------------------ 7. main job
+    say.section(SECTIONS[7])
+    mj = measure.main_job(**size["main_job"])
+    result["main_job"] = mj
+    shown = mj["design"] if not args.quick else "a tiny design (quick mode)"
+    say(f"`simulate stress-test {shown} --jobs {mj['jobs']} --quiet` (the README's main job), the whole command, "
+        + ("first with an empty NUMBA_CACHE_DIR (cold: every kernel compiled), then again with it filled (warm)"
+           if mj["cold_cache_emptied"] else "twice with the usual cache (quick mode: 'cold' is not cold)"))
+    say(f"  cold {mj['cold_seconds']:.1f} s, warm {mj['warm_seconds']:.1f} s, cold / warm = {mj['cold_to_warm']:.2f}")
+
+    # ------------------------------------------------------------------ targets
+    say.section(SECTIONS[8])
     values = {"floor": fl["ratio"], "linearmodels": lm["ratio"], "workers": wk["speedup"],
-              "memory": mem["ratio_largest_to_smallest"]}
+              "memory": mem["ratio_largest_to_smallest"], "cli_vs_pipeline": cl["vs_pipeline"],
+              "cli_vs_floor": cl["vs_floor"], "main_cold_to_warm": mj["cold_to_warm"],
+              "main_warm_seconds": mj["warm_seconds"]}
     targets = {}
     for key, label, op, goal in TARGETS:
         met = _met(values[key], op, goal)
@@ -288,6 +328,14 @@ def _write(out: Path, result: dict, lines: list[str]) -> None:
         ("memory", f"peak RSS bytes ({mem['runs'][-1]['replications']} reps)", mem["runs"][-1]["peak_rss_bytes"],
          f"peak RSS bytes ({mem['runs'][0]['replications']} reps)", mem["runs"][0]["peak_rss_bytes"],
          mem["ratio_largest_to_smallest"]),
+        ("cli_vs_pipeline", "CLI marginal s/rep", result["cli"]["seconds_per_replication"], "pipeline s/rep",
+         fl["pipeline_seconds_per_replication"], result["cli"]["vs_pipeline"]),
+        ("cli_vs_floor", "CLI marginal s/rep", result["cli"]["seconds_per_replication"], "numpy normals s/rep",
+         fl["numpy_seconds_per_draw"], result["cli"]["vs_floor"]),
+        ("main_cold_to_warm", "main job cold s", result["main_job"]["cold_seconds"], "main job warm s",
+         result["main_job"]["warm_seconds"], result["main_job"]["cold_to_warm"]),
+        ("main_warm_seconds", "main job warm s", result["main_job"]["warm_seconds"], "1 s", 1.0,
+         result["main_job"]["warm_seconds"]),
     ]
     with open(out / "ratios.csv", "w", newline="") as fh:
         wr = csv.writer(fh)
