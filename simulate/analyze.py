@@ -3,7 +3,9 @@
 ``analyze(frame, site=..., treatment=..., mediators=[...], outcome=...)`` maps site
 labels to codes 0..K-1 and sortable treatment labels to ordered arms 0..L (the
 smallest label is the control arm 0), validates the data with one-line errors, and
-returns the tidy frame of :func:`simulate.estimators.estimate`.
+returns the tidy frame of :func:`simulate.estimators.estimate` (the columns of
+:data:`simulate.estimators.ANALYSIS_COLUMNS`, the analysis side of the one row schema
+:data:`simulate.estimators.COLUMNS`).
 
 The command ``simulate analyze FILE.csv --site COL --treatment COL --mediator COL
 [--mediator COL ...] --outcome COL [--json]`` prints a readable table (or JSON
@@ -342,19 +344,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(result))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``python -m simulate.analyze``), same arguments as the subcommand."""
-    parser = argparse.ArgumentParser(prog="simulate")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_subcommand(sub)
-    try:
-        args = parser.parse_args(["analyze", *(sys.argv[1:] if argv is None else argv)])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
