@@ -20,6 +20,8 @@ with the error as their status: never the end of a run.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .dgp import N_STREAMS, plan
@@ -75,8 +77,9 @@ def _batch_arrays(sc: Scenario, states: np.ndarray):
     return replicate_batch(states, plan(sc).kernel(), 1.0)
 
 
-def _plan(P: int, names) -> RowPlan:
-    """The row plan of one replication (simulation order: the direct-effect row last)."""
+@functools.lru_cache(maxsize=64)
+def _plan(P: int, names: tuple[str, ...]) -> RowPlan:
+    """The row plan of one replication (simulation order: the direct-effect row last); read only."""
     return row_plan(list(names), estimators_for(P), direct_effect="last")
 
 
@@ -84,7 +87,7 @@ def _columns(sc: Scenario, out, level: float) -> dict[str, np.ndarray]:
     """Rows of a batch from the kernel's arrays: (R reps) x (kept estimators x P + 1 direct-effect row)."""
     est, se, status, diag, fs, sw, sample = out
     R, E, P = est.shape
-    layout = _plan(P, sc.mediator_names)
+    layout = _plan(P, tuple(sc.mediator_names))
     col = estimate_columns(est, se, status, diag, fs, sw, layout, sc.n_sites, level)
     tile = lambda a: np.where(layout.column >= 0, a[:, np.maximum(layout.column, 0)], np.nan).reshape(-1)  # noqa: E731
     col["sample_ate"] = tile(sample[:, 0, :])
@@ -108,7 +111,7 @@ def run_replications(sc: Scenario, cell: int, cell_key: int, seed: int, reps, le
     Returns a dict ``column -> numpy array`` with the columns of :data:`ROW_COLUMNS`.
     """
     P = sc.n_mediators
-    layout = _plan(P, sc.mediator_names)
+    layout = _plan(P, tuple(sc.mediator_names))
     n_per = len(layout.row)
     reps = [int(r) for r in reps]
     R = len(reps)

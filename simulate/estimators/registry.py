@@ -22,12 +22,16 @@ Adding an estimator
    rule (:data:`DF_RULES`), large-sample limit (a ``Truth`` attribute, or None), plot
    style, and whether it needs a single mediator.
 
-Nothing else names estimators: analysis tables, simulation rows, the CLI, the summary,
-the truths' targets and the figures read this module (a test checks that the kernel
-rows are 0..N-1 in registry order).  The stored reference rows
-(``tests/reference_rows``) must then be regenerated in their own commit, since every
-replication gains rows; and a test of the new formula against an independent
-implementation belongs in ``tests/test_estimators.py``.
+No other list of estimators exists: analysis tables and simulation rows
+(:mod:`.rows`), intervals and p-values (:mod:`.inference`), the truths' targets
+(``LIMIT_OF``) and the figures' legends and styles read this module (an import-time
+check and a test make sure the kernel rows are 0..N-1 in registry order).  Two files of
+code, then; besides them, the stored reference rows (``tests/reference_rows``) are
+regenerated in their own commit, since every replication gains rows, and a test of the
+new formula against an independent implementation belongs in ``tests/test_estimators.py``.
+Roles that name one estimator stay where they are used: ``ols`` is the confounded
+reference of the stress verdicts and reports, ``2sls`` the default of the heat map and
+zip plot.
 """
 
 from __future__ import annotations

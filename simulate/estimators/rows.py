@@ -184,9 +184,12 @@ def row_plan(mediator_names: Sequence[str], estimators: Sequence[str] = ESTIMATO
             add_direct()
     if direct_effect == "last":
         add_direct()
-    mediators = np.array([mediator_names[c] if c >= 0 else DIRECT_EFFECT for c in col], dtype=object)
-    return RowPlan(np.array(names, dtype=object), mediators, np.array(se_type, dtype=object),
-                   np.array(row, dtype=np.intp), np.array(col, dtype=np.intp))
+    mediators = [mediator_names[c] if c >= 0 else DIRECT_EFFECT for c in col]
+    arrays = [np.array(names, dtype=object), np.array(mediators, dtype=object), np.array(se_type, dtype=object),
+              np.array(row, dtype=np.intp), np.array(col, dtype=np.intp)]
+    for a in arrays:
+        a.flags.writeable = False  # plans are cached and shared
+    return RowPlan(*arrays)
 
 
 def estimate_columns(estimate: np.ndarray, se: np.ndarray, status: np.ndarray, diag: np.ndarray,
