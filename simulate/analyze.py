@@ -3,7 +3,9 @@
 ``analyze(frame, site=..., treatment=..., mediators=[...], outcome=...)`` maps site
 labels to codes 0..K-1 and sortable treatment labels to ordered arms 0..L (the
 smallest label is the control arm 0), validates the data with one-line errors, and
-returns the tidy frame of :func:`simulate.estimators.estimate`.
+returns the tidy frame of :func:`simulate.estimators.estimate` (the columns of
+:data:`simulate.estimators.ANALYSIS_COLUMNS`, the analysis side of the one row schema
+:data:`simulate.estimators.COLUMNS`).
 
 The command ``simulate analyze FILE.csv --site COL --treatment COL --mediator COL
 [--mediator COL ...] --outcome COL [--json]`` prints a readable table (or JSON
@@ -85,6 +87,50 @@ def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
     return values
 
 
+def _check_columns(frame, site: str, treatment: str, mediators, outcome: str) -> list[str]:
+    """The mediator columns as a list, after checking that every column exists once and has no missing value."""
+    if not isinstance(frame, pd.DataFrame):
+        raise AnalysisError("frame must be a pandas DataFrame")
+    mediators = [mediators] if isinstance(mediators, str) else list(mediators)
+    if not mediators:
+        raise AnalysisError("at least one mediator column is needed")
+    columns = [site, treatment, *mediators, outcome]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise AnalysisError(
+            f"column(s) {', '.join(repr(c) for c in missing)} not found; "
+            f"available: {', '.join(map(str, frame.columns))}"
+        )
+    if len(set(columns)) != len(columns):
+        raise AnalysisError(f"a column is used twice: {columns}")
+    if len(frame) == 0:
+        raise AnalysisError("the data have no rows")
+    for c in columns:
+        n_missing = int(frame[c].isna().sum())
+        if n_missing:
+            first = int(frame[c].isna().to_numpy().nonzero()[0][0])
+            raise AnalysisError(
+                f"column {c!r} has {n_missing} missing value(s) (first in row {first + 1})"
+            )
+    return mediators
+
+
+def _check_every_site_has_every_arm(site_code, arm_code, site_labels, arm_labels) -> None:
+    K, A = len(site_labels), len(arm_labels)
+    counts = np.zeros((K, A), np.int64)
+    np.add.at(counts, (site_code, arm_code), 1)
+    for s in range(K):
+        present = counts[s] > 0
+        if present.sum() == 1:
+            raise AnalysisError(
+                f"site {_label(site_labels[s])} has a single treatment arm "
+                f"({_label(arm_labels[present.argmax()])}); every site needs every arm"
+            )
+        if not present.all():
+            absent = ", ".join(_label(a) for a in arm_labels[~present])
+            raise AnalysisError(f"site {_label(site_labels[s])} has no persons in arm(s) {absent}")
+
+
 def analyze(
     frame: pd.DataFrame,
     site: str,
@@ -126,48 +172,15 @@ def analyze(
         Missing columns, non-numeric or missing values, fewer than two arms, or a
         site that lacks one of the arms.
     """
-    if not isinstance(frame, pd.DataFrame):
-        raise AnalysisError("frame must be a pandas DataFrame")
-    mediators = [mediators] if isinstance(mediators, str) else list(mediators)
-    if not mediators:
-        raise AnalysisError("at least one mediator column is needed")
-    columns = [site, treatment, *mediators, outcome]
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise AnalysisError(
-            f"column(s) {', '.join(repr(c) for c in missing)} not found; "
-            f"available: {', '.join(map(str, frame.columns))}"
-        )
-    if len(set(columns)) != len(columns):
-        raise AnalysisError(f"a column is used twice: {columns}")
-    if len(frame) == 0:
-        raise AnalysisError("the data have no rows")
-    for c in columns:
-        n_missing = int(frame[c].isna().sum())
-        if n_missing:
-            first = int(frame[c].isna().to_numpy().nonzero()[0][0])
-            raise AnalysisError(
-                f"column {c!r} has {n_missing} missing value(s) (first in row {first + 1})"
-            )
+    mediators = _check_columns(frame, site, treatment, mediators, outcome)
     y = _numeric(frame, outcome)
     M = np.column_stack([_numeric(frame, c) for c in mediators])
     site_code, site_labels = _ordered_codes(frame[site], "site")
     arm_code, arm_labels = _ordered_codes(frame[treatment], "treatment")
     if len(arm_labels) < 2:
         raise AnalysisError(f"treatment column {treatment!r} has a single value {_label(arm_labels[0])}")
+    _check_every_site_has_every_arm(site_code, arm_code, site_labels, arm_labels)
     K, A = len(site_labels), len(arm_labels)
-    counts = np.zeros((K, A), np.int64)
-    np.add.at(counts, (site_code, arm_code), 1)
-    for s in range(K):
-        present = counts[s] > 0
-        if present.sum() == 1:
-            raise AnalysisError(
-                f"site {_label(site_labels[s])} has a single treatment arm "
-                f"({_label(arm_labels[present.argmax()])}); every site needs every arm"
-            )
-        if not present.all():
-            absent = ", ".join(_label(a) for a in arm_labels[~present])
-            raise AnalysisError(f"site {_label(site_labels[s])} has no persons in arm(s) {absent}")
     result = estimate(
         site_code,
         arm_code,
@@ -342,19 +355,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(result))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``python -m simulate.analyze``), same arguments as the subcommand."""
-    parser = argparse.ArgumentParser(prog="simulate")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_subcommand(sub)
-    try:
-        args = parser.parse_args(["analyze", *(sys.argv[1:] if argv is None else argv)])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

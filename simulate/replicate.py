@@ -20,12 +20,20 @@ with the error as their status: never the end of a run.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from scipy import special
 
 from .dgp import N_STREAMS, plan
-from .estimators import ESTIMATORS, PRIMARY_SE, SE_TYPES, STATUS_NAMES, nonlinearity_p, primary_df
-from .kernels import estimators_nb as nb
+from .estimators import (
+    DIRECT_EFFECT,
+    SIMULATION_COLUMNS,
+    RowPlan,
+    estimate_columns,
+    estimators_for,
+    row_plan,
+)
+from .estimators.rows import ERROR_STATUS_CODE
 from .kernels import rng_nb
 from .kernels.replicate_nb import replicate_batch
 from .scenario import Scenario
@@ -33,43 +41,10 @@ from .scenario import Scenario
 __all__ = ["ROW_COLUMNS", "replication_seed", "replication_states", "run_replications", "estimators_for",
            "DIRECT_EFFECT"]
 
-DIRECT_EFFECT = "direct_effect"
-"""Mediator name of the between-site intercept row (the mean direct effect of one unit of T)."""
+ROW_COLUMNS: dict[str, str] = SIMULATION_COLUMNS
+"""Column name -> numpy dtype of every row; the order is the column order of every part file.
 
-# name -> numpy dtype; the order is the column order of every part file
-ROW_COLUMNS: dict[str, str] = {
-    "cell": "int32",  # grid cell index
-    "rep": "int64",  # replication index
-    "estimator": "str",
-    "mediator": "str",
-    "estimate": "float64",
-    "std_error": "float64",  # the SE behind the CI and p-value (see estimators.PRIMARY_SE)
-    "se_conventional": "float64",
-    "se_robust": "float64",  # HC0
-    "se_hc1": "float64",
-    "se_cluster": "float64",
-    "se_many_instrument": "float64",
-    "conf_low": "float64",
-    "conf_high": "float64",
-    "p_value": "float64",
-    "status": "str",  # "ok" or the failure
-    "first_stage_f": "float64",  # per mediator
-    "conditional_f": "float64",  # Sanderson-Windmeijer, per mediator
-    "sigma_min": "float64",  # smallest singular value of the compliance matrix
-    "overid_stat": "float64",
-    "overid_p": "float64",
-    "nonlinearity_stat": "float64",
-    "nonlinearity_p": "float64",
-    "sample_ate": "float64",  # mean Delta_p over the persons drawn
-    "sample_late": "float64",  # mean Delta_p over the compliers drawn (binary mediators)
-    "sample_compliance_weighted": "float64",  # sum Gamma Delta / sum Gamma over the persons drawn
-    "seed": "int64",  # the run seed (entropy)
-    "cell_key": "int64",  # spawn key: SeedSequence(seed, spawn_key=(cell_key, rep)) replays the replication
-}
-
-_SE_INDEX = {name: SE_TYPES.index(kind) for name, kind in
-             (("se_conventional", "conventional"), ("se_robust", "hc0"), ("se_hc1", "hc1"),
-              ("se_cluster", "cluster"), ("se_many_instrument", "many_instrument"))}
+The one row schema, :data:`simulate.estimators.rows.COLUMNS`, says what each column means."""
 
 
 def replication_seed(seed: int, cell_key: int, rep: int) -> np.random.SeedSequence:
@@ -98,75 +73,27 @@ def replication_states(seed: int, cell_key: int, reps) -> np.ndarray:
     return rng_nb.replication_states(np.array(words, np.int64), cell_key, reps, N_STREAMS)
 
 
-def estimators_for(P: int) -> tuple[str, ...]:
-    """The estimators that apply with P mediators (the pooled Wald estimator needs P = 1)."""
-    return tuple(e for e in ESTIMATORS if not (e == "wald" and P > 1))
-
-
-_SE_COLUMNS = (("se_conventional", "conventional"), ("se_robust", "hc0"), ("se_hc1", "hc1"),
-               ("se_cluster", "cluster"), ("se_many_instrument", "many_instrument"))
-_PRIMARY = np.array([SE_TYPES.index(PRIMARY_SE[e]) for e in ESTIMATORS])
-_STATUS = np.array([STATUS_NAMES[k] for k in sorted(STATUS_NAMES)], dtype=object)
-
-
 def _batch_arrays(sc: Scenario, states: np.ndarray):
     return replicate_batch(states, plan(sc).kernel(), 1.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(P: int, names: tuple[str, ...]) -> RowPlan:
+    """The row plan of one replication (simulation order: the direct-effect row last); read only."""
+    return row_plan(list(names), estimators_for(P), direct_effect="last")
 
 
 def _columns(sc: Scenario, out, level: float) -> dict[str, np.ndarray]:
     """Rows of a batch from the kernel's arrays: (R reps) x (kept estimators x P + 1 direct-effect row)."""
     est, se, status, diag, fs, sw, sample = out
     R, E, P = est.shape
-    keep = np.array([e in estimators_for(P) for e in ESTIMATORS])
-    K = sc.n_sites
-    df = primary_df(K, P)  # (E,)
-    q = special.stdtrit(df, 0.5 + level / 2.0)[None, :, None]
-    std = np.take_along_axis(se, _PRIMARY[None, :, None, None].repeat(R, 0).repeat(P, 3), axis=2)[:, :, 0, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pv = 2.0 * special.stdtr(df[None, :, None], -np.abs(est / std))
-        # the between-site intercept: mean direct effect, site sandwich SE, t(K - P - 1)
-        b, s = diag[:, nb.D_DIRECT], diag[:, nb.D_DIRECT_SE_HC0]
-        dfd = K - P - 1
-        qd = special.stdtrit(dfd, 0.5 + level / 2.0) if dfd > 0 else np.nan
-        ok = (s > 0) & np.isfinite(s)
-        d_lo = np.where(ok, b - qd * s, np.nan)
-        d_hi = np.where(ok, b + qd * s, np.nan)
-        d_p = np.where(ok, 2.0 * special.stdtr(dfd, -np.abs(b / s)) if dfd > 0 else np.nan, np.nan)
-        sdf = diag[:, nb.D_SARGAN_DF]
-        overid_p = np.where(sdf > 0, special.chdtrc(sdf, diag[:, nb.D_SARGAN]), np.nan)
-        nl_p = nonlinearity_p(diag[:, nb.D_NONLINEAR], diag[:, nb.D_NONLINEAR_DF], K, P)
-
-    def rows(a, extra):
-        """(R, E, P) -> (R, kept*P + 1) with the direct-effect row's value ``extra`` (R,) last."""
-        kept = a[:, keep, :].reshape(R, -1)
-        return np.concatenate([kept, np.asarray(extra, float).reshape(R, 1) * np.ones((R, 1))], axis=1).reshape(-1)
-
-    nan = np.full(R, np.nan)
-    col: dict[str, np.ndarray] = {}
-    col["estimate"] = rows(est, b)
-    col["std_error"] = rows(std, s)
-    extras = {"se_conventional": diag[:, nb.D_DIRECT_SE_CONVENTIONAL], "se_robust": s,
-              "se_hc1": diag[:, nb.D_DIRECT_SE_HC1]}
-    for name, kind in _SE_COLUMNS:
-        col[name] = rows(se[:, :, SE_TYPES.index(kind), :], extras.get(name, nan))
-    col["conf_low"] = rows(est - q * std, d_lo)
-    col["conf_high"] = rows(est + q * std, d_hi)
-    col["p_value"] = rows(pv, d_p)
-    st = _STATUS[status]  # (R, E)
-    ib = ESTIMATORS.index("between_intercept")
-    col["status"] = np.concatenate([np.repeat(st[:, keep], P, axis=1), st[:, ib:ib + 1]], axis=1).reshape(-1)
-    tile = lambda a: rows(np.repeat(a[:, None, :], E, axis=1), nan)  # noqa: E731  per mediator, every estimator
-    col["first_stage_f"] = tile(fs)
-    col["conditional_f"] = tile(sw)
-    per_rep = {"sigma_min": diag[:, nb.D_SIGMA_MIN], "overid_stat": diag[:, nb.D_SARGAN], "overid_p": overid_p,
-               "nonlinearity_stat": diag[:, nb.D_NONLINEAR], "nonlinearity_p": nl_p}
-    n_per = int(keep.sum()) * P + 1
-    for name, v in per_rep.items():
-        col[name] = np.repeat(v, n_per)
+    layout = _plan(P, tuple(sc.mediator_names))
+    col = estimate_columns(est, se, status, diag, fs, sw, layout, sc.n_sites, level)
+    tile = lambda a: np.where(layout.column >= 0, a[:, np.maximum(layout.column, 0)], np.nan).reshape(-1)  # noqa: E731
     col["sample_ate"] = tile(sample[:, 0, :])
     col["sample_compliance_weighted"] = tile(sample[:, 1, :])
     col["sample_late"] = tile(sample[:, 2, :])
-    return col
+    return {k: v for k, v in col.items() if k in ROW_COLUMNS}
 
 
 def _failed_rows(P: int, message: str) -> dict:
@@ -174,6 +101,7 @@ def _failed_rows(P: int, message: str) -> dict:
     n = len(estimators_for(P)) * P + 1
     out = {col: np.full(n, np.nan) for col, kind in ROW_COLUMNS.items() if kind == "float64"}
     out["status"] = np.array([f"error: {message}"[:200]] * n, dtype=object)
+    out["status_code"] = np.full(n, ERROR_STATUS_CODE, np.int64)
     return out
 
 
@@ -183,11 +111,8 @@ def run_replications(sc: Scenario, cell: int, cell_key: int, seed: int, reps, le
     Returns a dict ``column -> numpy array`` with the columns of :data:`ROW_COLUMNS`.
     """
     P = sc.n_mediators
-    kept = estimators_for(P)
-    names = list(sc.mediator_names)
-    per_rep_estimator = np.array([e for e in kept for _ in range(P)] + ["between_intercept"], dtype=object)
-    per_rep_mediator = np.array(names * len(kept) + [DIRECT_EFFECT], dtype=object)
-    n_per = len(kept) * P + 1
+    layout = _plan(P, tuple(sc.mediator_names))
+    n_per = len(layout.row)
     reps = [int(r) for r in reps]
     R = len(reps)
     states = replication_states(seed, cell_key, reps)
@@ -205,8 +130,9 @@ def run_replications(sc: Scenario, cell: int, cell_key: int, seed: int, reps, le
     out: dict[str, np.ndarray] = {}
     out["cell"] = np.full(R * n_per, cell, np.int32)
     out["rep"] = np.repeat(np.array(reps, np.int64), n_per)
-    out["estimator"] = np.tile(per_rep_estimator, R)
-    out["mediator"] = np.tile(per_rep_mediator, R)
+    out["estimator"] = np.tile(layout.estimator, R)
+    out["mediator"] = np.tile(layout.mediator, R)
+    out["se_type"] = np.tile(layout.se_type, R)
     out.update(data)
     out["seed"] = np.full(R * n_per, seed, np.int64)
     out["cell_key"] = np.full(R * n_per, cell_key, np.int64)

@@ -1,0 +1,336 @@
+"""The estimators of MSMM-IV, one :class:`EstimatorSpec` each: the single list every stage reads.
+
+:data:`REGISTRY` holds one frozen spec per estimator, in the row order of the kernel
+outputs.  Everything else that names estimators is derived from it:
+
+* :data:`ESTIMATORS` (the names), :data:`PRIMARY_SE` (the standard error behind each
+  interval and p-value) and :func:`primary_df` (the degrees of freedom of its t reference);
+* :func:`estimators_for` (those that apply with P mediators);
+* :data:`ESTIMATOR_LABELS` and :data:`ESTIMATOR_STYLES` (legend names; colour, marker and
+  line style of the figures);
+* :data:`LIMIT_OF` (the attribute of :class:`simulate.truth.Truth` holding each
+  estimator's large-sample limit).
+
+Adding an estimator
+-------------------
+1. The kernel, ``simulate/kernels/estimators_nb.py``: a row constant ``E_NEW`` (the next
+   free index), ``N_ESTIMATORS`` raised by one, and the formula in
+   ``fit_from_statistics`` (and ``fit_persons`` for person-level standard errors)
+   filling ``estimate[E_NEW]``, ``se[E_NEW]`` and ``status[E_NEW]``.
+2. Here: one :class:`EstimatorSpec` appended to :data:`REGISTRY` with
+   ``kernel_row=nb.E_NEW``: its label, primary standard error and why, degrees-of-freedom
+   rule (:data:`DF_RULES`), large-sample limit (a ``Truth`` attribute, or None), plot
+   style, and whether it needs a single mediator.
+
+No other list of estimators exists: analysis tables and simulation rows
+(:mod:`.rows`), intervals and p-values (:mod:`.inference`), the truths' targets
+(``LIMIT_OF``) and the figures' legends and styles read this module (an import-time
+check and a test make sure the kernel rows are 0..N-1 in registry order).  Two files of
+code, then; besides them, the stored reference rows (``tests/reference_rows``) are
+regenerated in their own commit, since every replication gains rows, and a test of the
+new formula against an independent implementation belongs in ``tests/test_estimators.py``.
+Roles that name one estimator stay where they are used: ``ols`` is the confounded
+reference of the stress verdicts and reports, ``2sls`` the default of the heat map and
+zip plot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..kernels import estimators_nb as nb
+
+__all__ = ["EstimatorSpec", "REGISTRY", "SPECS", "SE_TYPES", "STATUS_NAMES", "DF_RULES", "DIRECT_EFFECT",
+           "ESTIMATORS", "PRIMARY_SE", "ESTIMATOR_LABELS", "ESTIMATOR_STYLES", "LIMIT_OF", "primary_df",
+           "estimators_for", "spec"]
+
+SE_TYPES: tuple[str, ...] = (
+    "conventional",
+    "hc0",
+    "hc1",
+    "cluster",
+    "many_instrument",
+    "heterogeneity",
+)
+"""Standard-error kinds, in the column order of ``EstimateArrays.se`` (the kernels' ``SE_*``)."""
+
+STATUS_NAMES: dict[int, str] = {
+    nb.STATUS_OK: "ok",
+    nb.STATUS_SINGULAR: "singular",
+    nb.STATUS_EMPTY_CELL: "empty_cell",
+    nb.STATUS_TOO_FEW_SITES: "too_few_sites",
+    nb.STATUS_NOT_APPLICABLE: "not_applicable",
+    nb.STATUS_SINGLETON_CELL: "singleton_cell",
+    nb.STATUS_NUMERICAL: "numerical",
+}
+"""Status code -> name. Any status other than ``ok`` comes with NaN estimates."""
+
+DIRECT_EFFECT = "direct_effect"
+"""Mediator name of the between-site intercept row (the mean direct effect of one unit of T)."""
+
+DF_RULES: dict[str, tuple[str, Callable[[int, int], float]]] = {
+    "sites": ("K - 1: site-clustered standard error, one cluster per site", lambda K, P: K - 1),
+    "sites_less_slopes": ("K - P: between-site regression through the origin, P slopes", lambda K, P: K - P),
+    "sites_less_slopes_and_intercept": ("K - P - 1: between-site regression with an intercept",
+                                        lambda K, P: K - P - 1),
+    "normal": ("infinite: the normal reference", lambda K, P: np.inf),
+}
+"""Degrees-of-freedom rule name -> (meaning, function of (K sites, P mediators)).
+
+A rule giving zero or fewer degrees of freedom gives NaN (no interval)."""
+
+_CLUSTER_REASON = (
+    "site-clustered: the effects vary between sites (delta_s, kappa_s), which makes the errors of persons in a "
+    "site dependent; person-level HC0, Bekker or KCFGI standard errors then understate the sampling variance "
+    "(they are still reported as columns)"
+)
+_BETWEEN_REASON = (
+    "site-level sandwich (HC0 over sites): the regression has one observation per site contrast, with "
+    "heteroskedastic sampling and effect variation across sites"
+)
+
+# Okabe & Ito (2008) colours, as in simulate.plots.OKABE_ITO
+_BLACK, _ORANGE, _SKY_BLUE, _BLUISH_GREEN = "#000000", "#E69F00", "#56B4E9", "#009E73"
+_YELLOW, _BLUE, _VERMILLION, _REDDISH_PURPLE, _GREY = "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999"
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """Everything the stages need to know about one estimator.
+
+    Attributes
+    ----------
+    name : str
+        The estimator's name in rows, tables and scenario files.
+    label : str
+        Its readable name (figure legends).
+    kernel_row : int
+        Its row in the kernels' outputs (the ``E_*`` constant of ``kernels/estimators_nb.py``).
+    primary_se : str
+        The standard error (one of :data:`SE_TYPES`) behind its confidence interval and p-value.
+    primary_se_reason : str
+        Why that standard error is the primary one.
+    df_rule : str
+        The degrees of freedom of the t reference of its interval and p-value (a key of
+        :data:`DF_RULES`).
+    limit : str or None
+        The attribute of :class:`simulate.truth.Truth` holding its large-sample limit
+        (None: not computed).
+    style : tuple of str
+        (colour, marker, line style) in every figure.
+    description : str
+        What it computes, in one or two sentences.
+    single_mediator : bool
+        Applies only with one mediator (its kernel row then has status ``not_applicable``).
+    direct_effect_row : bool
+        Its rows are followed by one more, mediator :data:`DIRECT_EFFECT`: the intercept
+        (the mean direct effect), site sandwich standard error, the same degrees of freedom.
+    """
+
+    name: str
+    label: str
+    kernel_row: int
+    primary_se: str
+    primary_se_reason: str
+    df_rule: str
+    limit: str | None
+    style: tuple[str, str, str]
+    description: str
+    single_mediator: bool = False
+    direct_effect_row: bool = False
+
+    def __post_init__(self):
+        if self.primary_se not in SE_TYPES:
+            raise ValueError(f"{self.name}: primary_se {self.primary_se!r} is not one of {SE_TYPES}")
+        if self.df_rule not in DF_RULES:
+            raise ValueError(f"{self.name}: df_rule {self.df_rule!r} is not one of {tuple(DF_RULES)}")
+
+    def applies(self, n_mediators: int) -> bool:
+        """Whether the estimator applies with ``n_mediators`` mediators.
+
+        Parameters
+        ----------
+        n_mediators : int
+
+        Returns
+        -------
+        bool
+        """
+        return not (self.single_mediator and n_mediators > 1)
+
+    def df(self, n_sites: int, n_mediators: int) -> float:
+        """Degrees of freedom of the t reference with K sites and P mediators (NaN when not positive).
+
+        Parameters
+        ----------
+        n_sites, n_mediators : int
+
+        Returns
+        -------
+        float
+        """
+        d = float(DF_RULES[self.df_rule][1](n_sites, n_mediators))
+        return d if d > 0 else np.nan
+
+
+REGISTRY: tuple[EstimatorSpec, ...] = (
+    EstimatorSpec(
+        name="ols", label="OLS (site FE, confounded)", kernel_row=nb.E_OLS,
+        primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites", limit=None,
+        style=(_BLACK, "o", ":"),
+        description="OLS of Y on the mediators with site fixed effects (the confounded baseline).",
+    ),
+    EstimatorSpec(
+        name="2sls", label="2SLS", kernel_row=nb.E_TSLS,
+        primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites", limit="limit_2sls",
+        style=(_BLUE, "s", "-"),
+        description="Two-stage least squares with site fixed effects, instruments 1{site = s} 1{T = t}, t = 1..L.",
+    ),
+    EstimatorSpec(
+        name="liml", label="LIML", kernel_row=nb.E_LIML,
+        primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites", limit="limit_liml",
+        style=(_VERMILLION, "^", "-"),
+        description="Limited-information maximum likelihood (k-class with kappa_LIML), the 2SLS instruments.",
+    ),
+    EstimatorSpec(
+        name="fuller", label="Fuller(1)", kernel_row=nb.E_FULLER,
+        primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites", limit="limit_liml",
+        style=(_REDDISH_PURPLE, "v", "--"),
+        description="Fuller's k-class, kappa_LIML - alpha / (n - K A), alpha = 1 by default.",
+    ),
+    EstimatorSpec(
+        name="ujive", label="UJIVE", kernel_row=nb.E_UJIVE,
+        primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites",
+        limit="limit_2sls",  # the jackknife correction vanishes as n_s grows
+        style=(_BLUISH_GREEN, "D", "-"),
+        description="Kolesar (2013) unbiased jackknife IV.",
+    ),
+    EstimatorSpec(
+        name="bias_corrected_2sls", label="bias-corrected 2SLS", kernel_row=nb.E_BTSLS,
+        primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites",
+        limit="limit_2sls",  # kappa = 1 + KL/(n - KA) -> 1 as n_s grows
+        style=(_ORANGE, "P", "--"),
+        description="Kolesar, Chetty, Friedman, Glaeser & Imbens (2015) modified bias-corrected 2SLS, k-class "
+                    "with kappa = 1 + K L / (n - K A).",
+    ),
+    EstimatorSpec(
+        name="between_ols", label="between-site OLS", kernel_row=nb.E_BETWEEN_OLS,
+        primary_se="hc0", primary_se_reason=_BETWEEN_REASON, df_rule="sites_less_slopes",
+        limit="limit_between_ols", style=(_SKY_BLUE, "X", "-."),
+        description="Unweighted regression through the origin of the site ITT contrasts on Y (ybar_st - ybar_s0) "
+                    "on the site compliance contrasts (xbar_st - xbar_s0).",
+    ),
+    EstimatorSpec(
+        name="between_precision", label="between-site, precision-weighted", kernel_row=nb.E_BETWEEN_PRECISION,
+        primary_se="hc0", primary_se_reason=_BETWEEN_REASON, df_rule="sites_less_slopes", limit=None,
+        style=(_GREY, "h", ":"),
+        description="The between-site regression through the origin weighted by the inverse of the estimated "
+                    "sampling covariance of each site's ITT contrasts on Y (cell variances).",
+    ),
+    EstimatorSpec(
+        name="between_intercept", label="between-site with intercept", kernel_row=nb.E_BETWEEN_INTERCEPT,
+        primary_se="hc0", primary_se_reason=_BETWEEN_REASON, df_rule="sites_less_slopes_and_intercept",
+        limit="limit_between_intercept", style=(_YELLOW, "*", "-."), direct_effect_row=True,
+        description="The unweighted between-site regression with the arm value t as an extra regressor, whose "
+                    "coefficient estimates the mean direct effect (the row of mediator direct_effect).",
+    ),
+    EstimatorSpec(
+        name="wald", label="pooled Wald", kernel_row=nb.E_WALD,
+        primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites", limit="limit_wald",
+        style=(_BLACK, "d", "--"), single_mediator=True,
+        description="Pooled Wald (P = 1 only): T's value as the single instrument, site fixed effects.",
+    ),
+)
+"""Every estimator, in the row order of the kernel outputs."""
+
+if [s.kernel_row for s in REGISTRY] != list(range(nb.N_ESTIMATORS)):
+    raise RuntimeError("simulate.estimators.registry: REGISTRY must list kernel rows 0..N_ESTIMATORS-1 in order")
+
+SPECS: dict[str, EstimatorSpec] = {s.name: s for s in REGISTRY}
+"""Estimator name -> its spec."""
+
+ESTIMATORS: tuple[str, ...] = tuple(s.name for s in REGISTRY)
+"""Estimator names, in the row order of the kernel outputs."""
+
+PRIMARY_SE: dict[str, str] = {s.name: s.primary_se for s in REGISTRY}
+"""The standard error behind each estimator's confidence interval and p-value.
+
+Site-clustered for the person-level estimators, the site-level sandwich (HC0 over
+sites) for the between-site regressions: in a multisite trial the effects vary
+between sites (delta_s, kappa_s), which makes the errors of persons in a site
+dependent; person-level HC0, Bekker or KCFGI standard errors then understate the
+sampling variance (they are still reported as columns).  Critical values and
+p-values use Student's t with K - 1 degrees of freedom (clustered) or K - p (between
+sites, p coefficients), which keeps the intervals honest with few sites
+(:attr:`EstimatorSpec.df_rule`)."""
+
+ESTIMATOR_LABELS: dict[str, str] = {s.name: s.label for s in REGISTRY}
+"""Legend names of the estimators of :data:`ESTIMATORS`."""
+
+ESTIMATOR_STYLES: dict[str, tuple[str, str, str]] = {s.name: s.style for s in REGISTRY}
+"""Colour, marker and line style of each estimator (the same in every figure)."""
+
+LIMIT_OF: dict[str, str | None] = {s.name: s.limit for s in REGISTRY}
+"""Which large-sample limit (a :class:`simulate.truth.Truth` attribute) each estimator tends to (None: not
+computed)."""
+
+
+def spec(name: str) -> EstimatorSpec:
+    """The spec of estimator ``name``.
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    EstimatorSpec
+
+    Raises
+    ------
+    KeyError
+        For an unknown name, listing the known ones.
+    """
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise KeyError(f"unknown estimator {name!r}; choose from {list(ESTIMATORS)}") from None
+
+
+def primary_df(n_sites: int, n_mediators: int) -> np.ndarray:
+    """Degrees of freedom of each estimator's t reference (:data:`ESTIMATORS` order).
+
+    Parameters
+    ----------
+    n_sites, n_mediators : int
+        K and P.
+
+    Returns
+    -------
+    numpy.ndarray
+        (E,) float64; NaN where a rule gives zero or fewer degrees of freedom.
+    """
+    K, P = n_sites, n_mediators
+    out = np.empty(len(REGISTRY))
+    for e, s in enumerate(REGISTRY):
+        out[e] = DF_RULES[s.df_rule][1](K, P)
+    return np.where(out > 0, out, np.nan)
+
+
+def estimators_for(P: int) -> tuple[str, ...]:
+    """The estimators that apply with P mediators (the pooled Wald estimator needs P = 1).
+
+    Parameters
+    ----------
+    P : int
+        Number of mediators.
+
+    Returns
+    -------
+    tuple of str
+        In :data:`ESTIMATORS` order.
+    """
+    return tuple(s.name for s in REGISTRY if s.applies(P))

@@ -1,0 +1,258 @@
+"""One row schema for analysis tables and simulation rows, and the one function that fills it.
+
+A row is one estimator x mediator of one dataset (plus, after ``between_intercept``'s
+rows, one row of mediator ``direct_effect``: the mean direct effect).  :data:`COLUMNS`
+names every column, its dtype, its meaning and the path that carries it:
+
+* ``both``: the analysis of a real dataset (:func:`simulate.estimators.estimate`,
+  :func:`simulate.analyze.analyze`) and every simulated replication
+  (:func:`simulate.replicate.run_replications`);
+* ``analysis``: only the analysis table (the direct-effect diagnostics repeated on every
+  row, which a simulation carries once, in its ``direct_effect`` row);
+* ``simulation``: only simulation rows (grid cell, replication, seed, and the sample
+  estimands that need the simulated potential outcomes).
+
+:data:`ANALYSIS_COLUMNS` and :data:`SIMULATION_COLUMNS` are the two column lists (name ->
+dtype, in order); the latter is :data:`simulate.replicate.ROW_COLUMNS`, the format of
+every stored part file.  :func:`estimate_columns` builds the ``both`` columns of R
+datasets from the kernels' arrays in one vectorised pass, for both paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ..kernels import estimators_nb as nb
+from .inference import diagnostic_columns, direct_effect_inference_arrays, primary_standard_error, t_inference
+from .registry import DIRECT_EFFECT, ESTIMATORS, PRIMARY_SE, SPECS, STATUS_NAMES, primary_df
+
+__all__ = ["Column", "COLUMNS", "ANALYSIS_COLUMNS", "SIMULATION_COLUMNS", "RowPlan", "row_plan",
+           "estimate_columns", "ERROR_STATUS_CODE"]
+
+ERROR_STATUS_CODE = -1
+"""``status_code`` of the rows of a replication that raised (its ``status`` is ``error: ...``)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the row schema.
+
+    Attributes
+    ----------
+    dtype : str
+        numpy dtype name (``str`` for text).
+    meaning : str
+        One line.
+    paths : str
+        ``both``, ``analysis`` or ``simulation``.
+    """
+
+    dtype: str
+    meaning: str
+    paths: str = "both"
+
+
+_F = "float64"
+_PER_DATASET = " (the same on every row of a dataset)"
+
+COLUMNS: dict[str, Column] = {
+    "cell": Column("int32", "grid cell index", "simulation"),
+    "rep": Column("int64", "replication index", "simulation"),
+    "estimator": Column("str", "estimator name (simulate.estimators.ESTIMATORS)"),
+    "mediator": Column("str", "mediator name, or direct_effect for the between-site intercept"),
+    "estimate": Column(_F, "the estimate"),
+    "std_error": Column(_F, "the standard error behind conf_low, conf_high and p_value (of the kind se_type)"),
+    "se_type": Column("str", "the kind of std_error (simulate.estimators.PRIMARY_SE; hc0 for direct_effect)"),
+    "se_conventional": Column(_F, "conventional (homoskedastic) standard error"),
+    "se_robust": Column(_F, "heteroskedasticity-robust HC0 standard error"),
+    "se_hc1": Column(_F, "HC1 standard error (HC0 with a degrees-of-freedom correction)"),
+    "se_cluster": Column(_F, "site-clustered standard error"),
+    "se_many_instrument": Column(_F, "many-instrument standard error (Bekker; KCFGI for bias-corrected 2SLS)"),
+    "se_heterogeneity": Column(_F, "standard error allowing for heterogeneous effects"),
+    "conf_low": Column(_F, "lower end of the confidence interval (t reference, simulate.estimators.primary_df)"),
+    "conf_high": Column(_F, "upper end of the confidence interval"),
+    "p_value": Column(_F, "two-sided p-value of H0: the effect is zero"),
+    "status": Column("str", "ok, or why the estimate is NaN (simulate.estimators.STATUS_NAMES, or error: ...)"),
+    "status_code": Column("int64", "the kernel's status code of status (-1: the replication raised)"),
+    "first_stage_f": Column(_F, "first-stage F statistic of the mediator (NaN on the direct_effect row)"),
+    "conditional_f": Column(_F, "Sanderson-Windmeijer conditional F of the mediator (first_stage_f when P = 1)"),
+    "n": Column(_F, "number of persons" + _PER_DATASET),
+    "n_sites": Column(_F, "number of sites K" + _PER_DATASET),
+    "n_arms": Column(_F, "number of treatment arms L + 1" + _PER_DATASET),
+    "liml_kappa": Column(_F, "LIML's kappa" + _PER_DATASET),
+    "fuller_kappa": Column(_F, "Fuller's kappa" + _PER_DATASET),
+    "sigma_min": Column(_F, "smallest singular value of the (K L) x P compliance matrix" + _PER_DATASET),
+    "sigma_ratio": Column(_F, "sigma_min over the largest singular value" + _PER_DATASET),
+    "overid_stat": Column(_F, "Sargan overidentification statistic, 2SLS residuals" + _PER_DATASET),
+    "overid_df": Column(_F, "its degrees of freedom K L - P" + _PER_DATASET),
+    "overid_p": Column(_F, "its chi-square p-value" + _PER_DATASET),
+    "cragg_donald": Column(_F, "Cragg-Donald statistic (n - K A)(kappa_LIML - 1)" + _PER_DATASET),
+    "overid_p_many_instrument": Column(_F, "its many-instrument p-value (Kolesar 2018)" + _PER_DATASET),
+    "nonlinearity_stat": Column(_F, "Wald statistic of the squared site compliances (between sites)"
+                                + _PER_DATASET),
+    "nonlinearity_df": Column(_F, "its degrees of freedom" + _PER_DATASET),
+    "nonlinearity_p": Column(_F, "its p-value, F(df, K - 1 - 2P) reference" + _PER_DATASET),
+    "direct_effect": Column(_F, "the between-site intercept (also the estimate of the direct_effect row)"
+                            + _PER_DATASET, "analysis"),
+    "direct_effect_se_conventional": Column(_F, "its conventional standard error" + _PER_DATASET, "analysis"),
+    "direct_effect_se_hc0": Column(_F, "its HC0 (site sandwich) standard error" + _PER_DATASET, "analysis"),
+    "direct_effect_se_hc1": Column(_F, "its HC1 standard error" + _PER_DATASET, "analysis"),
+    "sample_ate": Column(_F, "mean Delta_p over the persons drawn", "simulation"),
+    "sample_late": Column(_F, "mean Delta_p over the compliers drawn (binary mediators)", "simulation"),
+    "sample_compliance_weighted": Column(_F, "sum Gamma Delta / sum Gamma over the persons drawn", "simulation"),
+    "seed": Column("int64", "the run seed (entropy)", "simulation"),
+    "cell_key": Column("int64", "spawn key: SeedSequence(seed, spawn_key=(cell_key, rep)) replays the replication",
+                       "simulation"),
+}
+"""Every column: name -> :class:`Column` (dtype, meaning, the path that carries it), in column order."""
+
+ANALYSIS_COLUMNS: dict[str, str] = {k: c.dtype for k, c in COLUMNS.items() if c.paths in ("both", "analysis")}
+"""Columns of the analysis table (:func:`simulate.estimators.estimate`), name -> dtype, in order."""
+
+SIMULATION_COLUMNS: dict[str, str] = {k: c.dtype for k, c in COLUMNS.items() if c.paths in ("both", "simulation")}
+"""Columns of a simulation row (:data:`simulate.replicate.ROW_COLUMNS`), name -> dtype, in order."""
+
+_PER_MEDIATOR_SE = (("se_conventional", nb.SE_CONVENTIONAL), ("se_robust", nb.SE_HC0), ("se_hc1", nb.SE_HC1),
+                    ("se_cluster", nb.SE_CLUSTER), ("se_many_instrument", nb.SE_MANY_INSTRUMENT),
+                    ("se_heterogeneity", nb.SE_HETEROGENEITY))
+# the direct-effect row's standard errors (diagnostic keys); the others are NaN
+_DIRECT_SE = {"se_conventional": "direct_effect_se_conventional", "se_robust": "direct_effect_se_hc0",
+              "se_hc1": "direct_effect_se_hc1"}
+_STATUS = np.array([STATUS_NAMES[k] for k in sorted(STATUS_NAMES)], dtype=object)
+
+
+class RowPlan(NamedTuple):
+    """Which row is which, for every dataset alike (n rows).
+
+    Attributes
+    ----------
+    estimator, mediator, se_type : (n,) object arrays
+        The text columns.
+    row : (n,) int
+        Kernel row of the estimator.
+    column : (n,) int
+        Mediator index, -1 for the direct-effect row.
+    """
+
+    estimator: np.ndarray
+    mediator: np.ndarray
+    se_type: np.ndarray
+    row: np.ndarray
+    column: np.ndarray
+
+
+def row_plan(mediator_names: Sequence[str], estimators: Sequence[str] = ESTIMATORS, *,
+             direct_effect: str | None = "after") -> RowPlan:
+    """The rows of one dataset: each estimator's P mediators, and the direct-effect row.
+
+    Parameters
+    ----------
+    mediator_names : sequence of str
+        The P mediator names.
+    estimators : sequence of str
+        The estimators, in row order.
+    direct_effect : {"after", "last", None}
+        Where the direct-effect row goes: right after the rows of ``between_intercept``
+        (the analysis table), after every other row (simulation rows; the row is there even
+        when ``between_intercept`` is not among ``estimators``), or nowhere.
+
+    Returns
+    -------
+    RowPlan
+    """
+    names, row, col, se_type = [], [], [], []
+    direct_spec = next(s for s in SPECS.values() if s.direct_effect_row)
+
+    def add_direct():
+        names.append(direct_spec.name)
+        row.append(direct_spec.kernel_row)
+        col.append(-1)
+        se_type.append("hc0")
+
+    for name in estimators:
+        s = SPECS[name]
+        for p in range(len(mediator_names)):
+            names.append(name)
+            row.append(s.kernel_row)
+            col.append(p)
+            se_type.append(PRIMARY_SE[name])
+        if s.direct_effect_row and direct_effect == "after":
+            add_direct()
+    if direct_effect == "last":
+        add_direct()
+    mediators = [mediator_names[c] if c >= 0 else DIRECT_EFFECT for c in col]
+    arrays = [np.array(names, dtype=object), np.array(mediators, dtype=object), np.array(se_type, dtype=object),
+              np.array(row, dtype=np.intp), np.array(col, dtype=np.intp)]
+    for a in arrays:
+        a.flags.writeable = False  # plans are cached and shared
+    return RowPlan(*arrays)
+
+
+def estimate_columns(estimate: np.ndarray, se: np.ndarray, status: np.ndarray, diag: np.ndarray,
+                     first_stage_f: np.ndarray, conditional_f: np.ndarray, plan: RowPlan, n_sites: int,
+                     level: float = 0.95) -> dict[str, np.ndarray]:
+    """The ``both`` columns of R datasets (R x n rows, dataset-major), from the kernels' arrays.
+
+    The analysis (R = 1) and the simulation (a batch of replications) call this with the
+    same arrays, so the two paths do the same floating-point operations.
+
+    Parameters
+    ----------
+    estimate : (R, E, P)
+    se : (R, E, len(SE_TYPES), P)
+    status : (R, E) int
+    diag : (R, N_DIAGNOSTICS)
+    first_stage_f, conditional_f : (R, P)
+    plan : RowPlan
+        The n rows of each dataset (:func:`row_plan`).
+    n_sites : int
+        K (the degrees of freedom of the t references).
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    dict
+        Column name -> (R n,) array, for every ``both`` column of :data:`COLUMNS` except
+        the plan's text columns (``estimator``, ``mediator``, ``se_type``); the
+        analysis-only diagnostics come along under their names.
+    """
+    R, E, P = estimate.shape
+    n = len(plan.row)
+    direct = plan.column < 0
+    row, column = plan.row, np.maximum(plan.column, 0)
+    std = primary_standard_error(se)
+    df = primary_df(n_sites, P)  # (E,)
+    lo, hi, pv = t_inference(estimate, std, df[None, :, None], level)
+    d = diagnostic_columns(diag, n_sites, P)
+    b, s = d["direct_effect"], d["direct_effect_se_hc0"]
+    d_lo, d_hi, d_p = direct_effect_inference_arrays(b, s, n_sites, P, level)
+    nan = np.full(R, np.nan)
+
+    def rows(a, extra):
+        """(R, E, P) or (R, P) -> (R n,), the direct-effect rows taking ``extra`` (R,)."""
+        out = a[:, row, column] if a.ndim == 3 else a[:, column]
+        if direct.any():
+            out[:, direct] = extra[:, None]
+        return out.reshape(-1)
+
+    col: dict[str, np.ndarray] = {}
+    col["estimate"] = rows(estimate, b)
+    col["std_error"] = rows(std, s)
+    for name, k in _PER_MEDIATOR_SE:
+        col[name] = rows(se[:, :, k, :], d[_DIRECT_SE[name]] if name in _DIRECT_SE else nan)
+    col["conf_low"] = rows(lo, d_lo)
+    col["conf_high"] = rows(hi, d_hi)
+    col["p_value"] = rows(pv, d_p)
+    code = np.asarray(status, np.int64)[:, row]
+    col["status"] = _STATUS[code].reshape(-1)
+    col["status_code"] = code.reshape(-1)
+    col["first_stage_f"] = rows(np.asarray(first_stage_f, float), nan)
+    col["conditional_f"] = rows(np.asarray(conditional_f, float), nan)
+    for key, v in d.items():
+        col[key] = np.repeat(v, n)
+    return col
