@@ -150,7 +150,8 @@ def test_convenience_fields_can_make_matrix_not_psd():
         [site.correlations]
         "compliance_2:effect_1" = -0.9
     """
-    with pytest.raises(ScenarioError, match=r"^f: site\.correlations: .* not positive semi-definite \(smallest eigenvalue -0\.8\)$"):
+    expected = r"^f: site\.correlations: .* not positive semi-definite \(smallest eigenvalue -0\.8\)$"
+    with pytest.raises(ScenarioError, match=expected):
         loads(textwrap.dedent(text), source="f")
 
 
@@ -617,8 +618,9 @@ def test_integer_beyond_the_conversion_limit_is_one_line(tmp_path):
 
 def test_replication_memory_is_checked_against_the_machine(monkeypatch):
     import simulate.scenario as S
+    import simulate.scenario.validation as V  # where the check looks the machine's memory up
 
-    monkeypatch.setattr(S, "physical_memory", lambda: 8 * 2**30)
+    monkeypatch.setattr(V, "physical_memory", lambda: 8 * 2**30)
     with pytest.raises(ScenarioError) as info:
         loads("n_sites = 1000\nn_per_site = 40000\n[mediators]\ncount = 3\n", source="m")
     msg = str(info.value)
@@ -626,7 +628,7 @@ def test_replication_memory_is_checked_against_the_machine(monkeypatch):
     assert "GiB of working buffers, more than half of this machine's 8.0 GiB" in msg
     need = S.replication_bytes(1000, 40_000_000, 40_000, 3, 2, 0)
     assert f"{need / 2**30:.1f} GiB" in msg
-    monkeypatch.setattr(S, "physical_memory", lambda: 0)  # unknown memory: only the persons cap applies
+    monkeypatch.setattr(V, "physical_memory", lambda: 0)  # unknown memory: only the persons cap applies
     assert loads("n_sites = 1000\nn_per_site = 40000\n[mediators]\ncount = 3\n").n_sites == 1000
 
 
