@@ -492,3 +492,93 @@ def test_validate_takes_bundled_names_like_the_other_verbs(capsys):
     assert code == 0 and out.startswith("ok (a stress-test design: 11 dials")
     code, _, err = _run(capsys, "validate", "no_such_scenario")
     assert code == 2 and "no such file or bundled scenario" in err
+
+
+# ---------------------------------------------------------------------------
+# usage errors: one line naming the problem, exit 2; --help is argparse's
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, prog, words", [
+    ([], "simulate", "required: COMMAND"),
+    (["validate"], "simulate validate", "required: file"),
+    (["no-such-command"], "simulate", "invalid choice: 'no-such-command'"),
+    (["run", "baseline"], "simulate run", "required: --reps, --out"),
+    (["run", "baseline", "--reps", "many", "--out", "o"], "simulate run", "--reps: invalid int value: 'many'"),
+    (["truth", "baseline", "--bogus"], "simulate", "unrecognized arguments: --bogus"),
+    (["summarize", "d", "--format", "xml"], "simulate summarize", "argument --format: invalid choice: 'xml'"),
+    (["calibrate", "f.csv", "--site", "s"], "simulate calibrate", "required: --treatment, --mediator, --outcome"),
+])
+def test_a_usage_error_is_one_line(capsys, argv, prog, words):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"{prog}: error: ") and words in err, err
+    assert err.rstrip().endswith(f"(see {prog} --help)")
+    assert "usage:" not in err
+
+
+def test_help_is_unchanged(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: simulate [-h] [--version] COMMAND ...")
+    for command in ("validate", "truth", "draw", "run", "list", "show", "analyze", "plot", "summarize", "calibrate",
+                    "stress-test", "cache"):
+        assert re.search(rf"^    {re.escape(command)}(\s|$)", out, re.M), command
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "--help"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: simulate run [-h] --reps REPS")
+
+
+def test_python_dash_m_simulate_is_the_command():
+    res = subprocess.run([sys.executable, "-m", "simulate", "list"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert set(BUNDLED) <= {line.split()[0] for line in res.stdout.splitlines()}
+    res = subprocess.run([sys.executable, "-m", "simulate", "--version"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("simulate ")
+    import simulate
+
+    assert res.stdout.strip() == f"simulate {simulate.__version__}"
+
+
+def test_version_comes_from_the_package_metadata():
+    from importlib import metadata
+
+    import simulate
+
+    try:
+        expected = metadata.version("simulate")
+    except metadata.PackageNotFoundError:  # a source tree without an install: the fallback
+        expected = "0+unknown"
+    assert simulate.__version__ == expected
+
+
+def test_cache_prune(capsys, monkeypatch):
+    from simulate import kernels
+
+    code, _, err = _run(capsys, "cache")
+    assert code == 2 and "give --prune" in err and len(err.splitlines()) == 1
+    monkeypatch.delattr(kernels, "prune_cache", raising=False)
+    code, _, err = _run(capsys, "cache", "--prune")
+    assert code == 2 and "no prune_cache()" in err and len(err.splitlines()) == 1
+    monkeypatch.setattr(kernels, "prune_cache", lambda: ["a", "b"], raising=False)
+    code, out, _ = _run(capsys, "cache", "--prune")
+    assert code == 0 and out.startswith("removed 2 stale kernel cache folder(s)")
+
+
+def test_commands_of_other_stages_keep_their_error_prefix(tmp_path, capsys):
+    code, out, err = _run(capsys, "plot", str(tmp_path / "nowhere"))
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("simulate plot: error: ") and "no such directory" in err
+    code, _, err = _run(capsys, "summarize", str(tmp_path / "nowhere"), "--alpha", "2")
+    assert code == 2 and err.strip() == "simulate summarize: error: --alpha must be in (0, 1), got 2.0"
+    code, _, err = _run(capsys, "analyze", str(tmp_path / "none.csv"), "--site", "s", "--treatment", "t",
+                        "--mediator", "m", "--outcome", "y")
+    assert code == 2 and err.startswith("simulate analyze: error: file not found")
