@@ -195,7 +195,12 @@ def _scan(source: str, node, where: str = "", depth: int = 0) -> None:
 
 
 def normalise(raw: dict, source: str) -> dict:
-    """Check every key and type; return a table with every default filled in and vectors expanded."""
+    """Check every key and type; return a table with every default filled in and vectors expanded.
+
+    The checks run in the order of the file's layout: the top-level keys and sizes, the
+    mediators (P is needed by every per-mediator field), the treatment, the simple tables,
+    the paths, then the cross-field constraints; the first failure is raised.
+    """
     if not isinstance(raw, dict):
         raise ScenarioError(f"{source}: the scenario must be a table")
     _scan(source, raw)
@@ -210,8 +215,23 @@ def normalise(raw: dict, source: str) -> dict:
     out["description"] = _check_scalar(source, "description", SCHEMA["description"], raw.get("description", ""))
     n_sites = _check_scalar(source, "n_sites", SCHEMA["n_sites"], raw.get("n_sites", 50))
     out["n_sites"] = n_sites
+    out["n_per_site"], smallest = _normalise_sizes(raw, source, n_sites)
+    _check_size(source, n_sites, out["n_per_site"], raw)
+    out["mediators"] = _normalise_mediators(raw, source)
+    P = out["mediators"]["count"]
+    out["treatment"] = _normalise_treatment(raw, source, n_sites)
+    for table in ("site", "person", "binary", "selection", "spillover"):
+        out[table] = _normalise_table(raw, source, table, P)
+    out["_given"] = {t: sorted(_table(raw, t, source).keys()) for t in ("binary", "person", "site")}
+    out["_lists"] = {f"{t}.{k}" for t in ("mediators", "site", "person", "binary", "spillover")
+                     for k, v in _table(raw, t, source).items() if isinstance(v, list)}
+    out["paths"] = _normalise_paths(raw, source)
+    _cross_checks(out, source, smallest)
+    return out
 
-    # sizes
+
+def _normalise_sizes(raw: dict, source: str, n_sites: int):
+    """``n_per_site``: one size, one per site, or a ``{min, max}`` range; and the smallest site."""
     sizes = raw.get("n_per_site", 200)
     size_field = Field("int", None, low=2, high=MAX_PERSONS)
     if isinstance(sizes, dict):
@@ -224,21 +244,23 @@ def normalise(raw: dict, source: str) -> dict:
         hi = _check_scalar(source, "n_per_site.max", size_field, sizes["max"])
         if hi < lo:
             raise _err(source, "n_per_site", f"max ({hi}) must be >= min ({lo})")
-        out["n_per_site"] = {"min": lo, "max": hi}
+        n_per_site = {"min": lo, "max": hi}
         smallest = lo
     elif isinstance(sizes, list):
         if len(sizes) != n_sites:
             raise _err(source, "n_per_site", f"a list must have one size per site ({n_sites}), got {len(sizes)}")
-        out["n_per_site"] = [_check_scalar(source, f"n_per_site[{i + 1}]", size_field, x) for i, x in enumerate(sizes)]
-        smallest = min(out["n_per_site"])
-        if len(set(out["n_per_site"])) == 1:  # the same design as the single-number form, so the same hash
-            out["n_per_site"] = out["n_per_site"][0]
+        n_per_site = [_check_scalar(source, f"n_per_site[{i + 1}]", size_field, x) for i, x in enumerate(sizes)]
+        smallest = min(n_per_site)
+        if len(set(n_per_site)) == 1:  # the same design as the single-number form, so the same hash
+            n_per_site = n_per_site[0]
     else:
-        out["n_per_site"] = _check_scalar(source, "n_per_site", size_field, sizes)
-        smallest = out["n_per_site"]
-    _check_size(source, n_sites, out["n_per_site"], raw)
+        n_per_site = _check_scalar(source, "n_per_site", size_field, sizes)
+        smallest = n_per_site
+    return n_per_site, smallest
 
-    # mediators first: P is needed by every per-mediator field
+
+def _normalise_mediators(raw: dict, source: str) -> dict:
+    """``[mediators]``: the count and names (P), and every per-mediator field broadcast to P values."""
     med_raw = _table(raw, "mediators", source)
     names = med_raw.get("names")
     count = med_raw.get("count")
@@ -261,16 +283,19 @@ def normalise(raw: dict, source: str) -> dict:
     P = count
     if names is None:
         names = [f"M{p + 1}" for p in range(P)]
-    out["mediators"] = {"count": P, "names": names}
+    mediators = {"count": P, "names": names}
     for key, f in SCHEMA["mediators"].items():
         if isinstance(f, Field) and f.per_mediator:
-            out["mediators"][key] = _check_vector(source, f"mediators.{key}", f, med_raw.get(key, f.default), P,
+            mediators[key] = _check_vector(source, f"mediators.{key}", f, med_raw.get(key, f.default), P,
                                                   "mediator")
     for key in med_raw:
         if key not in SCHEMA["mediators"]:
             raise _unknown(source, "mediators.", key, SCHEMA["mediators"])
+    return mediators
 
-    # treatment
+
+def _normalise_treatment(raw: dict, source: str, n_sites: int) -> dict:
+    """``[treatment]``: arms, assignment, and one row of arm shares per site."""
     tr = _table(raw, "treatment", source)
     for key in tr:
         if key not in SCHEMA["treatment"]:
@@ -299,32 +324,32 @@ def normalise(raw: dict, source: str) -> dict:
             s = _check_vector(source, "treatment.share", SCHEMA["treatment"]["share"], share, n_sites, "site")
             # one row object for every site unless the shares differ (cheap checks for many sites)
             arm_shares = [[1.0 - s[0], s[0]]] * n_sites if not isinstance(share, list) else [[1.0 - x, x] for x in s]
-    out["treatment"] = {"arms": arms, "arm_shares": arm_shares, "assignment": assignment}
+    return {"arms": arms, "arm_shares": arm_shares, "assignment": assignment}
 
-    # simple per-mediator / scalar tables
-    for table in ("site", "person", "binary", "selection", "spillover"):
-        t_raw = _table(raw, table, source)
-        t_out: dict[str, Any] = {}
-        for key in t_raw:
-            if key not in SCHEMA[table]:
-                raise _unknown(source, f"{table}.", key, SCHEMA[table])
-        for key, f in SCHEMA[table].items():
-            if not isinstance(f, Field):
-                continue
-            name = f"{table}.{key}"
-            v = t_raw.get(key, f.default)
-            if f.per_mediator:
-                t_out[key] = _check_vector(source, name, f, v, P, "mediator")
-            else:
-                t_out[key] = _check_scalar(source, name, f, v)
-        if table in ("site", "person"):
-            t_out["correlations"] = _pairs(source, table, t_raw.get("correlations", {}), P)
-        out[table] = t_out
-    out["_given"] = {t: sorted(_table(raw, t, source).keys()) for t in ("binary", "person", "site")}
-    out["_lists"] = {f"{t}.{k}" for t in ("mediators", "site", "person", "binary", "spillover")
-                     for k, v in _table(raw, t, source).items() if isinstance(v, list)}
 
-    # paths
+def _normalise_table(raw: dict, source: str, table: str, P: int) -> dict:
+    """A table of scalar and per-mediator fields (``[site]``, ``[person]``, ...), with its named pairs."""
+    t_raw = _table(raw, table, source)
+    t_out: dict[str, Any] = {}
+    for key in t_raw:
+        if key not in SCHEMA[table]:
+            raise _unknown(source, f"{table}.", key, SCHEMA[table])
+    for key, f in SCHEMA[table].items():
+        if not isinstance(f, Field):
+            continue
+        name = f"{table}.{key}"
+        v = t_raw.get(key, f.default)
+        if f.per_mediator:
+            t_out[key] = _check_vector(source, name, f, v, P, "mediator")
+        else:
+            t_out[key] = _check_scalar(source, name, f, v)
+    if table in ("site", "person"):
+        t_out["correlations"] = _pairs(source, table, t_raw.get("correlations", {}), P)
+    return t_out
+
+
+def _normalise_paths(raw: dict, source: str) -> list:
+    """``[[paths]]``: each path's fields, ``from`` and ``to`` required."""
     p_raw = raw.get("paths", [])
     if not isinstance(p_raw, list) or not all(isinstance(x, dict) for x in p_raw):
         raise _err(source, "paths", "must be an array of tables: [[paths]] with from, to, mean, ...")
@@ -340,10 +365,8 @@ def normalise(raw: dict, source: str) -> dict:
                 raise _err(source, f"{pre}.{req}", "is required (a mediator number, 1..P)")
         po = {key: _check_scalar(source, f"{pre}.{key}", f, pr.get(key, f.default)) for key, f in spec.items()}
         paths.append(po)
-    out["paths"] = paths
+    return paths
 
-    _cross_checks(out, source, smallest)
-    return out
 
 
 def _check_size(source: str, n_sites: int, sizes, raw: dict) -> None:
