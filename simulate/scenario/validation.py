@@ -459,14 +459,39 @@ def _psd(source, field, R, names):
 
 
 def _cross_checks(t: dict, source: str, smallest: int) -> None:
+    """The constraints between fields, in order; the first failure is raised.  Sets ``t["_warnings"]``."""
     P = t["mediators"]["count"]
     K = t["n_sites"]
     arms = t["treatment"]["arms"]
-    kinds = t["mediators"]["kind"]
-    binary = [k == "binary" for k in kinds]
-    warnings: list[str] = []
+    binary = [k == "binary" for k in t["mediators"]["kind"]]
+    _check_arm_sizes(t, source, smallest)
+    _check_curvature(t, source, binary)
+    _check_binary(t, source, binary)
+    Rs, Rp = _check_correlations(t, source, binary)
+    _check_paths(t, source, binary)
+    for p in range(P):
+        if t["site"]["nonlinear_dependence"][p] != 0.0:
+            spread = t["binary"]["complier_share_site_sd"][p] if binary[p] else t["site"]["compliance_sd"][p]
+            if spread == 0.0:
+                raise _err(source, f"site.nonlinear_dependence[{p + 1}]", "needs compliance that varies between sites "
+                           "(site.compliance_sd > 0, or binary.complier_share_site_sd > 0 for a binary mediator)")
+    sel = t["selection"]
+    if sel["mediator"] > P:
+        raise _err(source, "selection.mediator", f"must name a mediator 1..{P}, got {sel['mediator']}")
 
-    # enough persons per arm in every site
+    _no_effect_checks(t, source, Rs, Rp)
+
+    # identification (assumption viii): not an error, since it is one of the dials
+    warnings: list[str] = []
+    n_instruments = K * (arms - 1)
+    if n_instruments < P:
+        warnings.append(f"n_sites: {K} sites x {arms - 1} contrast(s) give {n_instruments} instrument(s) for {P} "
+                        "mediators; the effects are not identified (assumption viii) and IV estimators will fail")
+    t["_warnings"] = warnings
+
+
+def _check_arm_sizes(t: dict, source: str, smallest: int) -> None:
+    """Enough persons per arm in every site (2 under complete randomization, 5 expected under Bernoulli)."""
     rows = _distinct(t["treatment"]["arm_shares"])
     least = min(min(r) for r in rows)
     if t["treatment"]["assignment"] == "complete":
@@ -479,7 +504,11 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
         raise _err(source, "n_per_site", f"with Bernoulli assignment the smallest site ({smallest} persons) expects "
                                          f"{smallest * least:.3g} persons in its smallest arm; at least 5 are needed")
 
-    # curvature of M in T needs 3+ arms
+
+def _check_curvature(t: dict, source: str, binary: list) -> None:
+    """The dose profile: curvature needs 3+ arms and must keep g(L) positive (within [0, g(L)] if binary)."""
+    P = t["mediators"]["count"]
+    arms = t["treatment"]["arms"]
     if arms == 2 and any(c != 0.0 for c in t["mediators"]["curvature"]):
         raise _err(source, "mediators.curvature", "has no effect with a binary treatment (arms = 2): g(0) = 0 and "
                                                   "g(1) = 1 whatever c; set treatment.arms >= 3 or curvature = 0")
@@ -499,7 +528,10 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
             raise _err(source, f"mediators.outcome_curvature[{p + 1}]", "has no effect on a binary mediator "
                                                                         "(m^2 = m); set it to 0")
 
-    # binary mediators: the type shares
+
+def _check_binary(t: dict, source: str, binary: list) -> None:
+    """Binary mediators: the type shares sum to one, and no continuous-only key is set when all are binary."""
+    P = t["mediators"]["count"]
     b = t["binary"]
     given_binary = t["_given"]["binary"]
     if given_binary and not any(binary):
@@ -524,7 +556,10 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
                 raise _err(source, f"site.{key}", "has no effect when every mediator is binary; use "
                                                   "binary.complier_share and binary.complier_share_site_sd")
 
-    # correlation matrices
+
+def _check_correlations(t: dict, source: str, binary: list):
+    """Both correlation matrices positive semi-definite; returns them (site, person)."""
+    P = t["mediators"]["count"]
     Rs = correlation_matrix("site", t["site"], P)
     _psd(source, "site.correlations", Rs, _component_names("site", P))
     Rp = correlation_matrix("person", t["person"], P)
@@ -533,8 +568,12 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
         if binary[p] and Rp[p, 2 * P + p] != 0.0:
             raise _err(source, f"person.correlations.compliance_{p + 1}:mediator_{p + 1}",
                        "must be 0 for a binary mediator (its latent compliance and baseline fix the type shares)")
+    return Rs, Rp
 
-    # paths
+
+def _check_paths(t: dict, source: str, binary: list) -> None:
+    """Paths run from an earlier to a later continuous mediator, once, without chains."""
+    P = t["mediators"]["count"]
     seen = set()
     targets = {pa["to"] for pa in t["paths"]}
     for i, pa in enumerate(t["paths"]):
@@ -551,25 +590,6 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
         if (pa["from"], pa["to"]) in seen:
             raise _err(source, pre, f"a second path from {pa['from']} to {pa['to']}")
         seen.add((pa["from"], pa["to"]))
-
-    for p in range(P):
-        if t["site"]["nonlinear_dependence"][p] != 0.0:
-            spread = b["complier_share_site_sd"][p] if binary[p] else t["site"]["compliance_sd"][p]
-            if spread == 0.0:
-                raise _err(source, f"site.nonlinear_dependence[{p + 1}]", "needs compliance that varies between sites "
-                           "(site.compliance_sd > 0, or binary.complier_share_site_sd > 0 for a binary mediator)")
-    sel = t["selection"]
-    if sel["mediator"] > P:
-        raise _err(source, "selection.mediator", f"must name a mediator 1..{P}, got {sel['mediator']}")
-
-    _no_effect_checks(t, source, Rs, Rp)
-
-    # identification (assumption viii): not an error, since it is one of the dials
-    n_instruments = K * (arms - 1)
-    if n_instruments < P:
-        warnings.append(f"n_sites: {K} sites x {arms - 1} contrast(s) give {n_instruments} instrument(s) for {P} "
-                        "mediators; the effects are not identified (assumption viii) and IV estimators will fail")
-    t["_warnings"] = warnings
 
 
 def _no_effect_checks(t: dict, source: str, Rs: np.ndarray, Rp: np.ndarray) -> None:
