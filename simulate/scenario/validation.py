@@ -608,27 +608,41 @@ def _no_effect_checks(t: dict, source: str, Rs: np.ndarray, Rp: np.ndarray) -> N
     ``effect_correlation`` while its ``person_sd`` is 0 (the stress test's path dial), and the type
     effect shifts of binary mediators while the type's share is 0 (the stress test's defier dial).
     """
-    P = t["mediators"]["count"]
-    binary = [k == "binary" for k in t["mediators"]["kind"]]
-    site, person, b, sel = t["site"], t["person"], t["binary"], t["selection"]
-    lists = t["_lists"]
-    strength = sel["strength"]
-    sel_on_comp = [strength != 0.0 and sel["on"] == "compliance" and sel["mediator"] == p + 1 for p in range(P)]
-    sel_on_outcome = strength != 0.0 and sel["on"] == "outcome"
-    spread = [b["complier_share_site_sd"][p] if binary[p] else site["compliance_sd"][p] for p in range(P)]
-    spread_name = ["binary.complier_share_site_sd" if binary[p] else "site.compliance_sd" for p in range(P)]
+    x = _Inertia(t, source)
+    _person_no_effect(x)
+    _site_no_effect(x)
+    _selection_no_effect(x, Rp)
 
-    def person_inert(j: int):
+
+class _Inertia:
+    """What keeps each component of a scenario from mattering: the zero settings, by name."""
+
+    def __init__(self, t: dict, source: str):
+        self.t, self.source = t, source
+        P = self.P = t["mediators"]["count"]
+        binary = self.binary = [k == "binary" for k in t["mediators"]["kind"]]
+        self.site, self.person, self.b, self.sel = t["site"], t["person"], t["binary"], t["selection"]
+        sel, b = self.sel, self.b
+        self.strength = sel["strength"]
+        self.sel_on_comp = [self.strength != 0.0 and sel["on"] == "compliance" and sel["mediator"] == p + 1
+                            for p in range(P)]
+        self.sel_on_outcome = self.strength != 0.0 and sel["on"] == "outcome"
+        self.spread = [b["complier_share_site_sd"][p] if binary[p] else self.site["compliance_sd"][p]
+                       for p in range(P)]
+        self.spread_name = ["binary.complier_share_site_sd" if binary[p] else "site.compliance_sd" for p in range(P)]
+
+    def person_inert(self, j: int):
         """The zero settings that keep person component j from mattering (None when it matters)."""
+        P, binary, person, b = self.P, self.binary, self.person, self.b
         kind, p = divmod(j, P) if j < 3 * P else (3, 0)
         if kind == 0:  # compliance_p
-            if binary[p] or sel_on_comp[p] or person["compliance_sd"][p] != 0.0:
+            if binary[p] or self.sel_on_comp[p] or person["compliance_sd"][p] != 0.0:
                 return None
             return ["person.compliance_sd"]
         if kind == 1:  # effect_p (a path's person-level coefficient may load on it)
             if person["effect_sd"][p] != 0.0 or any(
                     pa["to"] == p + 1 and pa["person_sd"] != 0.0 and pa["effect_correlation"] != 0.0
-                    for pa in t["paths"]):
+                    for pa in self.t["paths"]):
                 return None
             return ["person.effect_sd"]
         if kind == 2:  # mediator_p
@@ -639,77 +653,91 @@ def _no_effect_checks(t: dict, source: str, Rs: np.ndarray, Rp: np.ndarray) -> N
                     return ["binary.always_share", "binary.defier_share"]
                 return None
             return None if person["mediator_sd"][p] != 0.0 else ["person.mediator_sd"]
-        return None if sel_on_outcome or person["outcome_sd"] != 0.0 else ["person.outcome_sd"]
+        return None if self.sel_on_outcome or person["outcome_sd"] != 0.0 else ["person.outcome_sd"]
 
-    def site_inert(j: int):
+    def site_inert(self, j: int):
+        """The zero settings that keep site component j from mattering (None when it matters)."""
+        P, site = self.P, self.site
         kind, p = divmod(j, P) if j < 2 * P else (2, 0)
         if kind == 0:
-            return None if spread[p] != 0.0 else [spread_name[p]]
+            return None if self.spread[p] != 0.0 else [self.spread_name[p]]
         if kind == 1:
             return None if site["effect_sd"][p] != 0.0 else ["site.effect_sd"]
         return None if site["direct_effect_sd"] != 0.0 else ["site.direct_effect_sd"]
 
+    @staticmethod
     def pair(inert_of, i, j):
         causes = [c for k in (i, j) for c in (inert_of(k) or [])]
         return causes or None
 
-    def why(causes, p=None) -> str:
-        where = f" for mediator {p + 1}" if p is not None and P > 1 else ""
+    def why(self, causes, p=None) -> str:
+        where = f" for mediator {p + 1}" if p is not None and self.P > 1 else ""
         if len(causes) == 1:
             return f"has no effect while {causes[0]} is 0{where}; set it above 0, or this to 0"
         return f"has no effect while {' and '.join(causes)} are 0{where}; set them above 0, or this to 0"
 
-    def per_mediator(table: str, key: str, causes_of, text=why):
-        values = t[table][key]
+    def per_mediator(self, table: str, key: str, causes_of, text=None):
+        """A per-mediator setting: an error where a list entry, or the one value for all, has no effect."""
+        text = text or self.why
+        P = self.P
+        values = self.t[table][key]
         set_ = [p for p in range(P) if values[p] != 0.0]
         bad = [p for p in set_ if causes_of(p) is not None]
         if not bad:
             return
-        if f"{table}.{key}" in lists:
+        if f"{table}.{key}" in self.t["_lists"]:
             p = bad[0]
-            raise _err(source, f"{table}.{key}[{p + 1}]" if P > 1 else f"{table}.{key}", text(causes_of(p), p))
+            raise _err(self.source, f"{table}.{key}[{p + 1}]" if P > 1 else f"{table}.{key}", text(causes_of(p), p))
         if len(bad) == len(set_):  # one value for every mediator, with an effect on none
-            raise _err(source, f"{table}.{key}", text(causes_of(bad[0]), bad[0]))
+            raise _err(self.source, f"{table}.{key}", text(causes_of(bad[0]), bad[0]))
 
-    # person level: the within-site correlation (vii.a), confounding, named pairs
-    per_mediator("person", "within_site_correlation",
-                 lambda p: None if binary[p] else pair(person_inert, p, P + p))
-    per_mediator("person", "confounding", lambda p: pair(person_inert, 2 * P + p, 3 * P))
+
+def _person_no_effect(x: _Inertia) -> None:
+    """Person level: the within-site correlation (vii.a), confounding, named pairs."""
+    P, binary, pair, inert = x.P, x.binary, x.pair, x.person_inert
+    x.per_mediator("person", "within_site_correlation", lambda p: None if binary[p] else pair(inert, p, P + p))
+    x.per_mediator("person", "confounding", lambda p: pair(inert, 2 * P + p, 3 * P))
     idx = {n: k for k, n in enumerate(_component_names("person", P))}
-    for key, v in person["correlations"].items():
-        a, c = (idx[x] for x in key.split(":"))
+    for key, v in x.person["correlations"].items():
+        a, c = (idx[n] for n in key.split(":"))
         if v != 0.0 and not any(binary[p] and {a, c} == {p, P + p} for p in range(P)):
-            causes = pair(person_inert, a, c)
+            causes = pair(inert, a, c)
             if causes:
-                raise _err(source, f"person.correlations.{key}", why(causes))
+                raise _err(x.source, f"person.correlations.{key}", x.why(causes))
 
-    # site level: compliance-effect correlation and nonlinear dependence (ix), compliance correlation (viii)
-    per_mediator("site", "compliance_effect_correlation", lambda p: pair(site_inert, p, P + p))
-    per_mediator("site", "nonlinear_dependence",
-                 lambda p: None if site["effect_sd"][p] != 0.0 else ["site.effect_sd"],
-                 lambda c, p: why(c, p).replace("; set", " (it scales sd(delta)); set", 1))
+
+def _site_no_effect(x: _Inertia) -> None:
+    """Site level: compliance-effect correlation and nonlinear dependence (ix), named pairs, baselines."""
+    P, binary, pair, inert, site = x.P, x.binary, x.pair, x.site_inert, x.site
+    x.per_mediator("site", "compliance_effect_correlation", lambda p: pair(inert, p, P + p))
+    x.per_mediator("site", "nonlinear_dependence",
+                   lambda p: None if site["effect_sd"][p] != 0.0 else ["site.effect_sd"],
+                   lambda c, p: x.why(c, p).replace("; set", " (it scales sd(delta)); set", 1))
     sidx = {n: k for k, n in enumerate(_component_names("site", P))}
     for key, v in site["correlations"].items():
-        a, c = (sidx[x] for x in key.split(":"))
+        a, c = (sidx[n] for n in key.split(":"))
         if v != 0.0 and 2 * P not in (a, c):
-            causes = pair(site_inert, a, c)
+            causes = pair(inert, a, c)
             if causes:
-                raise _err(source, f"site.correlations.{key}", why(causes))
-    per_mediator("site", "mediator_baseline_sd", lambda p: ["mediators.kind"] if binary[p] else None,
-                 lambda c, p: f"has no effect on a binary mediator{f' (mediator {p + 1})' if P > 1 else ''}, "
-                              "whose baseline follows [binary]; set it to 0")
+                raise _err(x.source, f"site.correlations.{key}", x.why(causes))
+    x.per_mediator("site", "mediator_baseline_sd", lambda p: ["mediators.kind"] if binary[p] else None,
+                   lambda c, p: f"has no effect on a binary mediator{f' (mediator {p + 1})' if P > 1 else ''}, "
+                                "whose baseline follows [binary]; set it to 0")
 
-    # selection (vi): an index that varies with nothing selects no one in particular
-    if strength != 0.0:
+
+def _selection_no_effect(x: _Inertia, Rp: np.ndarray) -> None:
+    """Selection (vi): an index that varies with nothing selects no one in particular."""
+    P, sel, person = x.P, x.sel, x.person
+    if x.strength != 0.0:
         on_outcome = sel["on"] == "outcome"
         j = 3 * P if on_outcome else sel["mediator"] - 1
-        if on_outcome or not binary[j]:
+        if on_outcome or not x.binary[j]:
             sd_name, sd = (("person.outcome_sd", person["outcome_sd"]) if on_outcome
                            else ("person.compliance_sd", person["compliance_sd"][j]))
             if sd == 0.0 and not any(Rp[j, k] != 0.0 for k in range(3 * P + 1) if k != j):
                 where = "" if on_outcome or P == 1 else f" for mediator {j + 1}"
-                raise _err(source, "selection.strength", f"has no effect while {sd_name} is 0{where} and the "
-                                                         "selection index correlates with nothing; set it above 0")
+                raise _err(x.source, "selection.strength", f"has no effect while {sd_name} is 0{where} and the "
+                                                           "selection index correlates with nothing; set it above 0")
 
 
 def _count(raw: dict) -> int:
