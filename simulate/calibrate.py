@@ -70,20 +70,21 @@ A 0/1 mediator is calibrated as a continuous one (its linear moments are matched
 
 from __future__ import annotations
 
-import argparse
 import math
-import shlex
-import sys
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import tomlkit
+from tomlkit.items import Float, Trivia
 
-from .analyze import AnalysisError, _label, _numeric, _ordered_codes, add_data_arguments, read_csv
+from .analyze import AnalysisError, _label, _numeric, _ordered_codes
 from .estimators import cell_statistics
 
-__all__ = ["Calibration", "CalibrationError", "calibrate", "calibrate_statistics", "to_toml",
+__all__ = ["Calibration", "CalibrationError", "calibrate", "calibrate_statistics", "to_toml", "to_document",
            "add_subcommand", "run"]
 
 
@@ -200,6 +201,11 @@ def calibrate_statistics(count: np.ndarray, mean: np.ndarray, cross: np.ndarray,
                          arm_labels: Sequence[str] | None = None, direct_effect: bool = False) -> Calibration:
     """Calibrate from cell-level sufficient statistics (see the module docstring for the formulas).
 
+    The steps of the module docstring, one function each: :func:`_contrasts` (site ITTs and
+    their sampling covariances), :func:`_dose_profile` (1), :func:`_compliance` (2, and the
+    per-contrast moments), :func:`_effects` (3), :func:`_heterogeneity` (4), :func:`_persons`
+    (5), :func:`_baselines` (6) and :func:`_design`.
+
     Parameters
     ----------
     count : int array (K, A)
@@ -209,6 +215,9 @@ def calibrate_statistics(count: np.ndarray, mean: np.ndarray, cross: np.ndarray,
     cross : float array (K, A, Q, Q)
         Centred within-cell cross-products W_st = sum_i (v_i - vbar_st)(v_i - vbar_st)'.
     mediators, outcome : names
+        The mediators' and the outcome's names.
+    site_labels, arm_labels : labels, optional
+        The sites' and arms' labels (default 0, 1, ...).
     direct_effect : bool
         Use the intercept version of the between-site regression for the effects and
         the mean direct effect (assumption ii may fail); default: exclusion holds.
@@ -216,27 +225,80 @@ def calibrate_statistics(count: np.ndarray, mean: np.ndarray, cross: np.ndarray,
     Returns
     -------
     Calibration
+        The calibrated moments, with notes on every value clipped or set to 0.
     """
     count = np.asarray(count, np.int64)
     K, A, Q = mean.shape
-    P = Q - 1
-    L = A - 1
     notes: list[str] = []
+    c = _contrasts(count, mean, cross)
+    curvature, g, w = _dose_profile(c, mediators, notes)
+    gamma, comp_mean, comp_sd, comp_R = _compliance(c, w, mediators, notes)
+    c_mean, c_sd, c_R = _contrast_moments(c, mediators, outcome, arm_labels, notes)
+    fit = _effects(c, direct_effect, notes)
+    eff_se, tau2, effect_sd = _heterogeneity(c, fit, direct_effect, outcome, notes)
+    med_sd, med_R, out_sd, conf, pcs = _persons(c, cross, fit.eff, effect_sd, g, notes)
+    mu_m, mu_y, med_base, out_base = _baselines(mean, c.SE, fit.eff, effect_sd)
+    sizes, shares, site_share = _design(count)
+    return Calibration(
+        mediators=tuple(mediators), outcome=outcome,
+        site_labels=tuple(site_labels) if site_labels is not None else tuple(str(s) for s in range(K)),
+        arm_labels=tuple(arm_labels) if arm_labels is not None else tuple(str(a) for a in range(A)),
+        n_per_site=tuple(int(x) for x in sizes), arm_shares=shares, site_share=site_share,
+        curvature=tuple(float(x) for x in curvature),
+        compliance_mean=tuple(float(x) for x in comp_mean),
+        compliance_mean_se=tuple(float(x) for x in gamma.std(axis=0, ddof=1) / math.sqrt(K)),
+        compliance_sd=tuple(float(x) for x in comp_sd),
+        compliance_correlation=tuple(tuple(float(x) for x in r) for r in comp_R),
+        effect_mean=tuple(float(x) for x in fit.eff), effect_mean_se=tuple(float(x) for x in eff_se),
+        effect_sd=float(effect_sd), direct_effect=direct_effect,
+        direct_effect_mean=float(fit.kappa),
+        effect_mean_origin=tuple(float(x) for x in fit.eff_origin),
+        effect_mean_intercept=tuple(float(x) for x in fit.eff_int),
+        residual_variance=tau2,
+        mediator_mean=tuple(float(x) for x in mu_m), mediator_sd=tuple(float(x) for x in med_sd),
+        mediator_correlation=tuple(tuple(float(x) for x in r) for r in med_R),
+        mediator_baseline_sd=tuple(float(x) for x in med_base),
+        outcome_mean=mu_y, outcome_sd=out_sd, outcome_baseline_sd=out_base,
+        confounding=tuple(float(x) for x in conf), person_compliance_sd=tuple(float(x) for x in pcs),
+        contrast_mean=tuple(c_mean), contrast_sd=tuple(c_sd), contrast_correlation=tuple(c_R),
+        notes=tuple(notes),
+    )
+
+
+class _Contrasts(NamedTuple):
+    """The site ITT contrasts of arms t >= 1 against control, and their sampling covariances."""
+
+    K: int
+    L: int
+    P: int
+    n: np.ndarray  # (K, A) cell sizes as floats
+    SE: np.ndarray  # (K, A, Q, Q) sampling covariance of the cell means
+    itt: np.ndarray  # (K, L, Q) over (Y, M)
+    V: np.ndarray  # (K, L, Q, Q) sampling covariance of the ITTs
+    pi: np.ndarray  # (K, L, P) ITT on the mediators
+    rho: np.ndarray  # (K, L) ITT on the outcome
+    t: np.ndarray  # (L,) the doses 1..L
+
+
+def _contrasts(count: np.ndarray, mean: np.ndarray, cross: np.ndarray) -> _Contrasts:
+    K, A, Q = mean.shape
     n = count.astype(float)
     S = cross / (n - 1.0)[:, :, None, None]  # within-cell covariances
     SE = S / n[:, :, None, None]  # sampling covariance of the cell means
     # ITT contrasts, (K, L, Q) over (Y, M); reorder to (M, Y) for reporting
     itt = mean[:, 1:, :] - mean[:, :1, :]
     V = SE[:, 1:] + SE[:, :1]  # (K, L, Q, Q)
-    pi = itt[:, :, 1:]  # (K, L, P)
-    rho = itt[:, :, 0]  # (K, L)
-    t = np.arange(1, A, dtype=float)
+    return _Contrasts(K=K, L=A - 1, P=Q - 1, n=n, SE=SE, itt=itt, V=V, pi=itt[:, :, 1:], rho=itt[:, :, 0],
+                      t=np.arange(1, A, dtype=float))
 
-    # 1. dose profile
+
+def _dose_profile(c: _Contrasts, mediators, notes: list):
+    """Step 1: the curvature c_p of g_p(t) = t + c_p t (t - 1), the profile g (P, L) and projection weights w."""
+    P, L, t = c.P, c.L, c.t
     curvature = np.zeros(P)
     if L >= 2:
         X = np.column_stack([t, t * (t - 1.0)])
-        pibar = pi.mean(axis=0)  # (L, P)
+        pibar = c.pi.mean(axis=0)  # (L, P)
         for p in range(P):
             (a, b), *_ = np.linalg.lstsq(X, pibar[:, p], rcond=None)
             if abs(a) > 1e-8 * max(1.0, np.abs(pibar[:, p]).max()):
@@ -249,33 +311,59 @@ def calibrate_statistics(count: np.ndarray, mean: np.ndarray, cross: np.ndarray,
         if np.all(np.abs(g[p]) < 1e-12):
             g[p] = t
     w = g / (g ** 2).sum(axis=1, keepdims=True)  # (P, L)
+    return curvature, g, w
 
-    # 2. compliance per unit dose, and its sampling covariance
-    gamma = np.einsum("pl,klp->kp", w, pi)
-    Smm_t = SE[:, 1:, 1:, 1:]  # (K, L, P, P): S_st/n_st on M
-    Smm_0 = SE[:, 0, 1:, 1:]  # (K, P, P)
+
+def _compliance(c: _Contrasts, w: np.ndarray, mediators, notes: list):
+    """Step 2: compliance per unit dose gamma (K, P), and its moments net of sampling error."""
+    gamma = np.einsum("pl,klp->kp", w, c.pi)
+    Smm_t = c.SE[:, 1:, 1:, 1:]  # (K, L, P, P): S_st/n_st on M
+    Smm_0 = c.SE[:, 0, 1:, 1:]  # (K, P, P)
     C = np.einsum("pl,ql,klpq->kpq", w, w, Smm_t) + np.einsum("p,q,kpq->kpq", w.sum(1), w.sum(1), Smm_0)
     comp_mean, comp_sd, comp_R = _net_moments(gamma, C, [f"compliance of {m}" for m in mediators],
                                               "compliance", notes)
+    return gamma, comp_mean, comp_sd, comp_R
 
-    # per contrast: (pi_1..P, rho) moments, net of sampling
+
+def _contrast_moments(c: _Contrasts, mediators, outcome: str, arm_labels, notes: list):
+    """Per contrast: the moments of (pi_1..P, rho), net of sampling (the header's comment lines)."""
+    Q = c.P + 1
     order = list(range(1, Q)) + [0]
     c_mean, c_sd, c_R = [], [], []
-    for j in range(L):
-        xj = itt[:, j, order]
-        Vj = V[:, j][:, order][:, :, order]
+    for j in range(c.L):
+        xj = c.itt[:, j, order]
+        Vj = c.V[:, j][:, order][:, :, order]
         names = [f"ITT on {m}" for m in mediators] + [f"ITT on {outcome}"]
         m_, s_, R_ = _net_moments(xj, Vj, names, f"contrast {arm_labels[j + 1] if arm_labels else j + 1}", notes)
         c_mean.append(tuple(m_))
         c_sd.append(tuple(s_))
         c_R.append(tuple(tuple(r) for r in R_))
+    return c_mean, c_sd, c_R
 
-    # 3. effects: errors-in-variables corrected between-site regressions
-    X = pi.reshape(K * L, P)
-    y = rho.reshape(K * L)
-    Vmm = V[:, :, 1:, 1:].reshape(K * L, P, P)
-    Vmy = V[:, :, 1:, 0].reshape(K * L, P)
-    tt = np.tile(t, K)
+
+class _Fit(NamedTuple):
+    """The errors-in-variables corrected between-site regressions of step 3."""
+
+    X: np.ndarray  # (N, P) stacked ITTs on the mediators
+    y: np.ndarray  # (N,) stacked ITTs on the outcome
+    Vmm: np.ndarray  # (N, P, P)
+    tt: np.ndarray  # (N,) the dose of each (site, contrast)
+    A: np.ndarray  # the corrected moment matrix of the regression used
+    eff: np.ndarray  # the effects used (origin, or intercept with --direct-effect)
+    k_used: float  # the direct effect used (0 through the origin)
+    eff_origin: np.ndarray
+    eff_int: np.ndarray
+    kappa: float  # the intercept version's mean direct effect (nan if not identified)
+
+
+def _effects(c: _Contrasts, direct_effect: bool, notes: list) -> _Fit:
+    """Step 3: the between-site regressions of rho on pi, through the origin and with an intercept."""
+    K, L, P = c.K, c.L, c.P
+    X = c.pi.reshape(K * L, P)
+    y = c.rho.reshape(K * L)
+    Vmm = c.V[:, :, 1:, 1:].reshape(K * L, P, P)
+    Vmy = c.V[:, :, 1:, 0].reshape(K * L, P)
+    tt = np.tile(c.t, K)
     A0 = X.T @ X - Vmm.sum(axis=0)
     b0 = X.T @ y - Vmy.sum(axis=0)
     N = K * L
@@ -292,6 +380,7 @@ def calibrate_statistics(count: np.ndarray, mean: np.ndarray, cross: np.ndarray,
                      "(weak compliance variation); the uncorrected between-site regression is used")
     kappa = math.nan
     eff_int = np.full(P, np.nan)
+    A1 = None
     if N > P + 1:
         Z = np.column_stack([tt, X])
         A1 = Z.T @ Z
@@ -308,36 +397,45 @@ def calibrate_statistics(count: np.ndarray, mean: np.ndarray, cross: np.ndarray,
         if not np.isfinite(kappa):
             raise CalibrationError(f"--direct-effect: the intercept version of the between-site regression is not "
                                    f"identified with {N} site effects for {P} mediators")
-        eff, k_used = eff_int, kappa
+        eff, k_used, A = eff_int, kappa, A1
     else:
-        eff, k_used = eff_origin, 0.0
+        eff, k_used, A = eff_origin, 0.0, A0
+    return _Fit(X=X, y=y, Vmm=Vmm, tt=tt, A=A, eff=eff, k_used=k_used, eff_origin=eff_origin, eff_int=eff_int,
+                kappa=kappa)
 
-    # 4. effect heterogeneity
-    resid = y - X @ eff - k_used * tt
+
+def _heterogeneity(c: _Contrasts, fit: _Fit, direct_effect: bool, outcome: str, notes: list):
+    """Step 4: the effects' site-clustered sandwich SEs, tau^2 net of sampling, and sd(delta)."""
+    K, L, P = c.K, c.L, c.P
+    X, tt, eff = fit.X, fit.tt, fit.eff
+    resid = fit.y - X @ eff - fit.k_used * tt
     # site-clustered sandwich: A^{-1} (sum_s g_s g_s') A^{-1}, g_s = sum_t z_st r_st
     Zc = np.column_stack([tt, X]) if direct_effect else X
-    Am = A1 if direct_effect else A0
     score = (Zc * resid[:, None]).reshape(K, L, -1).sum(axis=1)
     try:
-        Ainv = np.linalg.inv(Am)
+        Ainv = np.linalg.inv(fit.A)
         eff_se = np.sqrt(np.clip(np.diag(Ainv @ (score.T @ score) @ Ainv), 0.0, None))[-P:]
     except np.linalg.LinAlgError:
         eff_se = np.full(P, np.nan)
     a = np.concatenate([[1.0], -eff])  # on (Y, M)
-    Vflat = V.reshape(K * L, Q, Q)
+    Vflat = c.V.reshape(K * L, P + 1, P + 1)
     samp = np.einsum("i,kij,j->k", a, Vflat, a)
     n_coef = P + (1 if direct_effect else 0)
-    tau2 = float((resid ** 2).sum() / max(N - n_coef, 1) - samp.mean())
-    pi2 = float((X ** 2).sum(axis=1).mean() - np.trace(Vmm, axis1=1, axis2=2).mean())
+    tau2 = float((resid ** 2).sum() / max(K * L - n_coef, 1) - samp.mean())
+    pi2 = float((X ** 2).sum(axis=1).mean() - np.trace(fit.Vmm, axis1=1, axis2=2).mean())
     if tau2 <= 0 or pi2 <= 0:
         effect_sd = 0.0
         notes.append(f"effect SD: the residual between-site variance of the ITT on {outcome} net of sampling "
                      f"({tau2:.4g}) is not positive; effect_sd set to 0")
     else:
         effect_sd = math.sqrt(tau2 / pi2)
+    return eff_se, tau2, effect_sd
 
-    # 5. persons (pooled within-cell covariances)
-    dof = (n - 1.0).sum(axis=0)  # (A,)
+
+def _persons(c: _Contrasts, cross: np.ndarray, eff: np.ndarray, effect_sd: float, g: np.ndarray, notes: list):
+    """Step 5: the person-level moments from the pooled within-cell covariances."""
+    P, L = c.P, c.L
+    dof = (c.n - 1.0).sum(axis=0)  # (A,)
     Sp = cross.sum(axis=0) / dof[:, None, None]  # (A, Q, Q)
     S0 = Sp[0]
     Smm, Smy, Syy = S0[1:, 1:], S0[1:, 0], S0[0, 0]
@@ -361,14 +459,18 @@ def calibrate_statistics(count: np.ndarray, mean: np.ndarray, cross: np.ndarray,
         notes.append("persons: the correlation matrix of (M(0), Y(0)) was not positive semi-definite; clipped by "
                      "eigenvalue clipping")
     med_R, conf = R_person[:P, :P], R_person[:P, P]
-    Ntot = count.sum(axis=0).astype(float)  # (A,)
+    Ntot = c.n.sum(axis=0)  # (A,)
     pcs = np.zeros(P)
     for p in range(P):
         num = sum(Ntot[j + 1] * (Sp[j + 1, p + 1, p + 1] - S0[p + 1, p + 1]) / g[p, j] ** 2 for j in range(L))
         v_ = num / Ntot[1:].sum()
         pcs[p] = math.sqrt(v_) if v_ > 0 else 0.0
+    return med_sd, med_R, out_sd, conf, pcs
 
-    # 6. baselines
+
+def _baselines(mean: np.ndarray, SE: np.ndarray, eff: np.ndarray, effect_sd: float):
+    """Step 6: baseline means and between-site SDs of M(0) and Y(0), net of sampling."""
+    K, _, Q = mean.shape
     ctrl = mean[:, 0, :]  # (K, Q)
     if K > 1:
         B = np.cov(ctrl, rowvar=False, ddof=1).reshape(Q, Q) - SE[:, 0].mean(axis=0)
@@ -377,39 +479,22 @@ def calibrate_statistics(count: np.ndarray, mean: np.ndarray, cross: np.ndarray,
     mu_m = ctrl[:, 1:].mean(axis=0)
     mu_y = float(ctrl[:, 0].mean() - eff @ mu_m)
     med_base = np.sqrt(np.clip(np.diag(B)[1:], 0.0, None))
-    ob2 = float(B[0, 0] - eff @ B[1:, 1:] @ eff - effect_sd ** 2 * (mu_m ** 2 + np.clip(np.diag(B)[1:], 0, None)).sum())
+    spread = (mu_m ** 2 + np.clip(np.diag(B)[1:], 0, None)).sum()
+    ob2 = float(B[0, 0] - eff @ B[1:, 1:] @ eff - effect_sd ** 2 * spread)
     out_base = math.sqrt(ob2) if ob2 > 0 else 0.0
+    return mu_m, mu_y, med_base, out_base
 
-    # design
+
+def _design(count: np.ndarray):
+    """The study's site sizes, pooled arm shares, and per-site share treated (binary treatment)."""
+    A = count.shape[1]
     sizes = count.sum(axis=1)
+    Ntot = count.sum(axis=0).astype(float)
     shares = tuple(float(x) for x in Ntot / Ntot.sum())
     site_share = tuple(float(x) for x in count[:, 1] / sizes) if A == 2 else ()
     if site_share and max(site_share) - min(site_share) < 1e-12:
         site_share = (site_share[0],)
-
-    return Calibration(
-        mediators=tuple(mediators), outcome=outcome,
-        site_labels=tuple(site_labels) if site_labels is not None else tuple(str(s) for s in range(K)),
-        arm_labels=tuple(arm_labels) if arm_labels is not None else tuple(str(a) for a in range(A)),
-        n_per_site=tuple(int(x) for x in sizes), arm_shares=shares, site_share=site_share,
-        curvature=tuple(float(x) for x in curvature),
-        compliance_mean=tuple(float(x) for x in comp_mean),
-        compliance_mean_se=tuple(float(x) for x in gamma.std(axis=0, ddof=1) / math.sqrt(K)),
-        compliance_sd=tuple(float(x) for x in comp_sd),
-        compliance_correlation=tuple(tuple(float(x) for x in r) for r in comp_R),
-        effect_mean=tuple(float(x) for x in eff), effect_mean_se=tuple(float(x) for x in eff_se), effect_sd=float(effect_sd), direct_effect=direct_effect,
-        direct_effect_mean=float(kappa),
-        effect_mean_origin=tuple(float(x) for x in eff_origin),
-        effect_mean_intercept=tuple(float(x) for x in eff_int),
-        residual_variance=tau2,
-        mediator_mean=tuple(float(x) for x in mu_m), mediator_sd=tuple(float(x) for x in med_sd),
-        mediator_correlation=tuple(tuple(float(x) for x in r) for r in med_R),
-        mediator_baseline_sd=tuple(float(x) for x in med_base),
-        outcome_mean=mu_y, outcome_sd=out_sd, outcome_baseline_sd=out_base,
-        confounding=tuple(float(x) for x in conf), person_compliance_sd=tuple(float(x) for x in pcs),
-        contrast_mean=tuple(c_mean), contrast_sd=tuple(c_sd), contrast_correlation=tuple(c_R),
-        notes=tuple(notes),
-    )
+    return sizes, shares, site_share
 
 
 # ---------------------------------------------------------------------------
@@ -488,7 +573,7 @@ def calibrate(frame: pd.DataFrame, site: str, treatment: str, mediators: Sequenc
 
 
 def _num(x: float) -> str:
-    """A TOML float with 6 significant digits (never nan/inf)."""
+    """A number with 6 significant digits as the header's comments show it (never nan/inf)."""
     x = float(x)
     if not math.isfinite(x):
         raise CalibrationError(f"a calibrated value is not finite ({x})")
@@ -507,9 +592,29 @@ def _list(xs) -> str:
     return "[" + ", ".join(_num(x) for x in xs) + "]"
 
 
-def _ident(name: str, p: int, used: set) -> str:
-    import re
+def _float(x: float) -> Float:
+    """A calibrated value as a TOML float of 6 significant digits, written as :func:`_num` writes it."""
+    text = _num(x)
+    return Float(float(text), Trivia(), text)
 
+
+def _item(value, comment: str | None = None):
+    """A tomlkit item (floats by :func:`_float`), with an end-of-line comment."""
+    if isinstance(value, float):
+        it = _float(value)
+    elif isinstance(value, (list, tuple)):
+        it = tomlkit.array()
+        for v in value:
+            it.append(_float(v) if isinstance(v, float) else v)
+    else:
+        it = tomlkit.item(value)
+    if comment:
+        it.comment(comment)
+        it.trivia.comment_ws = "  "
+    return it
+
+
+def _ident(name: str, p: int, used: set) -> str:
     s = re.sub(r"[^A-Za-z0-9_]", "_", name)
     if not s or not s[0].isalpha():
         s = f"M{p + 1}_{s}".rstrip("_")
@@ -521,13 +626,141 @@ def _ident(name: str, p: int, used: set) -> str:
     return s
 
 
-def to_toml(cal: Calibration, *, name: str = "calibrated", command: str | None = None,
-            n_sites: int | None = None, n_per_site: int | None = None, truth_sites: int | None = 1_000_000) -> str:
-    """The calibrated scenario as TOML text.
+def _header(cal: Calibration, K: int, command: str | None) -> list[str]:
+    """The header's comment lines: the study, the method, the calibrated moments, the notes."""
+    P, L = len(cal.mediators), cal.arms - 1
+    lines = [f"Calibrated from a real multisite trial: {K} sites, {cal.arms} arms "
+             f"({', '.join(cal.arm_labels)}; the first is control), mediators "
+             f"{', '.join(cal.mediators)}, outcome {cal.outcome}."]
+    if command:
+        lines.append(f"produced by: {command}")
+    lines += ["Method (simulate/calibrate.py, notes/calibration.md): site ITT effects on each mediator and on the "
+              "outcome,",
+              "between-site moments net of sampling error (method of moments); effects from the errors-in-variables",
+              "corrected between-site regression of the ITT on the outcome on the ITT on the mediators.",
+              "What to look at: `simulate truth` (ATE = effect_mean) and `simulate run` (2SLS, LIML, UJIVE, ...).",
+              "",
+              "Calibrated site-level moments, per arm contrast (ITT on each mediator, then on the outcome):"]
+    comp_names = [*cal.mediators, cal.outcome]
+    for j in range(L):
+        lines.append(f"  {cal.arm_labels[j + 1]} vs {cal.arm_labels[0]}: mean "
+                     + ", ".join(f"{c} {_num(v)}" for c, v in zip(comp_names, cal.contrast_mean[j]))
+                     + "; SD net of sampling "
+                     + ", ".join(f"{c} {_num(v)}" for c, v in zip(comp_names, cal.contrast_sd[j])))
+        R = np.array(cal.contrast_correlation[j])
+        pairs = [f"{comp_names[a]}:{comp_names[b]} {_num(R[a, b])}" for a in range(P + 1) for b in range(a + 1, P + 1)]
+        lines.append(f"    correlations net of sampling: {', '.join(pairs)}")
+    origin = f"Between-site regression through the origin: effects {_list(cal.effect_mean_origin)}"
+    if np.isfinite(cal.direct_effect_mean):
+        used = " (used here: --direct-effect)." if cal.direct_effect else \
+            " (not used: exclusion assumed; --direct-effect uses it)."
+        lines.append(f"{origin}; with an intercept: effects {_list(cal.effect_mean_intercept)}, mean direct effect "
+                     f"{_num(cal.direct_effect_mean)}{used}")
+    else:
+        lines.append(f"{origin}; the intercept version is not identified with these sites.")
+    lines += [f"Standard errors: compliance_mean {_list(cal.compliance_mean_se)} (between sites), effect_mean "
+              f"{_list(cal.effect_mean_se)} (site-clustered sandwich).",
+              f"Residual between-site variance of the ITT on {cal.outcome}, net of sampling: "
+              f"{_num(cal.residual_variance)} -> effect_sd {_num(cal.effect_sd)} (common to all mediators).",
+              "Not identified from cell moments, left at 0: person-level effect SDs, the within-site correlation "
+              "(vii.a),",
+              "the between-site compliance-effect correlation (ix)."]
+    lines += [f"note: {note}" for note in cal.notes]
+    return lines
+
+
+def _design_items(cal: Calibration, name: str, K: int, n_sites: int | None, n_per_site: int | None) -> list:
+    """The top-level keys and ``[treatment]``: the study's (or the given) sites, sizes and shares."""
+    items: list = [("name", _item(name)),
+                   ("description", _item(f"Calibrated from {cal.n_sites} sites: " + ", ".join(cal.mediators)
+                                         + " -> " + cal.outcome)),
+                   None,
+                   ("n_sites", _item(K))]
+    if n_per_site is not None:
+        items.append(("n_per_site", _item(int(n_per_site))))
+    elif n_sites is not None and n_sites != cal.n_sites:
+        sizes = tomlkit.inline_table()
+        sizes.update({"min": min(cal.n_per_site), "max": max(cal.n_per_site)})
+        sizes.comment("the study's range of site sizes")
+        sizes.trivia.comment_ws = "  "
+        items.append(("n_per_site", sizes))
+    elif len(set(cal.n_per_site)) == 1:
+        items.append(("n_per_site", _item(cal.n_per_site[0])))
+    else:
+        items.append(("n_per_site", _item(list(cal.n_per_site), "the study's site sizes")))
+    treatment = tomlkit.table()
+    if cal.arms == 2:
+        if len(cal.site_share) == 1:
+            treatment.add("share", _item(cal.site_share[0]))
+        elif n_sites is None or n_sites == cal.n_sites:
+            treatment.add("share", _item(list(cal.site_share), "the study's share treated per site"))
+        else:
+            treatment.add("share", _item(cal.arm_shares[1]))
+    else:
+        treatment.add("arms", _item(cal.arms))
+        treatment.add("arm_shares", _item(_round_shares(cal.arm_shares), f"pooled: {', '.join(cal.arm_labels)}"))
+    items += [None, ("treatment", treatment)]
+    return items
+
+
+def _pairs_table(kind: str, R, sd, P: int):
+    """``[site.correlations]`` / ``[person.correlations]``: the nonzero pairs of components that vary."""
+    pairs = [(a, b) for a in range(P) for b in range(a + 1, P) if R[a, b] != 0.0 and sd[a] > 0 and sd[b] > 0]
+    if not pairs:
+        return None
+    table = tomlkit.table()
+    for a, b in pairs:
+        table.add(f"{kind}_{a + 1}:{kind}_{b + 1}", _item(float(R[a, b])))
+    return table
+
+
+def _model_items(cal: Calibration, names: list[str]) -> list:
+    """``[mediators]``, ``[site]`` and ``[person]``: the calibrated moments."""
+    P = len(cal.mediators)
+    mediators = tomlkit.table()
+    mediators.add("names", _item(names))
+    if cal.arms > 2 and any(c != 0 for c in cal.curvature):
+        mediators.add("curvature", _item(list(cal.curvature), "the dose profile g(t) = t + c t (t - 1) of the mean "
+                                                              "ITTs"))
+    site = tomlkit.table()
+    site.add("compliance_mean", _item(list(cal.compliance_mean), "ITT on M per unit dose"))
+    site.add("compliance_sd", _item(list(cal.compliance_sd), "net of sampling error"))
+    site.add("effect_mean", _item(list(cal.effect_mean)))
+    site.add("effect_sd", _item(cal.effect_sd))
+    if cal.direct_effect:
+        site.add("direct_effect_mean", _item(cal.direct_effect_mean))
+    site.add("mediator_baseline_sd", _item(list(cal.mediator_baseline_sd)))
+    site.add("outcome_baseline_sd", _item(cal.outcome_baseline_sd))
+    # a correlation with a component clipped to SD 0 has no effect: left out
+    pairs = _pairs_table("compliance", np.array(cal.compliance_correlation), cal.compliance_sd, P)
+    if pairs is not None:
+        site.add(tomlkit.nl())
+        site.add("correlations", pairs)
+    person = tomlkit.table()
+    person.add("mediator_mean", _item(list(cal.mediator_mean)))
+    person.add("mediator_sd", _item(list(cal.mediator_sd)))
+    person.add("outcome_mean", _item(cal.outcome_mean))
+    person.add("outcome_sd", _item(cal.outcome_sd, "SD of Y(0)"))
+    person.add("compliance_sd", _item(list(cal.person_compliance_sd)))
+    sd_m = cal.mediator_sd
+    confounding = [r if sd_m[p] > 0 and cal.outcome_sd > 0 else 0.0 for p, r in enumerate(cal.confounding)]
+    person.add("confounding", _item(confounding, "corr(M(0), Y(0)) within site"))
+    pairs = _pairs_table("mediator", np.array(cal.mediator_correlation), sd_m, P)
+    if pairs is not None:
+        person.add(tomlkit.nl())
+        person.add("correlations", pairs)
+    return [("mediators", mediators), ("site", site), ("person", person)]
+
+
+def to_document(cal: Calibration, *, name: str = "calibrated", command: str | None = None,
+                n_sites: int | None = None, n_per_site: int | None = None,
+                truth_sites: int | None = 1_000_000) -> tomlkit.TOMLDocument:
+    """The calibrated scenario as a :mod:`tomlkit` document (header comments, tables, end-of-line comments).
 
     Parameters
     ----------
     cal : Calibration
+        The calibrated moments.
     name : str
         The scenario's name.
     command : str, optional
@@ -538,130 +771,68 @@ def to_toml(cal: Calibration, *, name: str = "calibrated", command: str | None =
     truth_sites : int or None
         Write the truth of the scenario (ATE and 2SLS limit, as ``simulate truth``
         prints them) in the header, computed over this many sites; None skips it.
+
+    Returns
+    -------
+    tomlkit.TOMLDocument
+        ``tomlkit.dumps`` of it is the scenario file (see :func:`to_toml`).
     """
-    P = len(cal.mediators)
     used: set[str] = set()
     names = [_ident(m, p, used) for p, m in enumerate(cal.mediators)]
     K = cal.n_sites if n_sites is None else int(n_sites)
-    L = cal.arms - 1
-    lines = []
-    lines.append(f"# Calibrated from a real multisite trial: {K} sites, {cal.arms} arms "
-                 f"({', '.join(cal.arm_labels)}; the first is control), mediators "
-                 f"{', '.join(cal.mediators)}, outcome {cal.outcome}.")
-    if command:
-        lines.append(f"# produced by: {command}")
-    lines.append("# Method (simulate/calibrate.py, notes/calibration.md): site ITT effects on each mediator and on the "
-                 "outcome,")
-    lines.append("# between-site moments net of sampling error (method of moments); effects from the errors-in-variables")
-    lines.append("# corrected between-site regression of the ITT on the outcome on the ITT on the mediators.")
-    lines.append("# What to look at: `simulate truth` (ATE = effect_mean) and `simulate run` (2SLS, LIML, UJIVE, ...).")
-    lines.append("#")
-    lines.append("# Calibrated site-level moments, per arm contrast (ITT on each mediator, then on the outcome):")
-    comp_names = [*cal.mediators, cal.outcome]
-    for j in range(L):
-        lines.append(f"#   {cal.arm_labels[j + 1]} vs {cal.arm_labels[0]}: mean "
-                     + ", ".join(f"{c} {_num(v)}" for c, v in zip(comp_names, cal.contrast_mean[j]))
-                     + "; SD net of sampling "
-                     + ", ".join(f"{c} {_num(v)}" for c, v in zip(comp_names, cal.contrast_sd[j])))
-        R = np.array(cal.contrast_correlation[j])
-        pairs = [f"{comp_names[a]}:{comp_names[b]} {_num(R[a, b])}" for a in range(P + 1) for b in range(a + 1, P + 1)]
-        lines.append(f"#     correlations net of sampling: {', '.join(pairs)}")
-    if np.isfinite(cal.direct_effect_mean):
-        lines.append(f"# Between-site regression through the origin: effects {_list(cal.effect_mean_origin)}; with an "
-                     f"intercept: effects {_list(cal.effect_mean_intercept)}, mean direct effect "
-                     f"{_num(cal.direct_effect_mean)}"
-                     + (" (used here: --direct-effect)." if cal.direct_effect else
-                        " (not used: exclusion assumed; --direct-effect uses it)."))
-    else:
-        lines.append(f"# Between-site regression through the origin: effects {_list(cal.effect_mean_origin)}; the "
-                     "intercept version is not identified with these sites.")
-    lines.append(f"# Standard errors: compliance_mean {_list(cal.compliance_mean_se)} (between sites), effect_mean "
-                 f"{_list(cal.effect_mean_se)} (site-clustered sandwich).")
-    lines.append(f"# Residual between-site variance of the ITT on {cal.outcome}, net of sampling: "
-                 f"{_num(cal.residual_variance)} -> effect_sd {_num(cal.effect_sd)} (common to all mediators).")
-    lines.append("# Not identified from cell moments, left at 0: person-level effect SDs, the within-site correlation "
-                 "(vii.a),")
-    lines.append("# the between-site compliance-effect correlation (ix).")
-    for note in cal.notes:
-        lines.append(f"# note: {note}")
-    body = []
-    body.append(f"name = {_quote(name)}")
-    body.append(f"description = {_quote(f'Calibrated from {cal.n_sites} sites: ' + ', '.join(cal.mediators) + ' -> ' + cal.outcome)}")
-    body.append("")
-    body.append(f"n_sites = {K}")
-    if n_per_site is not None:
-        body.append(f"n_per_site = {int(n_per_site)}")
-    elif n_sites is not None and n_sites != cal.n_sites:
-        body.append(f"n_per_site = {{min = {min(cal.n_per_site)}, max = {max(cal.n_per_site)}}}  "
-                    "# the study's range of site sizes")
-    elif len(set(cal.n_per_site)) == 1:
-        body.append(f"n_per_site = {cal.n_per_site[0]}")
-    else:
-        body.append(f"n_per_site = [{', '.join(str(x) for x in cal.n_per_site)}]  # the study's site sizes")
-    body.append("")
-    body.append("[treatment]")
-    if cal.arms == 2:
-        if len(cal.site_share) == 1:
-            body.append(f"share = {_num(cal.site_share[0])}")
-        elif n_sites is None or n_sites == cal.n_sites:
-            body.append(f"share = {_list(cal.site_share)}  # the study's share treated per site")
-        else:
-            body.append(f"share = {_num(cal.arm_shares[1])}")
-    else:
-        shares = _round_shares(cal.arm_shares)
-        body.append(f"arms = {cal.arms}")
-        body.append(f"arm_shares = {_list(shares)}  # pooled: {', '.join(cal.arm_labels)}")
-    body.append("")
-    body.append("[mediators]")
-    body.append(f"names = [{', '.join(_quote(n) for n in names)}]")
-    if cal.arms > 2 and any(c != 0 for c in cal.curvature):
-        body.append(f"curvature = {_list(cal.curvature)}  # the dose profile g(t) = t + c t (t - 1) of the mean ITTs")
-    body.append("")
-    body.append("[site]")
-    body.append(f"compliance_mean = {_list(cal.compliance_mean)}  # ITT on M per unit dose")
-    body.append(f"compliance_sd = {_list(cal.compliance_sd)}  # net of sampling error")
-    body.append(f"effect_mean = {_list(cal.effect_mean)}")
-    body.append(f"effect_sd = {_num(cal.effect_sd)}")
-    if cal.direct_effect:
-        body.append(f"direct_effect_mean = {_num(cal.direct_effect_mean)}")
-    body.append(f"mediator_baseline_sd = {_list(cal.mediator_baseline_sd)}")
-    body.append(f"outcome_baseline_sd = {_num(cal.outcome_baseline_sd)}")
-    R = np.array(cal.compliance_correlation)
-    sd_c = cal.compliance_sd  # a correlation with a component clipped to SD 0 has no effect: left out
-    pairs = [(a, b) for a in range(P) for b in range(a + 1, P) if R[a, b] != 0.0 and sd_c[a] > 0 and sd_c[b] > 0]
-    if pairs:
-        body.append("")
-        body.append("[site.correlations]")
-        for a, b in pairs:
-            body.append(f"\"compliance_{a + 1}:compliance_{b + 1}\" = {_num(R[a, b])}")
-    body.append("")
-    body.append("[person]")
-    body.append(f"mediator_mean = {_list(cal.mediator_mean)}")
-    body.append(f"mediator_sd = {_list(cal.mediator_sd)}")
-    body.append(f"outcome_mean = {_num(cal.outcome_mean)}")
-    body.append(f"outcome_sd = {_num(cal.outcome_sd)}  # SD of Y(0)")
-    body.append(f"compliance_sd = {_list(cal.person_compliance_sd)}")
-    sd_m = cal.mediator_sd
-    confounding = [r if sd_m[p] > 0 and cal.outcome_sd > 0 else 0.0 for p, r in enumerate(cal.confounding)]
-    body.append(f"confounding = {_list(confounding)}  # corr(M(0), Y(0)) within site")
-    Rm = np.array(cal.mediator_correlation)
-    mpairs = [(a, b) for a in range(P) for b in range(a + 1, P) if Rm[a, b] != 0.0 and sd_m[a] > 0 and sd_m[b] > 0]
-    if mpairs:
-        body.append("")
-        body.append("[person.correlations]")
-        for a, b in mpairs:
-            body.append(f"\"mediator_{a + 1}:mediator_{b + 1}\" = {_num(Rm[a, b])}")
-    text_body = "\n".join(body) + "\n"
-    truth_lines = []
+    body = _design_items(cal, name, K, n_sites, n_per_site) + [None] + _model_items(cal, names)
+    header = _header(cal, K, command)
     if truth_sites:
         from .scenario import loads
         from .truth import truth
 
-        sc = loads(text_body, source="<calibrated>")
+        sc = loads(tomlkit.dumps(_document([], body)), source="<calibrated>")
         tr = truth(sc, n_sites=truth_sites)
-        for p, m in enumerate(names):
-            truth_lines.append(f"# truth [base] {m}: ate = {tr.ate[p]:.4f}, limit_2sls = {tr.limit_2sls[p]:.4f}")
-    return "\n".join(lines + truth_lines) + "\n\n" + text_body
+        header += [f"truth [base] {m}: ate = {tr.ate[p]:.4f}, limit_2sls = {tr.limit_2sls[p]:.4f}"
+                   for p, m in enumerate(names)]
+    return _document(header, body)
+
+
+def _document(header: list[str], body: list) -> tomlkit.TOMLDocument:
+    """A document of header comments, a blank line, then the body's ``(key, item)`` pairs (None: a blank line)."""
+    doc = tomlkit.document()
+    for line in header:
+        doc.add(tomlkit.comment(line))
+    if header:
+        doc.add(tomlkit.nl())
+    for entry in body:
+        if entry is None:
+            doc.add(tomlkit.nl())
+        else:
+            doc.add(*entry)
+    return doc
+
+
+def to_toml(cal: Calibration, *, name: str = "calibrated", command: str | None = None,
+            n_sites: int | None = None, n_per_site: int | None = None, truth_sites: int | None = 1_000_000) -> str:
+    """The calibrated scenario as TOML text (``tomlkit.dumps`` of :func:`to_document`).
+
+    Parameters
+    ----------
+    cal : Calibration
+        The calibrated moments.
+    name : str
+        The scenario's name.
+    command : str, optional
+        The command that produced it (written as a header line).
+    n_sites, n_per_site : int, optional
+        Replace the study's sites and sizes (e.g. a larger design for a stress test);
+        by default the study's K and actual site sizes.
+    truth_sites : int or None
+        Write the truth of the scenario in the header, computed over this many sites; None skips it.
+
+    Returns
+    -------
+    str
+        The scenario file's text.
+    """
+    return tomlkit.dumps(to_document(cal, name=name, command=command, n_sites=n_sites, n_per_site=n_per_site,
+                                     truth_sites=truth_sites))
 
 
 def _round_shares(shares) -> list[float]:
@@ -671,92 +842,47 @@ def _round_shares(shares) -> list[float]:
     return r
 
 
-def _quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 # ---------------------------------------------------------------------------
-# Command line
+# Compatibility: the command line is wired in simulate.cli.data
 # ---------------------------------------------------------------------------
 
 
-def add_subcommand(subparsers) -> argparse.ArgumentParser:
-    """Register ``calibrate`` on an ``argparse`` subparsers object; returns its parser."""
-    p = subparsers.add_parser(
-        "calibrate",
-        help="calibrate a scenario from a real multisite dataset (TOML on standard output)",
-        description="Estimate site-level means, SDs and correlations of compliance and ITT effects, net of "
-                    "sampling error, and write a runnable scenario that mirrors the study.",
-    )
-    add_data_arguments(p)
-    p.add_argument("--name", default=None, help="scenario name (default: calibrated_<file stem>)")
-    p.add_argument("--direct-effect", action="store_true",
-                   help="use the between-site regression with an intercept (mean direct effect, assumption ii)")
-    p.add_argument("--n-sites", type=int, default=None, metavar="K", help="replace the study's number of sites")
-    p.add_argument("--n-per-site", type=int, default=None, metavar="N", help="replace the study's site sizes")
-    p.add_argument("--no-truth", action="store_true", help="do not write the truth lines in the header")
+def add_subcommand(subparsers):
+    """Register ``calibrate`` on an argparse subparsers object (kept for callers of the old API).
+
+    The command lives in :mod:`simulate.cli.data`; ``args.run(args)`` runs it under the
+    command's one error handler (:func:`simulate.cli.handler.run_command`).
+
+    Parameters
+    ----------
+    subparsers
+        The object ``ArgumentParser.add_subparsers`` returned.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The subcommand's parser.
+    """
+    from .cli.data import add_calibrate
+
+    p = add_calibrate(subparsers)
     p.set_defaults(run=run)
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``simulate calibrate``; returns the exit code (2 on any error, one line on stderr)."""
-    from .scenario import ScenarioError, loads
+def run(args) -> int:
+    """Run parsed ``calibrate`` arguments under the command's error handler; returns the exit code.
 
-    try:
-        if args.n_sites is not None and args.n_sites < 2:
-            raise CalibrationError(f"--n-sites must be at least 2, got {args.n_sites}")
-        if args.n_per_site is not None and args.n_per_site < 2:
-            raise CalibrationError(f"--n-per-site must be at least 2, got {args.n_per_site}")
-        frame = read_csv(args.file)  # one line for an unreadable file or repeated column names
-        cal = calibrate(frame, site=args.site, treatment=args.treatment, mediators=args.mediator,
-                        outcome=args.outcome, direct_effect=args.direct_effect)
-        name = args.name
-        if name is None:
-            stem = str(args.file).rsplit("/", 1)[-1].split(".")[0]
-            name = f"calibrated_{stem}"
-        command = "simulate calibrate " + " ".join(shlex.quote(a) for a in _argv_of(args))
-        text = to_toml(cal, name=name, command=command, n_sites=args.n_sites, n_per_site=args.n_per_site,
-                       truth_sites=None if args.no_truth else 1_000_000)
-        loads(text, source="<calibrated scenario>")  # it must validate
-    except (AnalysisError, ScenarioError) as exc:
-        print(f"simulate calibrate: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # never a traceback on the command line
-        msg = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"simulate calibrate: error: {type(exc).__name__}: {msg}", file=sys.stderr)
-        return 2
-    sys.stdout.write(text)
-    return 0
+    Parameters
+    ----------
+    args
+        Arguments parsed by a parser :func:`add_subcommand` set up.
 
+    Returns
+    -------
+    int
+        0, or 2 with one line on stderr for a user error.
+    """
+    from .cli.handler import run_command
 
-def _argv_of(args) -> list[str]:
-    out = [str(args.file), "--site", args.site, "--treatment", args.treatment]
-    for m in args.mediator:
-        out += ["--mediator", m]
-    out += ["--outcome", args.outcome]
-    if args.name is not None:
-        out += ["--name", args.name]
-    if args.direct_effect:
-        out.append("--direct-effect")
-    if args.n_sites is not None:
-        out += ["--n-sites", str(args.n_sites)]
-    if args.n_per_site is not None:
-        out += ["--n-per-site", str(args.n_per_site)]
-    return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``python -m simulate.calibrate``), same arguments as the subcommand."""
-    parser = argparse.ArgumentParser(prog="simulate")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_subcommand(sub)
-    try:
-        args = parser.parse_args(["calibrate", *(sys.argv[1:] if argv is None else argv)])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run_command(args)

@@ -1,8 +1,9 @@
 """The one base class of every error a user can cause or fix.
 
-The ``simulate`` command (:func:`simulate.cli.main`) prints an error of this class
-as one line on stderr and exits with code 2; anything else is an internal error
-(a bug, exit code 1).  The message of a ``SimulateError`` is one line.
+The ``simulate`` command's one error handler (:func:`simulate.cli.handler.run_command`)
+prints an error of this class as one line on stderr and exits with code 2; anything
+else is an internal error (a bug, exit code 1).  A new stage's user-facing error only
+has to subclass it.  The message of a ``SimulateError`` is one line.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from _data import ak80_path
 
+from simulate import cli
 from simulate.calibrate import add_subcommand, calibrate, calibrate_statistics, nearest_correlation, run, to_toml
 from simulate.dgp import draw
 from simulate.estimators import cell_statistics
@@ -170,17 +171,29 @@ def test_negative_net_variance_is_clipped_and_noted():
 # ---------------------------------------------------------------------------
 
 
-def _args(argv):
+def _calibrate(argv) -> int:
+    """``simulate calibrate ARGV`` through the command's parser and error handler; the exit code."""
+    return cli.main(["calibrate", *map(str, argv)])
+
+
+def test_the_old_entry_still_parses_and_runs(small_csv, capsys):
+    # add_subcommand + args.run: kept for the callers of the pre-package API
+    _, path = small_csv
     parser = argparse.ArgumentParser(prog="simulate")
-    sub = parser.add_subparsers(dest="command")
-    add_subcommand(sub)
-    return parser.parse_args(["calibrate", *argv])
+    add_subcommand(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["calibrate", str(path), "--site", "school", "--treatment", "arm", "--mediator", "m",
+                              "--outcome", "y", "--no-truth"])
+    assert run(args) == 0 and loads(capsys.readouterr().out).n_sites == 4
+    args = parser.parse_args(["calibrate", str(path), "--site", "school", "--treatment", "arm", "--mediator", "m",
+                              "--outcome", "nope"])
+    assert args.run(args) == 2
+    assert capsys.readouterr().err.startswith("simulate calibrate: error: column(s) 'nope' not found")
 
 
 @pytest.mark.skipif(not os.path.exists(AK80), reason="ak80 data not available")
 def test_ak80_round_trip(tmp_path, capsys):
-    code = run(_args([AK80, "--site", "yob", "--treatment", "qob", "--mediator", "education",
-                      "--outcome", "lwage", "--no-truth"]))
+    code = _calibrate([AK80, "--site", "yob", "--treatment", "qob", "--mediator", "education",
+                      "--outcome", "lwage", "--no-truth"])
     out = capsys.readouterr()
     assert code == 0, out.err
     assert out.out.startswith("# Calibrated from a real multisite trial: 10 sites, 4 arms")
@@ -211,8 +224,8 @@ def small_csv(tmp_path):
 
 def test_cli_small_file_validates(small_csv, capsys):
     _, path = small_csv
-    assert run(_args([str(path), "--site", "school", "--treatment", "arm", "--mediator", "m", "--outcome", "y",
-                      "--name", "tiny", "--no-truth"])) == 0
+    assert _calibrate([str(path), "--site", "school", "--treatment", "arm", "--mediator", "m", "--outcome", "y",
+                      "--name", "tiny", "--no-truth"]) == 0
     text = capsys.readouterr().out
     sc = loads(text)
     assert sc.name == "tiny" and sc.n_sites == 4 and sc.n_per_site == (100,) * 4
@@ -243,15 +256,15 @@ def test_cli_errors_are_one_line(small_csv, tmp_path, capsys, change, argv_chang
         frame.to_csv(path, index=False)
     argv = {"--site": "school", "--treatment": "arm", "--mediator": "m", "--outcome": "y", **argv_change}
     flat = [str(path)] + [x for kv in argv.items() for x in kv]
-    assert run(_args(flat)) == 2
+    assert _calibrate(flat) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("simulate calibrate: error: ")
     assert message in err, err
 
 
 def test_cli_missing_file(capsys):
-    assert run(_args(["/nonexistent.csv", "--site", "s", "--treatment", "t", "--mediator", "m",
-                      "--outcome", "y"])) == 2
+    assert _calibrate(["/nonexistent.csv", "--site", "s", "--treatment", "t", "--mediator", "m",
+                      "--outcome", "y"]) == 2
     assert "file not found: /nonexistent.csv" in capsys.readouterr().err
 
 
@@ -285,3 +298,72 @@ def test_calibration_is_unbiased_over_many_draws():
     assert abs(corr.mean() - 0.2) < 4 * corr.std(ddof=1) / math.sqrt(len(corr)) + 0.01
     esd = np.array(esd)
     assert abs(esd.mean() - 0.1) < 4 * esd.std(ddof=1) / math.sqrt(len(esd)) + 0.01
+
+
+# ---------------------------------------------------------------------------
+# the TOML is built with tomlkit: the text of the string-built version, parsed back to the same scenario
+# ---------------------------------------------------------------------------
+
+REFERENCE = os.path.join(os.path.dirname(__file__), "reference_calibrate")
+
+
+def _reference(name: str) -> str:
+    """A calibrated scenario as the string-built ``to_toml`` wrote it before tomlkit (tests/reference_calibrate/)."""
+    with open(os.path.join(REFERENCE, name), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _two_mediators_three_arms():
+    text = KNOWN.replace("n_sites = 2000", "n_sites = 60").replace("n_per_site = 500", "n_per_site = 80")
+    _, cal = _calibrate_draw(text + "[treatment]\narms = 3\n", 5, ["income", "hours"])
+    return cal
+
+
+def _assert_round_trip(text: str, reference: str):
+    import tomllib
+
+    import tomlkit
+
+    assert loads(text).hash == loads(reference).hash  # the same scenario as the string-built file
+    assert tomllib.loads(text) == tomllib.loads(reference)
+    doc = tomlkit.parse(text)
+    assert tomlkit.dumps(doc) == text  # comments and quoting survive a parse and a dump
+    assert loads(tomlkit.dumps(doc)).hash == loads(reference).hash
+    assert doc.unwrap() == tomllib.loads(text)
+
+
+def test_toml_of_two_mediators_is_the_string_built_one():
+    cal = _two_mediators_three_arms()
+    text = to_toml(cal, name="two", command="a test", truth_sites=None)
+    reference = _reference("two_mediators_three_arms.toml")
+    _assert_round_trip(text, reference)
+    assert text == reference  # tomlkit writes the same text, comments included
+    assert '"compliance_1:compliance_2" = ' in text and "[person.correlations]" in text
+
+
+@pytest.mark.skipif(not os.path.exists(AK80), reason="ak80 data not available")
+def test_toml_of_ak80_is_the_string_built_one():
+    frame = pd.read_csv(AK80)
+    cal = calibrate(frame, site="yob", treatment="qob", mediators="education", outcome="lwage")
+    text = to_toml(cal, name="ak80", truth_sites=None)
+    _assert_round_trip(text, _reference("ak80.toml"))
+    assert text == _reference("ak80.toml")
+    cal = calibrate(frame, site="yob", treatment="qob", mediators="education", outcome="lwage", direct_effect=True)
+    text = to_toml(cal, name="ak80_direct", n_sites=30, truth_sites=None)
+    _assert_round_trip(text, _reference("ak80_direct_30_sites.toml"))
+    assert text == _reference("ak80_direct_30_sites.toml")
+    assert "n_per_site = {min = 30583, max = 35805}  # the study's range of site sizes" in text
+
+
+def test_toml_quotes_names_and_descriptions_correctly():
+    # a name with quotes, backslashes and a newline: the string-built file was not valid TOML for the newline
+    import dataclasses
+
+    import tomlkit
+
+    cal = dataclasses.replace(_two_mediators_three_arms(), outcome='wage "hourly"\\log')
+    name = 'a "quoted"\\name\nwith a second line'
+    text = to_toml(cal, name=name, truth_sites=None)
+    sc = loads(text)
+    assert sc.name == name and sc.description == 'Calibrated from 60 sites: income, hours -> wage "hourly"\\log'
+    assert tomlkit.parse(text)["name"] == name

@@ -151,7 +151,8 @@ def test_console_command_missing_argument_and_no_command():
                              timeout=60)
         assert res.returncode == 2
         assert res.stdout == ""
-        assert "usage: simulate" in res.stderr
+        assert len(res.stderr.splitlines()) == 1, res.stderr  # one line naming the problem, not the usage
+        assert "required" in res.stderr and "--help" in res.stderr
         assert not TRACEBACK.search(res.stderr)
 
 
@@ -454,7 +455,7 @@ def test_an_internal_error_says_it_is_a_bug(capsys, monkeypatch):
     def broken(args):
         raise ZeroDivisionError("line one\nline two")
 
-    monkeypatch.setattr(cli, "cmd_list", broken)
+    monkeypatch.setattr(cli.scenarios, "cmd_list", broken)
     code, _, err = _run(capsys, "list")
     assert code == 1
     lines = err.splitlines()
@@ -469,9 +470,19 @@ def test_every_user_error_class_is_handled_as_one():
 
     assert RunnerRunError is RunError and issubclass(RunError, SimulateError)
     assert issubclass(cli.UsageError, SimulateError) and issubclass(SimulateError, ValueError)
-    names = {c.__name__ for c in cli.user_errors()}
-    assert {"SimulateError", "ScenarioError", "SummaryError", "PlotError", "StressError", "AnalysisError",
-            "EstimationError"} <= names
+    # one handler over the one base class: every stage's user-facing error subclasses it
+    assert cli.user_errors() == (SimulateError,)
+    from simulate.analyze import AnalysisError
+    from simulate.calibrate import CalibrationError
+    from simulate.estimators import EstimationError
+    from simulate.plots import PlotError
+    from simulate.scenario import ScenarioError
+    from simulate.stress import StressError
+    from simulate.summary import SummaryError
+
+    for cls in (ScenarioError, SummaryError, PlotError, StressError, AnalysisError, EstimationError,
+                CalibrationError):
+        assert issubclass(cls, SimulateError), cls
 
 
 def test_validate_takes_bundled_names_like_the_other_verbs(capsys):
@@ -481,3 +492,93 @@ def test_validate_takes_bundled_names_like_the_other_verbs(capsys):
     assert code == 0 and out.startswith("ok (a stress-test design: 11 dials")
     code, _, err = _run(capsys, "validate", "no_such_scenario")
     assert code == 2 and "no such file or bundled scenario" in err
+
+
+# ---------------------------------------------------------------------------
+# usage errors: one line naming the problem, exit 2; --help is argparse's
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, prog, words", [
+    ([], "simulate", "required: COMMAND"),
+    (["validate"], "simulate validate", "required: file"),
+    (["no-such-command"], "simulate", "invalid choice: 'no-such-command'"),
+    (["run", "baseline"], "simulate run", "required: --reps, --out"),
+    (["run", "baseline", "--reps", "many", "--out", "o"], "simulate run", "--reps: invalid int value: 'many'"),
+    (["truth", "baseline", "--bogus"], "simulate", "unrecognized arguments: --bogus"),
+    (["summarize", "d", "--format", "xml"], "simulate summarize", "argument --format: invalid choice: 'xml'"),
+    (["calibrate", "f.csv", "--site", "s"], "simulate calibrate", "required: --treatment, --mediator, --outcome"),
+])
+def test_a_usage_error_is_one_line(capsys, argv, prog, words):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"{prog}: error: ") and words in err, err
+    assert err.rstrip().endswith(f"(see {prog} --help)")
+    assert "usage:" not in err
+
+
+def test_help_is_unchanged(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: simulate [-h] [--version] COMMAND ...")
+    for command in ("validate", "truth", "draw", "run", "list", "show", "analyze", "plot", "summarize", "calibrate",
+                    "stress-test", "cache"):
+        assert re.search(rf"^    {re.escape(command)}(\s|$)", out, re.M), command
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "--help"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: simulate run [-h] --reps REPS")
+
+
+def test_python_dash_m_simulate_is_the_command():
+    res = subprocess.run([sys.executable, "-m", "simulate", "list"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert set(BUNDLED) <= {line.split()[0] for line in res.stdout.splitlines()}
+    res = subprocess.run([sys.executable, "-m", "simulate", "--version"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("simulate ")
+    import simulate
+
+    assert res.stdout.strip() == f"simulate {simulate.__version__}"
+
+
+def test_version_comes_from_the_package_metadata():
+    from importlib import metadata
+
+    import simulate
+
+    try:
+        expected = metadata.version("simulate")
+    except metadata.PackageNotFoundError:  # a source tree without an install: the fallback
+        expected = "0+unknown"
+    assert simulate.__version__ == expected
+
+
+def test_cache_prune(capsys, monkeypatch):
+    from simulate import kernels
+
+    code, _, err = _run(capsys, "cache")
+    assert code == 2 and "give --prune" in err and len(err.splitlines()) == 1
+    monkeypatch.delattr(kernels, "prune_cache", raising=False)
+    code, _, err = _run(capsys, "cache", "--prune")
+    assert code == 2 and "no prune_cache()" in err and len(err.splitlines()) == 1
+    monkeypatch.setattr(kernels, "prune_cache", lambda: ["a", "b"], raising=False)
+    code, out, _ = _run(capsys, "cache", "--prune")
+    assert code == 0 and out.startswith("removed 2 stale kernel cache folder(s)")
+
+
+def test_commands_of_other_stages_keep_their_error_prefix(tmp_path, capsys):
+    code, out, err = _run(capsys, "plot", str(tmp_path / "nowhere"))
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("simulate plot: error: ") and "no such directory" in err
+    code, _, err = _run(capsys, "summarize", str(tmp_path / "nowhere"), "--alpha", "2")
+    assert code == 2 and err.strip() == "simulate summarize: error: --alpha must be in (0, 1), got 2.0"
+    code, _, err = _run(capsys, "analyze", str(tmp_path / "none.csv"), "--site", "s", "--treatment", "t",
+                        "--mediator", "m", "--outcome", "y")
+    assert code == 2 and err.startswith("simulate analyze: error: file not found")

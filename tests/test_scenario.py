@@ -150,7 +150,8 @@ def test_convenience_fields_can_make_matrix_not_psd():
         [site.correlations]
         "compliance_2:effect_1" = -0.9
     """
-    with pytest.raises(ScenarioError, match=r"^f: site\.correlations: .* not positive semi-definite \(smallest eigenvalue -0\.8\)$"):
+    expected = r"^f: site\.correlations: .* not positive semi-definite \(smallest eigenvalue -0\.8\)$"
+    with pytest.raises(ScenarioError, match=expected):
         loads(textwrap.dedent(text), source="f")
 
 
@@ -617,8 +618,9 @@ def test_integer_beyond_the_conversion_limit_is_one_line(tmp_path):
 
 def test_replication_memory_is_checked_against_the_machine(monkeypatch):
     import simulate.scenario as S
+    import simulate.scenario.validation as V  # where the check looks the machine's memory up
 
-    monkeypatch.setattr(S, "physical_memory", lambda: 8 * 2**30)
+    monkeypatch.setattr(V, "physical_memory", lambda: 8 * 2**30)
     with pytest.raises(ScenarioError) as info:
         loads("n_sites = 1000\nn_per_site = 40000\n[mediators]\ncount = 3\n", source="m")
     msg = str(info.value)
@@ -626,7 +628,7 @@ def test_replication_memory_is_checked_against_the_machine(monkeypatch):
     assert "GiB of working buffers, more than half of this machine's 8.0 GiB" in msg
     need = S.replication_bytes(1000, 40_000_000, 40_000, 3, 2, 0)
     assert f"{need / 2**30:.1f} GiB" in msg
-    monkeypatch.setattr(S, "physical_memory", lambda: 0)  # unknown memory: only the persons cap applies
+    monkeypatch.setattr(V, "physical_memory", lambda: 0)  # unknown memory: only the persons cap applies
     assert loads("n_sites = 1000\nn_per_site = 40000\n[mediators]\ncount = 3\n").n_sites == 1000
 
 
@@ -710,3 +712,118 @@ def test_newline_in_a_grid_value_or_key_stays_on_one_line():
     with pytest.raises(ScenarioError) as info:
         loads('[site]\n"effect\\nsd" = 1\n', source="k")
     assert "\n" not in str(info.value) and str(info.value).startswith("k: site.'effect\\nsd': unknown key")
+
+
+# ---------------------------------------------------------------------------
+# nested read-only views mirroring the TOML tables
+# ---------------------------------------------------------------------------
+
+VIEWS = """\
+name = "views"
+n_sites = 30
+n_per_site = 40
+[treatment]
+arms = 3
+[mediators]
+names = ["income", "hours"]
+curvature = [0.1, -0.2]
+[site]
+compliance_mean = [1.0, 0.6]
+compliance_sd = [0.4, 0.3]
+effect_mean = [0.5, 0.25]
+effect_sd = [0.1, 0.2]
+compliance_effect_correlation = [0.3, 0.0]
+compliance_correlation = 0.2
+[site.correlations]
+"effect_1:effect_2" = -0.1
+[person]
+compliance_sd = 0.3
+effect_sd = [0.2, 0.1]
+within_site_correlation = [0.4, 0.1]
+confounding = 0.3
+[person.correlations]
+"compliance_1:effect_2" = 0.05
+[selection]
+strength = 0.5
+on = "compliance"
+mediator = 2
+[spillover]
+mediator = [0.0, 0.1]
+"""
+
+
+def test_nested_views_mirror_the_toml_tables():
+    sc = loads(VIEWS)
+    assert sc.person.within_site_correlation == (0.4, 0.1)
+    assert sc.person.confounding == (0.3, 0.3) and sc.person.compliance_sd == (0.3, 0.3)
+    assert sc.person.correlations == {"compliance_1:effect_2": 0.05}
+    assert sc.site.correlations == {"effect_1:effect_2": -0.1}
+    assert sc.site.compliance_effect_correlation == (0.3, 0.0) and sc.site.compliance_correlation == 0.2
+    assert sc.site.effect_sd == (0.1, 0.2) and sc.site.direct_effect_mean == 0.0
+    assert sc.mediators.names == ("income", "hours") and sc.mediators.curvature == (0.1, -0.2)
+    assert sc.mediators.count == 2 and sc.mediators.kind == ("continuous", "continuous")
+    assert sc.treatment.arms == 3 and sc.treatment.assignment == "complete"
+    assert sc.selection.strength == 0.5 and sc.selection.on == "compliance"
+    assert sc.selection.mediator == 2 and sc.selection_mediator == 1  # from 1 as in the file; the flat one from 0
+    assert sc.spillover.mediator == (0.0, 0.1) and sc.spillover.outcome == 0.0
+    assert sc.binary.complier_share == (0.6, 0.6)  # the schema's defaults: no mediator is binary
+
+
+def test_nested_views_agree_with_the_flat_attributes():
+    sc = loads(VIEWS)
+    assert sc.site.mean == sc.site_mean and sc.site.sd == sc.site_sd
+    assert sc.site.correlation == sc.site_correlation and sc.person.correlation == sc.person_correlation
+    assert sc.site.mean == (*sc.site.compliance_mean, *sc.site.effect_mean, sc.site.direct_effect_mean)
+    assert sc.site.names == ("compliance_1", "compliance_2", "effect_1", "effect_2", "direct_effect")
+    names = sc.person.names
+    assert names[-1] == "outcome" and len(names) == len(sc.person_correlation) == 7
+    # each named correlation is the matrix entry of its pair, the convenience fields where no pair overrides
+    for view in (sc.site, sc.person):
+        idx = {n: i for i, n in enumerate(view.names)}
+        for pair, value in view.correlations.items():
+            a, b = pair.split(":")
+            assert view.correlation[idx[a]][idx[b]] == value
+    p = sc.person
+    assert [p.correlation[k][2 + k] for k in range(2)] == list(p.within_site_correlation)
+    assert [p.correlation[4 + k][6] for k in range(2)] == list(p.confounding)
+    assert sc.person.mediator_sd == sc.mediator_sd and sc.person.effect_sd == sc.effect_sd
+    assert sc.treatment.arm_shares == sc.arm_shares and sc.mediators.outcome_curvature == sc.outcome_curvature
+
+
+def test_nested_views_are_read_only_picklable_and_leave_the_hash_alone():
+    import dataclasses
+    import pickle
+
+    sc = loads(VIEWS)
+    before = (sc.hash, sc.spec)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sc.person.within_site_correlation = (0.0, 0.0)
+    with pytest.raises(TypeError):
+        sc.site.correlations["effect_1:effect_2"] = 0.0
+    with pytest.raises(AttributeError):
+        sc.site.correlations.extra = 1
+    back = pickle.loads(pickle.dumps(sc))  # the views travel to worker processes with the scenario
+    assert back == sc and back.person == sc.person and back.site.correlations == sc.site.correlations
+    assert (sc.hash, sc.spec) == before and hash(sc.site) == hash(back.site)
+    assert loads(VIEWS) == sc  # a view once read does not make two equal scenarios differ
+
+
+def test_every_schema_key_of_a_table_is_in_its_view():
+    import dataclasses
+
+    sc = loads(VIEWS)
+    for table in ("site", "person", "binary", "selection", "spillover", "mediators", "treatment"):
+        view = {f.name for f in dataclasses.fields(getattr(sc, table))}
+        keys = {k for k, f in SCHEMA[table].items() if k != "correlations"}
+        if table == "treatment":
+            keys -= {"share"}  # the per-site shares are in arm_shares
+        assert keys <= view, (table, keys - view)
+
+
+def test_views_of_binary_mediators_hold_the_values_the_engine_reads():
+    text = ("n_sites = 20\nn_per_site = 50\n[mediators]\nkind = \"binary\"\n[binary]\ncomplier_share = 0.5\n"
+            "always_share = 0.3\nnever_share = 0.2\n")
+    sc = loads(text)
+    assert sc.binary.complier_share == sc.complier_share == (0.5,)
+    assert sc.binary.always_share == sc.always_share and sc.binary.never_share == sc.never_share
+    assert sc.site.compliance_mean == sc.site_mean[:1] and sc.person.mediator_sd == sc.mediator_sd

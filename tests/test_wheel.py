@@ -98,3 +98,33 @@ def test_the_ak80_analysis_runs_from_the_installed_package(installed):
                          timeout=1800)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "0.0891" in res.stdout  # 2SLS on AK80 (Stata and ManyIV: 0.0891155)
+
+
+def test_the_wheel_metadata_version_extras_and_entry_point(installed):
+    import tomllib
+
+    wheel, site, work = installed
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+        metadata = z.read(f"{info}/METADATA").decode()
+        entry_points = z.read(f"{info}/entry_points.txt").decode()
+    for module in ("cli/__init__.py", "cli/app.py", "cli/handler.py", "scenario/__init__.py", "scenario/model.py",
+                   "__main__.py"):
+        assert f"simulate/{module}" in names, module
+    assert "simulate = simulate.cli.app:main" in entry_points
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    dask = [line for line in requires if line.startswith("Requires-Dist: dask")]
+    assert dask and all('extra == "dask"' in line for line in dask), dask  # an extra, not a dependency
+    assert any(line.startswith("Requires-Dist: tomlkit") for line in requires)
+    assert any(line.startswith("Requires-Dist: jupytext") and 'extra == "notebooks"' in line for line in requires)
+    assert any(line.startswith("Requires-Dist: simulate[dask]") and 'extra == "test"' in line for line in requires)
+    # __version__ and --version come from the installed metadata
+    res = _simulate(installed, "--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"simulate {project['version']}", res.stdout + res.stderr
+    deps = sysconfig.get_paths()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), deps["purelib"], deps["platlib"]])}
+    res = subprocess.run([sys.executable, "-S", "-m", "simulate", "list"], cwd=work, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0 and "baseline" in res.stdout, res.stderr

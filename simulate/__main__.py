@@ -1,0 +1,7 @@
+"""``python -m simulate``: the ``simulate`` command."""
+
+import sys
+
+from .cli.app import main
+
+sys.exit(main())

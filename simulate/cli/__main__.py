@@ -1,0 +1,7 @@
+"""``python -m simulate.cli``: the ``simulate`` command."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())
