@@ -186,6 +186,36 @@ class _Cell:
         self.f_last_rep: dict[str, int] = {}
 
 
+class _SortedRows:
+    """A batch's columns permuted so that each group's rows are one slice, and per-row flags for the counts.
+
+    ``flags`` has one row per count (not applicable, successful, and per per-replication target
+    the usable and the covering intervals, then finite and rejecting p-values), summed per group
+    by one ``numpy.add.reduceat``; a failed row's values enter no flag but the failure itself.
+    """
+
+    __slots__ = ("rep", "ok", "estimate", "conf_low", "conf_high", "row_target", "variance", "flags")
+
+    def __init__(self, cols: dict, order: np.ndarray, rep: np.ndarray, alpha: float):
+        def col(name):
+            return cols[name].astype(np.float64)[order]
+
+        self.rep = rep[order]
+        status = _strings(cols["status"])[order]
+        self.estimate = col("estimate")
+        self.ok = (status == "ok") & np.isfinite(self.estimate)
+        self.conf_low, self.conf_high = col("conf_low"), col("conf_high")
+        self.row_target = [col(c) for c in ROW_TARGETS.values()]
+        self.variance = np.square(col("std_error"))
+        p = col("p_value")
+        lo, hi, ok = self.conf_low, self.conf_high, self.ok
+        finite_ci = np.isfinite(lo) & np.isfinite(hi)
+        use = [ok & np.isfinite(th) & finite_ci for th in self.row_target]
+        cover = [u & (lo <= th) & (th <= hi) for u, th in zip(use, self.row_target)]
+        p_ok = ok & np.isfinite(p)
+        self.flags = np.array([status == "not_applicable", ok, *use, *cover, p_ok, p_ok & (p < alpha)], dtype=np.int64)
+
+
 class SummaryAccumulator:
     """Performance measures from batches of tidy rows, streamed in (cell, rep) order.
 
@@ -262,32 +292,27 @@ class SummaryAccumulator:
     def _add_cell_rows(self, c: int, cols: dict) -> None:
         cell = self._open_cell(c)
         rep = cols["rep"].astype(np.int64)
-        estimate = cols["estimate"].astype(np.float64)
-        status = _strings(cols["status"])
-        ok = (status == "ok") & np.isfinite(estimate)
-        f = {k: cols[k].astype(np.float64) for k in ("conf_low", "conf_high", "std_error", "p_value", "first_stage_f")}
-        row_target = {t: cols[col].astype(np.float64) for t, col in ROW_TARGETS.items()}
         e_codes, e_names = _factorize(cols["estimator"])
         m_codes, m_names = _factorize(cols["mediator"])
-        self._add_first_stage(cell, rep, m_codes, m_names, f["first_stage_f"])
-        # groups in order of first appearance; one stable sort gives each group's rows in row order
+        self._add_first_stage(cell, rep, m_codes, m_names, cols["first_stage_f"].astype(np.float64))
+        # groups in order of first appearance; one stable sort makes each group's rows a slice, in row order
         codes, keys = pd.factorize(e_codes * len(m_names) + m_codes, sort=False)
         order = np.argsort(codes, kind="stable")
         bounds = np.r_[0, np.cumsum(np.bincount(codes, minlength=len(keys)))]
+        rows = _SortedRows(cols, order, rep, self.alpha)
+        counts = np.add.reduceat(rows.flags, bounds[:-1], axis=1)  # every count of every group at once
         for k, key in enumerate(keys):
             e, m = e_names[key // len(m_names)], m_names[key % len(m_names)]
             g = cell.groups.get((e, m))
             if g is None:
                 g = cell.groups[(e, m)] = _Group(e, m)
-            idx = order[bounds[k]:bounds[k + 1]]
-            r = rep[idx]
+            lo, hi = bounds[k], bounds[k + 1]
+            r = rows.rep[lo:hi]
             if r[0] <= g.last_rep or np.any(np.diff(r) <= 0):
                 raise SummaryError(f"rows out of order or repeated: cell {c}, estimator {e}, mediator {m}: "
                                    f"replications must strictly increase")
             g.last_rep = int(r[-1])
-            g.n_rows += len(idx)
-            g.n_not_applicable += int((status[idx] == "not_applicable").sum())
-            self._add_group_rows(g, idx[ok[idx]], len(idx), estimate, f, row_target)
+            self._add_group_rows(g, rows, lo, hi, counts[:, k])
 
     @staticmethod
     def _add_first_stage(cell: _Cell, rep: np.ndarray, m_codes: np.ndarray, m_names: list[str],
@@ -309,28 +334,31 @@ class SummaryAccumulator:
                 buf.extend(v[np.isfinite(v)])
                 cell.f_last_rep[m] = int(rep[keep[-1]])
 
-    def _add_group_rows(self, g: _Group, okk: np.ndarray, n_idx: int, estimate: np.ndarray, f: dict,
-                        row_target: dict) -> None:
-        g.n_failed += n_idx - len(okk)
-        x, lo, hi = estimate[okk], f["conf_low"][okk], f["conf_high"][okk]
+    @staticmethod
+    def _add_group_rows(g: _Group, rows: _SortedRows, lo: int, hi: int, counts: np.ndarray) -> None:
+        """Rows ``lo:hi`` of the sorted batch, all of group ``g``: counts from ``counts``, values appended."""
+        T = len(ROW_TARGETS)
+        n_na, n_ok, cover, covered = counts[0], counts[1], counts[2:2 + T], counts[2 + T:2 + 2 * T]
+        p_n, p_reject = counts[2 + 2 * T], counts[3 + 2 * T]
+        g.n_rows += hi - lo
+        g.n_not_applicable += int(n_na)
+        g.n_failed += hi - lo - int(n_ok)
+        ok = rows.ok[lo:hi]
+        x = rows.estimate[lo:hi][ok]
         g.estimate.extend(x)
-        g.conf_low.extend(lo)
-        g.conf_high.extend(hi)
-        finite_ci = np.isfinite(lo) & np.isfinite(hi)
-        for t in ROW_TARGETS:
-            th = row_target[t][okk]
+        g.conf_low.extend(rows.conf_low[lo:hi][ok])
+        g.conf_high.extend(rows.conf_high[lo:hi][ok])
+        for j, t in enumerate(ROW_TARGETS):
+            th = rows.row_target[j][lo:hi][ok]
             fin = np.isfinite(th)
             g.deviation[t].extend(x[fin] - th[fin])
             g.row_target[t].add(th[fin])
-            use = fin & finite_ci
-            g.row_cover[t][0] += int(use.sum())
-            g.row_cover[t][1] += int(((lo[use] <= th[use]) & (th[use] <= hi[use])).sum())
-        v = np.square(f["std_error"][okk])
+            g.row_cover[t][0] += int(cover[j])
+            g.row_cover[t][1] += int(covered[j])
+        v = rows.variance[lo:hi][ok]
         g.model_variance.add(v[np.isfinite(v)])
-        p = f["p_value"][okk]
-        p = p[np.isfinite(p)]
-        g.p_n += len(p)
-        g.p_reject += int((p < self.alpha).sum())
+        g.p_n += int(p_n)
+        g.p_reject += int(p_reject)
 
     # -- output --------------------------------------------------------------
     def _cell_targets(self, c: int) -> Mapping:
