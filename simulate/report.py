@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from .stress_figures import label
+from .plots.stress import label
 
 __all__ = ["write_report", "report_data", "VERDICT_WORDS"]
 

@@ -394,3 +394,31 @@ def test_dial_plot_takes_a_target_per_mediator(summary):
     assert "target" not in fig._suptitle.get_text()  # two targets: each on its own panel
     with pytest.raises(P.PlotError, match="no target 'late'"):
         P.dial_plot(summary, PATH, "bias", target={"M1": "late"})
+
+
+def test_figures_take_the_summary_dataclass_as_they_take_its_frame(summary, rundir):
+    from simulate.summary import Summary, summarize_run
+
+    s = summarize_run(rundir)
+    assert isinstance(s, Summary) and s.level == 0.95 and s.cells == summary.attrs["cells"]
+    a = P.dial_plot(s, PATH, "bias")
+    b = P.dial_plot(summary, PATH, "bias")
+    assert _title(a) == _title(b) and _legend_texts(a) == _legend_texts(b)
+    band_a = _band_of(a.axes[0], P.ESTIMATOR_STYLES["2sls"][0])
+    band_b = _band_of(b.axes[0], P.ESTIMATOR_STYLES["2sls"][0])
+    np.testing.assert_array_equal(band_a.get_paths()[0].vertices, band_b.get_paths()[0].vertices)
+
+
+def test_the_package_keeps_every_name_of_the_old_module():
+    import simulate.plots.labels as labels
+
+    for name in ("DIAL_LABELS", "MEASURE_LABELS", "TARGET_LABELS", "ESTIMATOR_LABELS", "ESTIMATOR_STYLES",
+                 "OKABE_ITO", "PlotError", "dial_label", "dial_plot", "bias_plot", "coverage_plot", "rmse_plot",
+                 "bias_decomposition_plot", "sampling_distribution_plot", "zip_plot", "heatmap", "site_level_plot",
+                 "site_itt", "plot_directory", "load_summary", "grid_paths", "grid_dimensions", "save",
+                 "add_subcommand", "run", "Z95", "_line_cells", "_order_estimators"):
+        assert hasattr(P, name), name
+    assert P.ESTIMATOR_LABELS is labels.ESTIMATOR_LABELS  # one definition, until the estimator registry holds it
+    from simulate import stress_figures
+
+    assert stress_figures.label("ols") == "OLS"

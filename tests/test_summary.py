@@ -11,6 +11,7 @@ import importlib
 import io
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -480,7 +481,7 @@ def test_csv_reads_back_exactly(small_frame):
 def test_markdown_has_header_rows_and_value_mcse_cells(small_frame):
     md = S.to_markdown(small_frame)
     lines = md.splitlines()
-    headers = [i for i, line in enumerate(lines) if line.startswith("| cell | estimator | mediator |")]
+    headers = [i for i, line in enumerate(lines) if re.match(r"\| cell +\| estimator +\| mediator +\|", line)]
     assert len(headers) == len(set(small_frame.target))
     for i in headers:
         assert set(lines[i + 1].replace("|", "").replace("-", "").replace(":", "")) == set()
@@ -491,16 +492,17 @@ def test_markdown_has_header_rows_and_value_mcse_cells(small_frame):
     assert "cell 0: site.effect_sd = 0.1" in md
 
 
-def test_latex_is_a_booktabs_tabular_with_escaped_names(small_frame):
+def test_latex_is_one_booktabs_table_per_target_with_caption_and_label(small_frame):
     tex = S.to_latex(small_frame)
-    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == len(set(small_frame.target))
+    n = len(set(small_frame.target))
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == n
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == n
+    assert tex.count(r"\caption{") == n and r"\label{tab:summary-ate}" in tex
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
     assert r"bias\_corrected\_2sls" in tex and "bias_corrected_2sls" not in tex
     body = [line for line in tex.splitlines() if line.endswith(r"\\")]
     header = body[0]
     assert all(line.count(" & ") == header.count(" & ") for line in body[:5])
-    assert S._latex_escape("a_b&c%d$e#f{g}h~i^j\\") == (r"a\_b\&c\%d\$e\#f\{g\}h\textasciitilde{}i"
-                                                         r"\textasciicircum{}j\textbackslash{}")
 
 
 def test_render_refuses_an_unknown_format(small_frame):
@@ -584,9 +586,9 @@ def test_cli_prints_every_format(run_dir, fmt, capsys):
     elif fmt == "csv":
         assert set(pd.read_csv(io.StringIO(text)).target) == {"ate", "none"}
     elif fmt == "latex":
-        assert text.count(r"\begin{tabular}") == 2
+        assert text.count(r"\begin{tabular}") == text.count(r"\begin{table}") == 2
     else:
-        assert "### target: population ATE" in text and "| cell | estimator | mediator |" in text
+        assert "### target: population ATE" in text and re.search(r"\| cell +\| estimator +\| mediator +\|", text)
 
 
 def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys):
@@ -608,3 +610,72 @@ def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys):
 def _ndtr(x):
     from scipy.special import ndtr
     return ndtr(x)
+
+
+# ---------------------------------------------------------------------------
+# the split: measures as pure functions, the Summary dataclass, no cycle
+# ---------------------------------------------------------------------------
+
+
+def test_scipy_bootstrap_gives_the_hand_written_numbers_for_the_same_resamples():
+    from simulate import measures as M
+
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal(int(rng.integers(2, 600))) * 3.0
+        # scipy draws the (B, n) indices in one call: the same as B draws of n, one after the other
+        def median_mad(v):
+            return np.array([np.median(v), 1.4826 * np.median(np.abs(v - np.median(v)))])
+
+        assert np.array_equal(M.bootstrap_mcse(x, M.median_and_mad), boot_sd(x, median_mad))
+        assert np.array_equal(M.bootstrap_mcse(x, M._f_quantiles),
+                              boot_sd(x, lambda v: np.quantile(v, [0.05, 0.5, 0.95])))
+        assert np.array_equal(M.bootstrap_mcse(x, M._median, resamples=37, seed=5),
+                              boot_sd(x, lambda v: np.array([np.median(v)]), B=37, seed=5))
+    assert np.isnan(M.bootstrap_mcse(np.array([1.0]), M.median_and_mad)).all()
+
+
+def test_measures_are_pure_functions_returning_value_mcse_and_n():
+    from simulate import measures as M
+
+    x = np.random.default_rng(3).normal(0.5, 2.0, 500)
+    mom = M.moments(x)
+    assert isinstance(mom, M.Moments) and mom.n == 500
+    b = M.bias(mom, 0.4)
+    assert isinstance(b, M.Measure) and b.n == 500
+    assert b.value == pytest.approx(x.mean() - 0.4, rel=1e-12) and b.mcse == pytest.approx(x.std(ddof=1) / np.sqrt(500))
+    r = M.rmse(x - 0.4)
+    assert r.value == pytest.approx(np.sqrt(np.mean((x - 0.4) ** 2)), rel=1e-12)
+    c = M.coverage(x - 1.0, x + 1.0, 0.5)
+    assert c == M.share(int(np.sum(np.abs(x - 0.5) <= 1.0)), 500)
+    assert M.share(0, 0).n == 0 and math.isnan(M.share(0, 0).value)
+    q = M.quantiles(x)
+    assert [m.value for m in q] == list(np.quantile(x, [0.05, 0.5, 0.95]))
+
+
+def test_summary_dataclass_carries_the_metadata(run_dir):
+    out = run_dir[0]
+    s = S.summarize_run(out)
+    assert isinstance(s, S.Summary) and list(s.table.columns) == list(S.LONG_COLUMNS)
+    assert s.cells == {0: []} and s.alpha == 0.05 and s.level is None
+    frame = S.summarize_directory(out)
+    pd.testing.assert_frame_equal(frame, s.table, check_exact=True)
+    assert frame.attrs == {"cells": {0: []}, "alpha": 0.05}
+    back = S.Summary.from_frame(frame)
+    assert back.cells == s.cells and back.alpha == s.alpha
+    only = s.select(["ate"])
+    assert set(only.table.target) == {"ate"} and only.cells == s.cells
+    assert S.render(s, "markdown") == S.render(frame, "markdown")
+    assert S.to_csv(s) == S.to_csv(frame)
+
+
+def test_summary_modules_import_the_run_store_in_one_place_and_no_importlib():
+    from pathlib import Path
+
+    root = Path(simulate.__file__).parent
+    mods = ["summary", "measures", "accumulator", "run_summary", "tables", "summary_cli"]
+    for m in mods:
+        text = (root / f"{m}.py").read_text(encoding="utf-8")
+        assert not re.search(r"^\s*(from|import) \S*runner", text, re.M), m
+        assert not re.search(r"^\s*(from|import) importlib", text, re.M), m
+    assert "from .runner import" in (root / "rundir.py").read_text(encoding="utf-8")
