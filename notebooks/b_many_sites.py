@@ -257,8 +257,8 @@ display(Markdown(f"""
 **What to look at.**  At $\\lambda = 0$ the rejection rate is the test's *size*:
 {", ".join(f"{rate(size.loc[k])} with {k} sites" for k in SITES)} (± 1.96 MCSE).  Compare it with 5%: the check
 is a site-robust Wald test with a chi-square reference, which
-{("over-rejects with " + " and ".join(f"{k}" for k in over) + " sites") if over else
- "does not over-reject measurably here"}, so read the power against the size, not against 5%.  The rejection
+{("over-rejects with " + " and ".join(f"{k}" for k in over) + " sites, so read the power against the size, "
+  "not against 5%") if over else "can over-reject when sites are few, but does not measurably here"}.  The rejection
 rate {f"rises with {LAM} for every number of sites" if rises_l else f"does not rise steadily with {LAM}"}
 and {"with the number of sites" if rises_k else "not steadily with the number of sites"}: at
 $\\lambda = {max(LAMBDAS):g}$ it is {", ".join(f"{rate(strong.loc[k])} with {k} sites" for k in SITES)}; with
