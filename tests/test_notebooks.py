@@ -1,25 +1,31 @@
-"""The teaching notebooks: stored without outputs, and each runs top to bottom.
+"""The teaching notebooks: jupytext percent-format sources, executed copies in sync, each runs top to bottom.
 
-Every notebook is executed with nbclient (kernel ``python3``, working directory
-``notebooks/``) with a small replication count (``SIMULATE_NOTEBOOK_REPS``).  A probe
-cell appended to the executed copy prints numbers from the notebook's namespace, which
-are checked against the truth (e.g. notebook (a): the compliance-weighted estimand at
-rho = 0 is the ATE; notebook (e): 2SLS on the Angrist-Krueger data is 0.0891, their
-Table V).  The stored files are never modified.
+``notebooks/*.py`` are the sources (jupytext percent format); ``notebooks/*.ipynb`` are the same
+cells executed at the default replication count, for readers who open them without running them.
+The tests check that the two agree cell for cell, that the stored outputs hold no error and come
+from the default count, and execute every source with nbclient (kernel ``python3``, working
+directory ``notebooks/``) with a small replication count (``SIMULATE_NOTEBOOK_REPS``).  A probe
+cell appended to the executed copy prints numbers from the notebook's namespace, which are checked
+against the truth (e.g. notebook (a): the compliance-weighted estimand at rho = 0 is the ATE;
+notebook (e): 2SLS on the Angrist-Krueger data is 0.0891, their Table V) and against the sentences
+the notebook printed.  The stored files are never modified.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from simulate.datasets import ak80_path
 
-nbformat = pytest.importorskip("nbformat", reason="the notebook tests need the 'test' extra (nbformat)")
-nbclient = pytest.importorskip("nbclient", reason="the notebook tests need the 'test' extra (nbclient)")
-pytest.importorskip("ipykernel", reason="the notebook tests need the 'test' extra (ipykernel)")
+WHAT = "the notebook tests need the 'notebooks' extra: pip install -e '.[notebooks]'"
+jupytext = pytest.importorskip("jupytext", reason=f"{WHAT} (jupytext is missing)")
+nbformat = pytest.importorskip("nbformat", reason=f"{WHAT} (nbformat is missing)")
+nbclient = pytest.importorskip("nbclient", reason=f"{WHAT} (nbclient is missing)")
+pytest.importorskip("ipykernel", reason=f"{WHAT} (ipykernel is missing)")
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
@@ -27,47 +33,57 @@ AK80 = ak80_path()  # shipped inside the package
 REPS = 5
 CELL_TIMEOUT = 300
 EXPECTED = {
-    "a_one_site_one_mediator.ipynb",
-    "b_many_sites.ipynb",
-    "c_stress_test.ipynb",
-    "d_many_weak_instruments.ipynb",
-    "e_real_study.ipynb",
+    "a_one_site_one_mediator",
+    "b_many_sites",
+    "c_stress_test",
+    "d_many_weak_instruments",
+    "e_real_study",
 }
+DEFAULT = re.compile(r'REPS = int\(os\.environ\.get\("SIMULATE_NOTEBOOK_REPS", (\d+)\)\)')
 
 
-def notebooks() -> list[Path]:
-    return sorted(NB_DIR.glob("*.ipynb"))
+def sources() -> list[Path]:
+    return sorted(p for p in NB_DIR.glob("*.py") if p.stem in EXPECTED)
+
+
+def cells(nb) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source) for c in nb.cells]
 
 
 def test_the_five_notebooks_are_there():
-    assert {p.name for p in notebooks()} == EXPECTED
+    assert {p.stem for p in NB_DIR.glob("*.py")} == EXPECTED
+    assert {p.stem for p in NB_DIR.glob("*.ipynb")} == EXPECTED
 
 
-@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.stem)
-def test_stored_without_outputs(path):
-    nb = nbformat.read(path, as_version=4)
-    nbformat.validate(nb)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code, f"{path.name} has no code cells"
-    for i, cell in enumerate(code):
-        assert cell.outputs == [], f"{path.name}: code cell {i} is stored with outputs"
-        assert cell.execution_count is None, f"{path.name}: code cell {i} is stored with an execution count"
+@pytest.mark.parametrize("path", sources(), ids=lambda p: p.stem)
+def test_source_is_a_percent_notebook_with_one_knob(path):
+    nb = jupytext.read(path)
+    assert nb.metadata["jupytext"]["text_representation"]["format_name"] == "percent"
     assert nb.metadata["kernelspec"]["name"] == "python3"
-    # one knob for the replication count, read from the environment
-    assert "SIMULATE_NOTEBOOK_REPS" in code[0].source
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and any(c.cell_type == "markdown" for c in nb.cells)
+    # one knob for the replication count, read from the environment, in the first code cell
+    assert DEFAULT.search(code[0].source), f"{path.name}: the first code cell sets no REPS"
 
 
-def test_stored_notebooks_are_what_build_py_writes(tmp_path):
-    """The cells live in notebooks/build.py; a notebook edited by hand (or a build.py not rebuilt) fails."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("notebook_build", NB_DIR / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    written = module.build(tmp_path)
-    assert {p.name for p in written} == EXPECTED
-    for p in written:
-        assert p.read_text() == (NB_DIR / p.name).read_text(), f"{p.name} differs from build.py's; rebuild it"
+@pytest.mark.parametrize("path", sources(), ids=lambda p: p.stem)
+def test_stored_ipynb_is_the_source_executed_at_the_default(path):
+    """The .ipynb has the .py's cells (edit the .py, then re-run `jupytext --to ipynb --execute`)."""
+    ipynb = path.with_suffix(".ipynb")
+    stored = nbformat.read(ipynb, as_version=4)
+    nbformat.validate(stored)
+    assert cells(jupytext.read(ipynb)) == cells(jupytext.read(path)), (
+        f"{ipynb.name} is out of sync with {path.name}: run "
+        f"'jupytext --to ipynb --execute {path.relative_to(ROOT)}' from the repository root")
+    code = [c for c in stored.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), f"{ipynb.name} is stored unexecuted"
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{ipynb.name} is stored with an error: {errors[0].ename}"
+    default = int(DEFAULT.search(code[0].source).group(1))
+    printed = "".join(o.get("text", "") for o in code[0].outputs if o.output_type == "stream")
+    assert printed.startswith(f"{default} replications"), (
+        f"{ipynb.name} was executed with another replication count ({printed.strip()!r}); "
+        "re-run it without SIMULATE_NOTEBOOK_REPS")
 
 
 @pytest.fixture(scope="session")
@@ -78,15 +94,21 @@ def kernel():
     try:
         KernelSpecManager().get_kernel_spec("python3")
     except NoSuchKernel:
-        pytest.skip("no 'python3' Jupyter kernel: install the test extra (ipykernel) or run "
+        pytest.skip("no 'python3' Jupyter kernel: install the 'notebooks' extra (ipykernel) or run "
                     "'python3 -m ipykernel install --user'")
     return "python3"
 
 
-def execute(name: str, probe: str, kernel: str, monkeypatch) -> dict:
-    """Run notebook ``name`` top to bottom plus a probe cell; return the probe's JSON."""
+def markdown_printed(nb) -> list[str]:
+    """The Markdown the executed notebook displayed from code cells (its computed sentences), one space apart."""
+    return [" ".join(o["data"]["text/markdown"].split()) for c in nb.cells if c.cell_type == "code"
+            for o in c.outputs if "data" in o and "text/markdown" in o["data"]]
+
+
+def execute(stem: str, probe: str, kernel: str, monkeypatch) -> tuple[dict, object]:
+    """Run notebook ``stem`` (its .py source) top to bottom plus a probe cell; the probe's JSON and the notebook."""
     monkeypatch.setenv("SIMULATE_NOTEBOOK_REPS", str(REPS))
-    nb = nbformat.read(NB_DIR / name, as_version=4)
+    nb = jupytext.read(NB_DIR / f"{stem}.py")
     n_stored = len(nb.cells)
     nb.cells.append(nbformat.v4.new_code_cell("import json\nprint('PROBE ' + json.dumps(" + probe + "))"))
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name=kernel, allow_errors=False,
@@ -94,22 +116,22 @@ def execute(name: str, probe: str, kernel: str, monkeypatch) -> dict:
     client.execute()  # raises CellExecutionError, naming the cell, on any error
     for i, cell in enumerate(nb.cells[:n_stored]):
         if cell.cell_type == "code":
-            assert cell.execution_count is not None, f"{name}: cell {i} did not run"
+            assert cell.execution_count is not None, f"{stem}: cell {i} did not run"
             errors = [o for o in cell.outputs if o.output_type == "error"]
-            assert not errors, f"{name}: cell {i} raised {errors[0].ename}"
+            assert not errors, f"{stem}: cell {i} raised {errors[0].ename}"
     lines = [line for o in nb.cells[-1].outputs if o.output_type == "stream"
              for line in o.text.splitlines() if line.startswith("PROBE ")]
-    assert len(lines) == 1, f"{name}: the probe printed {nb.cells[-1].outputs}"
-    return json.loads(lines[0][len("PROBE "):])
+    assert len(lines) == 1, f"{stem}: the probe printed {nb.cells[-1].outputs}"
+    return json.loads(lines[0][len("PROBE "):]), nb
 
 
 def test_a_one_site_one_mediator(kernel, monkeypatch):
-    got = execute("a_one_site_one_mediator.ipynb", """{
+    got, nb = execute("a_one_site_one_mediator", """{
         "rho": curve.rho.tolist(), "ate": curve.ate.tolist(), "cw": curve.compliance_weighted.tolist(),
         "closed": curve.closed_form.tolist(), "wald": sims.mean_wald.tolist(),
         "defier": defier_curve.defier_share.tolist(), "late": defier_curve.late.tolist(),
         "iv": defier_curve.iv_estimand.tolist(), "defier_ate": defier_curve.ate.tolist(), "reps": REPS}""",
-                  kernel, monkeypatch)
+                      kernel, monkeypatch)
     assert got["reps"] == REPS
     assert got["rho"][0] == 0.0
     # where assumption vii.a holds the compliance-weighted estimand is the ATE ...
@@ -125,13 +147,15 @@ def test_a_one_site_one_mediator(kernel, monkeypatch):
     assert got["late"][0] > got["defier_ate"][0] + 0.02  # compliers gain more: LATE > ATE
     assert got["iv"][-1] > got["late"][-1] + 0.1
     assert got["late"] == pytest.approx([got["late"][0]] * len(got["late"]), abs=1e-9)
+    said = "\n".join(markdown_printed(nb))
+    assert "the LATE stays put" in said and "the IV estimand climbs" in said
 
 
 def test_b_many_sites(kernel, monkeypatch):
-    got = execute("b_many_sites.ipynb", """{
+    got, nb = execute("b_many_sites", """{
         "limits": limits.set_index("scenario").to_dict("index"),
         "rate": power.rejection_rate.tolist(), "n": power.n.tolist(), "cells": len(cells), "reps": REPS}""",
-                  kernel, monkeypatch)
+                      kernel, monkeypatch)
     lim = got["limits"]
     held = lim["assumptions hold"]
     assert held["limit_2sls"] == pytest.approx(held["ate"], abs=1e-6)
@@ -144,17 +168,21 @@ def test_b_many_sites(kernel, monkeypatch):
     assert got["cells"] == 15 and len(got["rate"]) == 15
     assert got["n"] == [REPS] * 15
     assert all(0.0 <= r <= 1.0 for r in got["rate"])
+    said = "\n".join(markdown_printed(nb))
+    assert "The direct effect biases 2SLS through the origin by" in said
+    assert "leaves the between-site regression with an intercept within" in said
 
 
 def test_c_stress_test(kernel, monkeypatch):
-    got = execute("c_stress_test.ipynb", """{
+    got, nb = execute("c_stress_test", """{
         "report": str(report), "exists": Path(report).is_file(),
         "dials": sorted(verdicts.dial.unique()),
         "ols": verdicts[(verdicts.estimator == "ols") & (verdicts.mediator == "income")].verdict.tolist(),
         "states": sorted(verdicts.verdict.unique()),
         "direct_2sls": verdicts[(verdicts.dial == "direct_effect") & (verdicts.estimator == "2sls")
                                 & (verdicts.mediator == "income")].iloc[0].to_dict(),
-        "rows": len(verdicts)}""", kernel, monkeypatch)
+        "rows": len(verdicts), "cannot_tell": int((verdicts.verdict == "cannot_tell").sum())}""",
+                      kernel, monkeypatch)
     assert got["exists"] and got["report"].endswith("report.html")
     # two continuous mediators and a binary treatment: every dial but the dose curvature and defiers
     assert got["dials"] == sorted(["spillover", "direct_effect", "outcome_curvature", "mediator_paths", "selection",
@@ -167,10 +195,13 @@ def test_c_stress_test(kernel, monkeypatch):
     # a direct effect up to half the outcome ITT moves the 2SLS limit beyond 10%: the exact part says where
     d = got["direct_2sls"]
     assert d["verdict"] in ("breaks_at", "fails_at_zero") and 0 < d["breakdown_exact"] < d["severe"]
+    said = "\n".join(markdown_printed(nb))
+    assert "it credits the direct effect to the mediators" in said
+    assert (f"{got['cannot_tell']} Monte Carlo comparisons cannot be decided" in said) == (got["cannot_tell"] > 0)
 
 
 def test_d_many_weak_instruments(kernel, monkeypatch):
-    got = execute("d_many_weak_instruments.ipynb", """{
+    got, nb = execute("d_many_weak_instruments", """{
         "bias": bias_sites.to_dict("list"), "f": f.iloc[:, 0].tolist(),
         "sd_bias": bias_sd.to_dict("list")}""", kernel, monkeypatch)
     b = got["bias"]
@@ -181,15 +212,20 @@ def test_d_many_weak_instruments(kernel, monkeypatch):
     assert abs(b["ujive"][-1]) < b["2sls"][-1] - 0.15
     assert got["f"][0] > got["f"][-1]
     assert got["sd_bias"]["2sls"][-1] > got["sd_bias"]["2sls"][0]
+    said = "\n".join(markdown_printed(nb))
+    assert "OLS is biased by the confounding whatever the design" in said
+    assert "the identification bias is zero" in said
 
 
 @pytest.mark.skipif(not AK80.is_file(), reason=f"AK80 data not found at {AK80}")
 def test_e_real_study(kernel, monkeypatch):
-    got = execute("e_real_study.ipynb", """{
+    got, nb = execute("e_real_study", """{
         "estimates": {f"{e}/{m}": v for e, m, v in zip(result.estimator, result.mediator, result.estimate)},
         "ate": truth.ate[0], "effect_mean": cal.effect_mean[0], "n_persons": len(ak80),
         "reps": int(summary[(summary.measure == "n_reps") & (summary.estimator == "2sls")].value.iloc[0]),
-        "rows": len(comparison)}""", kernel, monkeypatch)
+        "rows": len(comparison), "relative_bias": comparison.relative_bias.to_dict(),
+        "relative_bias_mcse": comparison.relative_bias_mcse.to_dict()}""",
+                      kernel, monkeypatch)
     assert got["n_persons"] == 329_509
     # Angrist & Krueger (1991), Table V, column (2): 2SLS 0.0891 with 30 QOB x YOB instruments
     assert got["estimates"]["2sls/education"] == pytest.approx(0.0891, abs=5e-4)
@@ -197,3 +233,9 @@ def test_e_real_study(kernel, monkeypatch):
     assert got["ate"] == pytest.approx(got["effect_mean"], rel=1e-5)  # TOML keeps 6 digits
     assert got["reps"] == REPS
     assert got["rows"] == 10
+    # issue 17: "centred" is said of an estimator exactly where its bias interval covers zero
+    said = markdown_printed(nb)[-1]
+    for e, name in (("liml", "LIML"), ("ujive", "UJIVE"), ("bias_corrected_2sls", "bias-corrected 2SLS")):
+        covers = abs(got["relative_bias"][e]) <= 1.96 * got["relative_bias_mcse"][e]
+        assert (f"{name} is centred" in said) == covers, (e, said)
+        assert (f"{name} is biased" in said) == (not covers), (e, said)
