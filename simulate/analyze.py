@@ -14,10 +14,7 @@ records). Errors are one line on stderr and exit code 2.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -278,32 +275,6 @@ def to_records(result: pd.DataFrame) -> list[dict]:
     return out
 
 
-def add_data_arguments(p: argparse.ArgumentParser) -> None:
-    """The columns of a real multisite dataset: FILE.csv --site --treatment --mediator ... --outcome."""
-    p.add_argument("file", metavar="FILE.csv", help="CSV file (optionally gzipped), one row per person")
-    p.add_argument("--site", required=True, metavar="COL", help="site column")
-    p.add_argument("--treatment", required=True, metavar="COL",
-                   help="treatment column (sorted labels: the smallest is the control arm)")
-    p.add_argument("--mediator", required=True, action="append", metavar="COL",
-                   help="mediator column (repeat for several)")
-    p.add_argument("--outcome", required=True, metavar="COL", help="outcome column")
-
-
-def add_subcommand(subparsers) -> argparse.ArgumentParser:
-    """Register ``analyze`` on an ``argparse`` subparsers object; returns its parser."""
-    p = subparsers.add_parser(
-        "analyze",
-        help="analyse a real multisite dataset with every estimator",
-        description="Analyse a real multisite dataset (CSV, optionally gzipped) with every "
-        "MSMM-IV estimator, standard errors and diagnostics.",
-    )
-    add_data_arguments(p)
-    p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
-    p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
-    p.set_defaults(run=run)
-    return p
-
-
 def read_csv(path) -> pd.DataFrame:
     """Read a data file (CSV, optionally compressed) whose column names are distinct.
 
@@ -333,25 +304,3 @@ def read_csv(path) -> pd.DataFrame:
             raise
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AnalysisError(f"cannot read {path}: {msg}") from None
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``simulate analyze``; returns the exit code (2 on any error, one line on stderr)."""
-    try:
-        if not 0 < args.level < 1:
-            raise AnalysisError(f"--level must be in (0, 1), got {args.level}")
-        frame = read_csv(args.file)
-        result = analyze(frame, site=args.site, treatment=args.treatment,
-                         mediators=args.mediator, outcome=args.outcome, level=args.level)
-    except AnalysisError as exc:
-        print(f"simulate analyze: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # never a traceback on the command line
-        msg = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"simulate analyze: error: {type(exc).__name__}: {msg}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(to_records(result), indent=1))
-    else:
-        print(format_table(result))
-    return 0

@@ -84,8 +84,7 @@ from tomlkit.items import Float, Trivia
 from .analyze import AnalysisError, _label, _numeric, _ordered_codes
 from .estimators import cell_statistics
 
-__all__ = ["Calibration", "CalibrationError", "calibrate", "calibrate_statistics", "to_toml", "to_document",
-           "add_subcommand", "run"]
+__all__ = ["Calibration", "CalibrationError", "calibrate", "calibrate_statistics", "to_toml", "to_document"]
 
 
 class CalibrationError(AnalysisError):
@@ -840,49 +839,3 @@ def _round_shares(shares) -> list[float]:
     r = [round(float(s), 6) for s in shares]
     r[-1] = round(1.0 - sum(r[:-1]), 6)
     return r
-
-
-# ---------------------------------------------------------------------------
-# Compatibility: the command line is wired in simulate.cli.data
-# ---------------------------------------------------------------------------
-
-
-def add_subcommand(subparsers):
-    """Register ``calibrate`` on an argparse subparsers object (kept for callers of the old API).
-
-    The command lives in :mod:`simulate.cli.data`; ``args.run(args)`` runs it under the
-    command's one error handler (:func:`simulate.cli.handler.run_command`).
-
-    Parameters
-    ----------
-    subparsers
-        The object ``ArgumentParser.add_subparsers`` returned.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        The subcommand's parser.
-    """
-    from .cli.data import add_calibrate
-
-    p = add_calibrate(subparsers)
-    p.set_defaults(run=run)
-    return p
-
-
-def run(args) -> int:
-    """Run parsed ``calibrate`` arguments under the command's error handler; returns the exit code.
-
-    Parameters
-    ----------
-    args
-        Arguments parsed by a parser :func:`add_subcommand` set up.
-
-    Returns
-    -------
-    int
-        0, or 2 with one line on stderr for a user error.
-    """
-    from .cli.handler import run_command
-
-    return run_command(args)

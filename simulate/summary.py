@@ -14,7 +14,7 @@ This module is the stage's front door; the work is done in four modules, each of
 * :mod:`simulate.tables`: CSV, JSON, Markdown (``DataFrame.to_markdown``) and LaTeX
   (``Styler.to_latex``, booktabs) renderings;
 
-and ``simulate summarize`` lives in :mod:`simulate.summary_cli`.  Every name below is
+and ``simulate summarize`` lives in :mod:`simulate.cli.runs`.  Every name below is
 importable from here as before.
 """
 
@@ -43,13 +43,12 @@ from .measures import (  # noqa: F401
 )
 from .run_summary import cell_targets, summarize_directory, summarize_run, truth_from_dict, write_summary
 from .rundir import part_files
-from .summary_cli import add_subcommand, run
 from .tables import _fmt_number, render, to_csv, to_json, to_latex, to_markdown, wide  # noqa: F401
 
 __all__ = [
     "ALPHA", "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "MAD_SCALE", "TARGETS", "TARGET_FREE_MEASURES",
     "TARGET_MEASURES", "LONG_COLUMNS", "SummaryError", "SummaryAccumulator", "summarize", "wide",
     "render", "to_csv", "to_markdown", "to_latex", "to_json", "truth_from_dict", "cell_targets",
-    "part_files", "summarize_directory", "write_summary", "add_subcommand", "run",
+    "part_files", "summarize_directory", "write_summary",
     "Summary", "Measure", "summarize_run",
 ]

@@ -1,6 +1,5 @@
 """Real-data analysis: published Angrist-Krueger values, input errors, the command line."""
 
-import argparse
 import json
 import os
 import subprocess
@@ -11,7 +10,8 @@ import pandas as pd
 import pytest
 from _data import ak80_path, make_data
 
-from simulate.analyze import AnalysisError, add_subcommand, analyze, format_table, run
+from simulate.analyze import AnalysisError, analyze, format_table
+from simulate.cli import main as cli_main
 
 AK80 = ak80_path()
 
@@ -103,19 +103,17 @@ def test_analyze_labels_any_order():
     assert "bias_corrected_2sls" in text and "Sanderson-Windmeijer" in text and "m2" in text
 
 
-def _args(argv):
-    parser = argparse.ArgumentParser(prog="simulate")
-    sub = parser.add_subparsers(dest="command")
-    add_subcommand(sub)
-    return parser.parse_args(argv)
+def run(argv):
+    """``simulate ARGV`` through the one CLI (parser and error handler); the exit code."""
+    return cli_main(argv)
 
 
 def test_cli_json(tmp_path, capsys):
     site, arm, M, Y = make_data(8, 5, 2, 1, min_cell=10, max_cell=20)
     path = tmp_path / "d.csv"
     pd.DataFrame({"s": site, "t": arm, "m": M[:, 0], "y": Y}).to_csv(path, index=False)
-    code = run(_args(["analyze", str(path), "--site", "s", "--treatment", "t", "--mediator", "m",
-                      "--outcome", "y", "--json"]))
+    code = run(["analyze", str(path), "--site", "s", "--treatment", "t", "--mediator", "m",
+                      "--outcome", "y", "--json"])
     assert code == 0
     records = json.loads(capsys.readouterr().out)
     for field in ("estimator", "mediator", "estimate", "se_conventional", "se_robust",
@@ -132,13 +130,13 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     path = tmp_path / "d.csv"
     pd.DataFrame({"s": [1, 1, 2, 2], "t": [0, 1, 0, 0], "m": [1.0, 2, 3, 4], "y": [1.0, 2, 3, 5]}).to_csv(
         path, index=False)
-    code = run(_args(["analyze", str(path), "--site", "s", "--treatment", "t", "--mediator", "m",
-                      "--outcome", "y"]))
+    code = run(["analyze", str(path), "--site", "s", "--treatment", "t", "--mediator", "m",
+                      "--outcome", "y"])
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "site 2 has a single treatment arm" in err
-    code = run(_args(["analyze", str(tmp_path / "none.csv"), "--site", "s", "--treatment", "t",
-                      "--mediator", "m", "--outcome", "y"]))
+    code = run(["analyze", str(tmp_path / "none.csv"), "--site", "s", "--treatment", "t",
+                      "--mediator", "m", "--outcome", "y"])
     err = capsys.readouterr().err
     assert code == 2 and "file not found" in err and err.count("\n") == 1
 
@@ -161,17 +159,10 @@ def test_duplicate_column_names_are_one_line_errors(tmp_path, capsys, command, g
     # pandas would read the second 'm' as 'm.1' and the second 'y' as 'y.1', silently
     import gzip
 
-    from simulate import calibrate as cal
-
     text = "s,t,m,m,y,y,y\n" + "".join(f"{k},{i % 2},{i},{i + 1},{i},{i},{i}\n" for k in range(4) for i in range(6))
     path = tmp_path / ("d.csv.gz" if gz else "d.csv")
     path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    (add_subcommand if command == "analyze" else cal.add_subcommand)(sub)
-    args = parser.parse_args([command, str(path), "--site", "s", "--treatment", "t", "--mediator", "m",
-                              "--outcome", "y"])
-    code = args.run(args)
+    code = cli_main([command, str(path), "--site", "s", "--treatment", "t", "--mediator", "m", "--outcome", "y"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert f"{path}: duplicate column names: 'm' (2 times), 'y' (3 times)" in err

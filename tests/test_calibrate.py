@@ -1,6 +1,5 @@
 """Calibration: moments recovered from data drawn from a known scenario; ak80 round trip; input errors."""
 
-import argparse
 import math
 import os
 
@@ -10,7 +9,7 @@ import pytest
 from _data import ak80_path
 
 from simulate import cli
-from simulate.calibrate import add_subcommand, calibrate, calibrate_statistics, nearest_correlation, run, to_toml
+from simulate.calibrate import calibrate, calibrate_statistics, nearest_correlation, to_toml
 from simulate.dgp import draw
 from simulate.estimators import cell_statistics
 from simulate.scenario import loads, validate_file
@@ -176,21 +175,6 @@ def _calibrate(argv) -> int:
     return cli.main(["calibrate", *map(str, argv)])
 
 
-def test_the_old_entry_still_parses_and_runs(small_csv, capsys):
-    # add_subcommand + args.run: kept for the callers of the pre-package API
-    _, path = small_csv
-    parser = argparse.ArgumentParser(prog="simulate")
-    add_subcommand(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["calibrate", str(path), "--site", "school", "--treatment", "arm", "--mediator", "m",
-                              "--outcome", "y", "--no-truth"])
-    assert run(args) == 0 and loads(capsys.readouterr().out).n_sites == 4
-    args = parser.parse_args(["calibrate", str(path), "--site", "school", "--treatment", "arm", "--mediator", "m",
-                              "--outcome", "nope"])
-    assert args.run(args) == 2
-    assert capsys.readouterr().err.startswith("simulate calibrate: error: column(s) 'nope' not found")
-
-
-@pytest.mark.skipif(not os.path.exists(AK80), reason="ak80 data not available")
 def test_ak80_round_trip(tmp_path, capsys):
     code = _calibrate([AK80, "--site", "yob", "--treatment", "qob", "--mediator", "education",
                       "--outcome", "lwage", "--no-truth"])

@@ -348,14 +348,10 @@ def test_plot_directory_writes_png_and_pdf(rundir):
 
 
 def _cli(argv):
-    """The subcommand as the lead wires it into simulate.cli (add_subcommand + args.run)."""
-    import argparse
+    """``simulate ARGV`` through the one CLI (parser and error handler); the exit code."""
+    from simulate.cli import main
 
-    parser = argparse.ArgumentParser(prog="simulate")
-    sub = parser.add_subparsers(dest="command", required=True)
-    P.add_subcommand(sub)
-    args = parser.parse_args(argv)
-    return args.run(args)
+    return main(argv)
 
 
 def test_command_errors_are_one_line(tmp_path, capsys):
@@ -416,9 +412,9 @@ def test_the_package_keeps_every_name_of_the_old_module():
                  "OKABE_ITO", "PlotError", "dial_label", "dial_plot", "bias_plot", "coverage_plot", "rmse_plot",
                  "bias_decomposition_plot", "sampling_distribution_plot", "zip_plot", "heatmap", "site_level_plot",
                  "site_itt", "plot_directory", "load_summary", "grid_paths", "grid_dimensions", "save",
-                 "add_subcommand", "run", "Z95", "_line_cells", "_order_estimators"):
+                 "Z95", "_line_cells", "_order_estimators"):
         assert hasattr(P, name), name
-    assert P.ESTIMATOR_LABELS is labels.ESTIMATOR_LABELS  # one definition, until the estimator registry holds it
+    assert P.ESTIMATOR_LABELS is labels.ESTIMATOR_LABELS  # one definition: the estimator registry's
     from simulate import stress_figures
 
     assert stress_figures.label("ols") == "OLS"

@@ -33,14 +33,13 @@ distributions, zip plots), :mod:`~simulate.plots.sites` (the site-level picture)
 :mod:`~simulate.plots.stress` (the stress test's per-dial figures) and
 :mod:`~simulate.plots.directory` (every figure of a run directory).
 
-``simulate plot DIR`` (:func:`add_subcommand`, :func:`run`, in :mod:`~simulate.plots.command`)
+``simulate plot DIR`` (wired in :mod:`simulate.cli.runs`)
 writes every figure that applies to a run directory under ``DIR/figures/`` (:func:`plot_directory`).
 """
 
 from __future__ import annotations
 
 from .base import DIRECT_EFFECT, DPI, Z95, PlotError, save
-from .command import add_subcommand, run
 from .curves import bias_plot, coverage_plot, dial_plot, rmse_plot
 from .decomposition import bias_decomposition_plot
 from .directory import load_summary, plot_directory
@@ -65,6 +64,6 @@ __all__ = [
     "sampling_distribution_plot", "zip_plot", "heatmap", "site_level_plot", "site_itt", "plot_directory",
     "load_summary",
     "grid_paths", "grid_dimensions",
-    "save", "add_subcommand", "run",
+    "save",
     "DPI", "Z95", "DIRECT_EFFECT",
 ]

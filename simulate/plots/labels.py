@@ -1,12 +1,14 @@
 """Names and styles shared by every figure: estimator labels and styles, axis names of dials, measures and targets.
 
-``ESTIMATOR_LABELS`` and ``ESTIMATOR_STYLES`` are defined here until the estimator registry holds them.
+``ESTIMATOR_LABELS`` and ``ESTIMATOR_STYLES`` are the registry's (:mod:`simulate.estimators.registry`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+
+from ..estimators import registry as _registry
 
 OKABE_ITO = {
     "black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",
@@ -15,35 +17,11 @@ OKABE_ITO = {
 }
 """Okabe & Ito (2008) colours (grey added, as is usual, for a ninth)."""
 
-ESTIMATOR_LABELS = {
-    "ols": "OLS (site FE, confounded)",
-    "2sls": "2SLS",
-    "liml": "LIML",
-    "fuller": "Fuller(1)",
-    "ujive": "UJIVE",
-    "bias_corrected_2sls": "bias-corrected 2SLS",
-    "between_ols": "between-site OLS",
-    "between_precision": "between-site, precision-weighted",
-    "between_intercept": "between-site with intercept",
-    "wald": "pooled Wald",
-}
-"""Legend names of the estimators of :data:`simulate.estimators.ESTIMATORS`."""
-
 _O = OKABE_ITO
-ESTIMATOR_STYLES = {
-    # name: (colour, marker, line style); no two share both colour and marker or line style
-    "ols": (_O["black"], "o", ":"),
-    "2sls": (_O["blue"], "s", "-"),
-    "liml": (_O["vermillion"], "^", "-"),
-    "fuller": (_O["reddish_purple"], "v", "--"),
-    "ujive": (_O["bluish_green"], "D", "-"),
-    "bias_corrected_2sls": (_O["orange"], "P", "--"),
-    "between_ols": (_O["sky_blue"], "X", "-."),
-    "between_precision": (_O["grey"], "h", ":"),
-    "between_intercept": (_O["yellow"], "*", "-."),
-    "wald": (_O["black"], "d", "--"),
-}
-"""Colour, marker and line style of each estimator (the same in every figure)."""
+# legend names and (colour, marker, line style) of each estimator: one entry per estimator in
+# the registry (simulate.estimators.registry), read here
+ESTIMATOR_LABELS = _registry.ESTIMATOR_LABELS
+ESTIMATOR_STYLES = _registry.ESTIMATOR_STYLES
 
 _SPARE_STYLES = [(c, m, ls) for c, m, ls in zip(
     [_O["blue"], _O["vermillion"], _O["bluish_green"], _O["orange"], _O["reddish_purple"], _O["sky_blue"]],
