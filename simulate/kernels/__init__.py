@@ -2,12 +2,19 @@
 
 Numba's on-disk cache checks only the source file of each cached function, not the
 files of the kernels it calls and inlines, so a stale compiled ``replicate_batch``
-could survive an edit of ``estimators_nb.py``.  The cache therefore lives in a folder
-named after a hash of every kernel source: any edit gives a fresh cache (one
-compilation, about a minute), never stale machine code, and the folders of earlier
-sources (15-20 MB each) are removed.  Set ``NUMBA_CACHE_DIR`` to choose the place
-yourself (nothing is then removed).
+could survive an edit of ``fit_nb.py``.  The cache therefore lives in a folder named
+after a hash of every kernel source (every ``*_nb.py`` here): any edit gives a fresh
+cache (one compilation, see :data:`COMPILE_SECONDS`), never stale machine code.
+Importing the kernels deletes nothing; the folders of earlier sources (about 8-15 MB
+each) stay until :func:`prune_cache` removes them.  Set ``NUMBA_CACHE_DIR`` to choose
+the place yourself (:func:`prune_cache` then removes nothing).
+
+:func:`warm_up` compiles (or loads) the fused kernel once, in the calling process, so
+that worker processes started afterwards load it from the cache instead of compiling
+it each; :func:`kernels_cached` says beforehand whether that will compile.
 """
+
+from __future__ import annotations
 
 import hashlib
 import os
@@ -16,23 +23,55 @@ from pathlib import Path
 
 import numba
 
+_HERE = Path(__file__).resolve().parent
+
 
 def _cache_dir() -> str:
-    here = Path(__file__).resolve().parent
+    """The cache folder of the current kernel sources: ``__pycache__/numba-<hash of every *_nb.py>``."""
     h = hashlib.sha256()
-    for path in sorted(here.glob("*_nb.py")):
+    for path in sorted(_HERE.glob("*_nb.py")):
         h.update(path.name.encode())
         h.update(path.read_bytes())
-    return str(here / "__pycache__" / f"numba-{h.hexdigest()[:12]}")
+    return str(_HERE / "__pycache__" / f"numba-{h.hexdigest()[:12]}")
 
 
-def _remove_stale(current: str) -> None:
-    """Delete the cache folders of other kernel sources (a process still using one recompiles)."""
-    for old in Path(current).parent.glob("numba-*"):
-        if str(old) != current:
+def _remove_stale(current: str) -> list[str]:
+    """Delete the ``numba-*`` folders beside ``current`` other than ``current``; return their paths.
+
+    A process still using a removed folder recompiles what it needs.
+    """
+    removed = []
+    for old in sorted(Path(current).parent.glob("numba-*")):
+        if str(old) != current and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
+            removed.append(str(old))
+    return removed
 
+
+_CACHE_DIR: str | None = None
+"""This package's own cache folder, or None when the user chose one with ``NUMBA_CACHE_DIR``."""
 
 if not os.environ.get("NUMBA_CACHE_DIR"):
-    numba.config.CACHE_DIR = _cache_dir()
-    _remove_stale(numba.config.CACHE_DIR)
+    _CACHE_DIR = _cache_dir()
+    numba.config.CACHE_DIR = _CACHE_DIR
+
+
+def prune_cache() -> list[str]:
+    """Remove the cache folders of other (earlier) kernel sources.
+
+    Only this package's own ``__pycache__/numba-*`` folders are touched, and never the
+    one of the current sources; with ``NUMBA_CACHE_DIR`` set nothing is removed.
+
+    Returns
+    -------
+    list of str
+        The folders removed (empty when there were none).
+    """
+    if _CACHE_DIR is None:
+        return []
+    return _remove_stale(_CACHE_DIR)
+
+
+from .warmup import COMPILE_SECONDS, kernels_cached, warm_up  # noqa: E402  (after the cache folder is set)
+
+__all__ = ["COMPILE_SECONDS", "kernels_cached", "prune_cache", "warm_up"]

@@ -1,0 +1,58 @@
+"""Integer codes shared by the estimator kernels: statuses, estimator rows, SE columns, diagnostics.
+
+Plain module constants: Numba freezes them into the compiled kernels, so this file is
+part of the kernels' source hash (its name ends in ``_nb.py``; see :mod:`simulate.kernels`).
+"""
+
+# ---------------------------------------------------------------- status codes
+STATUS_OK = 0
+STATUS_SINGULAR = 1  # singular (or numerically singular) first stage / design
+STATUS_EMPTY_CELL = 2  # a site with an empty arm
+STATUS_TOO_FEW_SITES = 3  # fewer site contrasts than mediators (or regressors)
+STATUS_NOT_APPLICABLE = 4  # e.g. the pooled Wald estimator with P > 1
+STATUS_SINGLETON_CELL = 5  # a cell with one person (UJIVE, precision weights)
+STATUS_NUMERICAL = 6  # a non-finite result or a failed decomposition
+
+# ---------------------------------------------------------------- estimator rows
+E_OLS = 0
+E_TSLS = 1
+E_LIML = 2
+E_FULLER = 3
+E_UJIVE = 4
+E_BTSLS = 5
+E_BETWEEN_OLS = 6
+E_BETWEEN_PRECISION = 7
+E_BETWEEN_INTERCEPT = 8
+E_WALD = 9
+N_ESTIMATORS = 10
+
+# ---------------------------------------------------------------- standard errors
+SE_CONVENTIONAL = 0
+SE_HC0 = 1
+SE_HC1 = 2
+SE_CLUSTER = 3
+SE_MANY_INSTRUMENT = 4
+SE_HETEROGENEITY = 5
+N_SE = 6
+
+# ---------------------------------------------------------------- scalar diagnostics
+D_N = 0
+D_SITES = 1
+D_ARMS = 2
+D_LIML_KAPPA = 3
+D_FULLER_KAPPA = 4
+D_SIGMA_MIN = 5  # smallest singular value of the (K L) x P compliance matrix
+D_SIGMA_RATIO = 6  # smallest / largest singular value
+D_SARGAN = 7  # n u'P u / u'M_W u with 2SLS residuals
+D_SARGAN_DF = 8
+D_CRAGG_DONALD = 9  # (n - K A)(kappa_LIML - 1), the LIML overid statistic
+D_NONLINEAR = 10  # Wald statistic of the squared compliances (between-site)
+D_NONLINEAR_DF = 11
+D_DIRECT = 12  # intercept (mean direct effect) of between_intercept
+D_DIRECT_SE_CONVENTIONAL = 13
+D_DIRECT_SE_HC0 = 14
+D_DIRECT_SE_HC1 = 15
+D_FIRST_STAGE_DF1 = 16
+D_FIRST_STAGE_DF2 = 17
+D_NONLINEAR_STATUS = 18
+N_DIAGNOSTICS = 19

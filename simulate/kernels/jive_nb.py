@@ -1,0 +1,199 @@
+r"""Numba kernels: UJIVE (Kolesar 2013) with site effects, and the person-level HC0 meats
+that need fourth moments (OLS and UJIVE).
+"""
+
+import numpy as np
+from numba import njit
+
+from .codes_nb import (
+    N_SE,
+    SE_CLUSTER,
+    SE_CONVENTIONAL,
+    STATUS_NUMERICAL,
+    STATUS_OK,
+    STATUS_SINGLETON_CELL,
+    STATUS_SINGULAR,
+)
+from .linalg_nb import coef_vector, quad, sandwich_se, sym_inverse
+from .moments_nb import between_within_from_deviations, cell_deviations, dot4, site_moments
+
+
+@njit(cache=True)
+def ujive_fit(count, mean, cross):
+    r"""UJIVE of Kolesar (2013) with site effects and site-by-arm instruments.
+
+    ``beta = (Xdot'X)^{-1} Xdot'Y`` with ``Xdot = (I - D_Z)^{-1}(P_Z - D_Z)X -
+    (I - D_W)^{-1}(P_W - D_W)X`` (Z = all cell dummies, W = site dummies, D_A =
+    diag(P_A)). Here that is ``Xdot_i = xbar_{c,-i} - xbar_{s,-i}``, the
+    leave-one-out cell mean minus the leave-one-out site mean, i.e.
+    ``Xdot_i = c1_s d_c + c2_c (x_i - xbar_c)``, ``c1_s = n_s/(n_s - 1)``,
+    ``c2_c = 1/(n_s - 1) - 1/(n_c - 1)``, ``d_c = xbar_c - xbar_s``. Hence
+
+    * ``Xdot'V = sum_c [c2_c W_c[X, :] + c1_s n_c d_c (vbar_c - vbar_s)']``;
+    * ``Xdot'Xdot = sum_c [c1_s^2 n_c d_c d_c' + c2_c^2 W_c[X, X]]``.
+
+    Standard errors: conventional ``(u'u/n) G^{-1} Xdot'Xdot G^{-1}``
+    (G = Xdot'X), site-clustered with per-cell scores ``c2_c W_c[X,:] b + c1_s n_c
+    d_c g_c``; HC0 needs fourth moments and is filled in by :func:`person_meats`.
+
+    Returns (beta, se (N_SE, P), status, G^{-1}).
+    """
+    _, site_mean, _ = site_moments(count, mean)
+    dev = cell_deviations(mean, site_mean)
+    B, Wc = between_within_from_deviations(count, dev, cross)
+    return ujive_from_deviations(count, dev, cross, B, Wc)
+
+
+@njit(cache=True)
+def ujive_from_deviations(count, dev, cross, B, Wc):
+    """:func:`ujive_fit` given the cell deviations ``dev`` = vbar_c - vbar_s, B and Wc."""
+    K, A, Q = dev.shape
+    P = Q - 1
+    se = np.full((N_SE, P), np.nan)
+    beta = np.full(P, np.nan)
+    for s in range(K):
+        for t in range(A):
+            if count[s, t] < 2:
+                return beta, se, STATUS_SINGLETON_CELL, np.full((P, P), np.nan)
+    XV = np.zeros((P, Q))
+    XX = np.zeros((P, P))
+    n = 0
+    for s in range(K):
+        ns = 0
+        for t in range(A):
+            ns += count[s, t]
+        c1 = ns / (ns - 1.0)
+        for t in range(A):
+            nc = count[s, t]
+            n += nc
+            c2 = 1.0 / (ns - 1.0) - 1.0 / (nc - 1.0)
+            for p in range(P):
+                dp = dev[s, t, p + 1]
+                for q in range(Q):
+                    XV[p, q] += c2 * cross[s, t, p + 1, q] + c1 * nc * dp * dev[s, t, q]
+                for r in range(P):
+                    dr = dev[s, t, r + 1]
+                    XX[p, r] += c1 * c1 * nc * dp * dr + c2 * c2 * cross[s, t, p + 1, r + 1]
+    G = np.empty((P, P))
+    for p in range(P):
+        for r in range(P):
+            G[p, r] = 0.5 * (XV[p, r + 1] + XV[r, p + 1])
+    Gi, ok = sym_inverse(G, np.bool_(False))
+    if not ok:
+        return beta, se, STATUS_SINGULAR, Gi
+    for p in range(P):
+        acc = 0.0
+        for r in range(P):
+            acc += Gi[p, r] * XV[r, 0]
+        beta[p] = acc
+    b = coef_vector(beta)
+    s2 = quad(Wc + B, b) / n
+    se[SE_CONVENTIONAL] = sandwich_se(Gi, XX, s2)
+    meat_cl = np.zeros((P, P))
+    score = np.empty(P)
+    for s in range(K):
+        ns = 0
+        for t in range(A):
+            ns += count[s, t]
+        c1 = ns / (ns - 1.0)
+        score[:] = 0.0
+        for t in range(A):
+            nc = count[s, t]
+            c2 = 1.0 / (ns - 1.0) - 1.0 / (nc - 1.0)
+            g = 0.0
+            for q in range(Q):
+                g += b[q] * dev[s, t, q]
+            for p in range(P):
+                acc = 0.0
+                for q in range(Q):
+                    acc += cross[s, t, p + 1, q] * b[q]
+                score[p] += c2 * acc + c1 * nc * dev[s, t, p + 1] * g
+        for p in range(P):
+            for r in range(P):
+                meat_cl[p, r] += score[p] * score[r]
+    dof = n - K - P
+    if K > 1 and dof > 0:
+        se[SE_CLUSTER] = sandwich_se(Gi, meat_cl, (K / (K - 1.0)) * ((n - 1.0) / dof))
+    for p in range(P):
+        if not np.isfinite(beta[p]):
+            return beta, se, STATUS_NUMERICAL, Gi
+    return beta, se, STATUS_OK, Gi
+
+
+# ============================================================ person-level meats
+_PERSON_BLOCK = 128  # persons per block in person_meats
+
+
+@njit(cache=True)
+def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujive):
+    r"""HC0 meats that need fourth moments: OLS and UJIVE.
+
+    ``sum_i u_i^2 h_i h_i'`` with ``u_i = (y_i - ybar_s) - (x_i - xbar_s)'beta``
+    and ``h_i = x_i - xbar_s`` (OLS) or ``h_i = Xdot_i`` (UJIVE, see
+    :func:`ujive_fit`). Within a cell the UJIVE instrument is affine in
+    ``x_i - xbar_s``: ``Xdot_i = (c1_s - c2_c) d_c + c2_c (x_i - xbar_s)``.
+
+    One pass over persons, O(n P^2), in blocks: a block's ``h_i`` are stored by column
+    and scaled by ``u_i``, then each meat entry adds the dot product of two rows
+    (:func:`dot4`).
+    """
+    P = mediators.shape[1]
+    K, A = count.shape
+    n_site, site_mean, _ = site_moments(count, mean)
+    # per cell c = s A + t: ybar_s, xbar_s (columns 1..P), c2_c and (c1_s - c2_c) d_c
+    C2 = 1 + P
+    ALPHA = 2 + P
+    cell = np.zeros((K * A, 2 + 2 * P))
+    for s in range(K):
+        ns = n_site[s]
+        for t in range(A):
+            nc = count[s, t]
+            c = s * A + t
+            cell[c, 0] = site_mean[s, 0]
+            for p in range(P):
+                cell[c, 1 + p] = site_mean[s, p + 1]
+            if ns > 1 and nc > 1:
+                c1 = ns / (ns - 1.0)
+                c2 = 1.0 / (ns - 1.0) - 1.0 / (nc - 1.0)
+                cell[c, C2] = c2
+                for p in range(P):
+                    cell[c, ALPHA + p] = (c1 - c2) * (mean[s, t, p + 1] - site_mean[s, p + 1])
+    n = outcome.shape[0]
+    score_ols = np.empty((P, _PERSON_BLOCK))
+    score_uj = np.empty((P, _PERSON_BLOCK))
+    u_ols = np.empty(_PERSON_BLOCK)
+    u_uj = np.empty(_PERSON_BLOCK)
+    meat_ols = np.zeros((P, P))
+    meat_uj = np.zeros((P, P))
+    do_uj = np.isfinite(beta_ujive[0])
+    for i0 in range(0, n, _PERSON_BLOCK):
+        m = min(_PERSON_BLOCK, n - i0)
+        # h_i of both fits by column, and their residuals u_i
+        for j in range(m):
+            i = i0 + j
+            c = site[i] * A + arm[i]
+            uo = outcome[i] - cell[c, 0]
+            uu = uo
+            c2 = cell[c, C2]
+            for p in range(P):
+                hp = mediators[i, p] - cell[c, 1 + p]
+                score_ols[p, j] = hp
+                score_uj[p, j] = cell[c, ALPHA + p] + c2 * hp
+                uo -= hp * beta_ols[p]
+                uu -= hp * beta_ujive[p]
+            u_ols[j] = uo
+            u_uj[j] = uu
+        for p in range(P):
+            for j in range(m):
+                score_ols[p, j] *= u_ols[j]
+                score_uj[p, j] *= u_uj[j]
+        for p in range(P):
+            for r in range(p, P):
+                meat_ols[p, r] += dot4(score_ols[p], score_ols[r], m)
+                if do_uj:
+                    meat_uj[p, r] += dot4(score_uj[p], score_uj[r], m)
+    for p in range(P):
+        for r in range(p + 1, P):
+            meat_ols[r, p] = meat_ols[p, r]
+            meat_uj[r, p] = meat_uj[p, r]
+    return meat_ols, meat_uj
