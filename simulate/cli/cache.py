@@ -26,18 +26,10 @@ def cmd_cache(args) -> int:
     """``simulate cache --prune``: :func:`simulate.kernels.prune_cache`, and what it removed."""
     if not args.prune:
         raise UsageError("cache: nothing to do; give --prune to delete stale kernel cache folders")
-    from .. import kernels
+    from ..kernels import prune_cache
 
-    prune = getattr(kernels, "prune_cache", None)
-    if prune is None:  # TODO(lead): drop this guard once simulate.kernels.prune_cache() is merged
-        raise UsageError("cache --prune: this version of simulate.kernels has no prune_cache()")
-    removed = prune()
-    if isinstance(removed, int) and not isinstance(removed, bool):
-        print(f"removed {removed} stale kernel cache folder(s)")
-    elif isinstance(removed, (list, tuple, set)):
-        print(f"removed {len(removed)} stale kernel cache folder(s)")
-        for path in removed:
-            print(f"  {path}")
-    else:
-        print("kernel cache pruned")
+    removed = prune_cache()
+    print(f"removed {len(removed)} stale kernel cache folder(s)")
+    for path in removed:
+        print(f"  {path}")
     return 0
