@@ -4,13 +4,11 @@ No validation, no pandas: arrays in, arrays out.  The model and the canonical dr
 order are documented in :mod:`simulate.dgp`; ``tests/naive_dgp.py`` follows them with
 plain numpy calls and must give bit-identical data.
 
-The scenario's constants travel as one tuple ``c`` (built by ``simulate.dgp.plan``):
-
-    (F_site, site_mean, site_sd, nonlinear, binary, bin_a, bin_tau, bin_q, bin_defier,
-     med_base_sd, out_base_sd, F_person, med_mean, med_sd, out_mean, out_sd, comp_sd,
-     eff_sd, effect_shift, dose, phi, sel_strength, sel_index, path_src, path_dst,
-     path_mean, path_site_sd, path_person_sd, path_rho, spill_out, spill_med,
-     shares, complete, thresholds, size_lo, size_hi, fixed_sizes)
+The scenario's constants travel as one named tuple ``plan``, a
+:class:`simulate.dgp.KernelPlan` (built by ``simulate.dgp.plan``), read by field name.
+The blocks of the site vector (compliance_1..P, effect_1..P, direct_effect) and of the
+person vector (compliance_1..P, effect_1..P, mediator_1..P, outcome) start at the
+plan's ``*_at`` offsets, which come from :class:`simulate.layout.Layout`.
 
 One replication is drawn in three steps that both the person-level path
 (:func:`draw_trial`) and the fused replication kernel (``replicate_nb``) share:
@@ -52,9 +50,9 @@ def arm_counts_nb(n, shares):
 
 
 @njit(cache=True)
-def draw_sizes(states, c):
+def draw_sizes(states, plan):
     """n_s and the exact arm counts of every site (stream 0 when sizes are a range)."""
-    shares, size_lo, size_hi, fixed = c[31], c[34], c[35], c[36]
+    shares, size_lo, size_hi, fixed = plan.shares, plan.size_lo, plan.size_hi, plan.fixed_sizes
     K = shares.shape[0]
     A = shares.shape[1]
     sizes = np.empty(K, np.int64)
@@ -72,23 +70,32 @@ def draw_sizes(states, c):
 
 
 @njit(cache=True)
-def draw_sites(states, K, c):
-    """Site parameters (K, 2P+1), mediator and outcome baselines, path coefficients' site means."""
-    F_site, site_mean, site_sd, nonlinear, binary, bin_a, bin_tau = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
-    med_base_sd, out_base_sd = c[9], c[10]
-    path_mean, path_site_sd = c[25], c[26]
+def draw_sites(states, K, plan):
+    """Site parameters (K, 2P+1), mediator and outcome baselines, path coefficients' site means.
+
+    A site's draws (stream 1): the 2P + 1 site normals, then the P mediator baselines
+    from ``plan.baseline_at`` on and the outcome's baseline after them.
+    """
+    F_site, site_mean, site_sd, nonlinear = plan.F_site, plan.site_mean, plan.site_sd, plan.nonlinear
+    binary, bin_a, bin_tau = plan.binary, plan.bin_a, plan.bin_tau
+    med_base_sd, out_base_sd = plan.med_base_sd, plan.out_base_sd
+    path_mean, path_site_sd = plan.path_mean, plan.path_site_sd
+    E = plan.site_effect_at
+    kap = plan.site_direct_at
+    B = plan.baseline_at
     rng_site = states[1]
     rng_path = states[5]
     P = binary.shape[0]
     Ds = F_site.shape[0]
     R = path_mean.shape[0]
+    n_draws = B + P + 1
     site_params = np.empty((K, Ds))
     base_m = np.empty((K, P))
     base_y = np.empty(K)
-    z = np.empty(Ds + P + 1)
+    z = np.empty(n_draws)
     u = np.empty(Ds)
     for s in range(K):
-        for j in range(Ds + P + 1):
+        for j in range(n_draws):
             z[j] = standard_normal(rng_site)
         for i in range(Ds):
             acc = 0.0
@@ -100,10 +107,11 @@ def draw_sites(states, K, c):
                 site_params[s, p] = bin_a[p] + bin_tau[p] * u[p]  # latent complier threshold c_ps
             else:
                 site_params[s, p] = site_mean[p] + site_sd[p] * u[p]
-            site_params[s, P + p] = site_mean[P + p] + site_sd[P + p] * u[P + p] + nonlinear[p] * (u[p] * u[p] - 1.0)
-            base_m[s, p] = med_base_sd[p] * z[Ds + p]
-        site_params[s, 2 * P] = site_mean[2 * P] + site_sd[2 * P] * u[2 * P]
-        base_y[s] = out_base_sd * z[Ds + P]
+            e = E + p
+            site_params[s, e] = site_mean[e] + site_sd[e] * u[e] + nonlinear[p] * (u[p] * u[p] - 1.0)
+            base_m[s, p] = med_base_sd[p] * z[B + p]
+        site_params[s, kap] = site_mean[kap] + site_sd[kap] * u[kap]
+        base_y[s] = out_base_sd * z[B + P]
     path_site = np.empty((K, R))
     for s in range(K):
         for r in range(R):
@@ -171,7 +179,7 @@ def sparse_rows(F):
 
 
 @njit(cache=True)
-def block_buffers(c, nmax):
+def block_buffers(plan, nmax):
     """The work arrays of :func:`site_block` for sites of at most ``nmax`` persons, reused across sites.
 
     Returns (nnz, cols, Z, U, key, work, change, change_top, uniforms, path_normals, n_uniform,
@@ -181,12 +189,12 @@ def block_buffers(c, nmax):
     (P, n), a site's binary uniforms and path normals (person-major, n_uniform and n_path
     per person), and each path's place among a person's path normals.
     """
-    binary, dose, path_dst = c[4], c[19], c[24]
+    binary, dose, path_dst = plan.binary, plan.dose, plan.path_dst
     P = binary.shape[0]
-    Dp = c[11].shape[0]
+    Dp = plan.F_person.shape[0]
     arms = dose.shape[1]
     R = path_dst.shape[0]
-    nnz, cols = sparse_rows(c[11])
+    nnz, cols = sparse_rows(plan.F_person)
     n_uniform = 0
     for p in range(P):
         if binary[p]:
@@ -205,7 +213,7 @@ def block_buffers(c, nmax):
 
 
 @njit(cache=True)
-def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y, path_site, c, buffers,
+def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y, path_site, plan, buffers,
                a, M, Y, effect, compliance, ptype):
     """Draw site s's n persons into the first n rows of a, M, Y, effect, compliance, ptype.
 
@@ -218,12 +226,14 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
     Binary types: 0 complier, 1 always-taker, 2 never-taker, 3 defier (-1 for continuous
     mediators).
     """
-    binary, bin_q, bin_defier = c[4], c[7], c[8]
-    F_person, med_mean, med_sd, out_mean, out_sd, comp_sd, eff_sd, effect_shift = (
-        c[11], c[12], c[13], c[14], c[15], c[16], c[17], c[18])
-    dose, phi, sel_strength, sel_index = c[19], c[20], c[21], c[22]
-    path_src, path_dst, path_person_sd, path_rho = c[23], c[24], c[27], c[28]
-    spill_out, spill_med, complete = c[29], c[30], c[32]
+    binary, bin_q, bin_defier = plan.binary, plan.bin_q, plan.bin_defier
+    F_person, med_mean, med_sd, out_mean, out_sd = plan.F_person, plan.med_mean, plan.med_sd, plan.out_mean, plan.out_sd
+    comp_sd, eff_sd, effect_shift = plan.comp_sd, plan.eff_sd, plan.effect_shift
+    dose, phi, sel_strength, sel_index = plan.dose, plan.phi, plan.sel_strength, plan.sel_index
+    path_src, path_dst, path_person_sd, path_rho = plan.path_src, plan.path_dst, plan.path_person_sd, plan.path_rho
+    spill_out, spill_med, complete = plan.spill_out, plan.spill_med, plan.complete
+    E, kap = plan.site_effect_at, plan.site_direct_at  # site vector blocks
+    UD, UM, UY = plan.person_effect_at, plan.person_mediator_at, plan.person_outcome_at  # person vector blocks
     (nnz, cols, Z, U, key, work, change, change_top, uniforms, path_normals, per_uniform, per_path,
      path_slot) = buffers
     P = binary.shape[0]
@@ -276,10 +286,10 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
     fill_double(states[4], uniforms[:n * per_uniform])
     fill_normal(states[5], path_normals[:n * per_path])
     for i in range(n):
-        Y[i] = out_mean + base_y[s] + out_sd * U[Dp - 1, i]
+        Y[i] = out_mean + base_y[s] + out_sd * U[UY, i]
     slot = 0  # this mediator's first uniform
     for p in range(P):
-        eff_site = site_params[s, P + p]
+        eff_site = site_params[s, E + p]
         d_top = dose[p, top]
         spill = spill_med[p] * share
         if binary[p]:
@@ -289,7 +299,7 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
                 w = uniforms[i * per_uniform + slot + 1] if arms > 2 else 0.5
                 if U[p, i] > -site_params[s, p]:
                     ty = 0
-                elif U[2 * P + p, i] > bin_q[p]:
+                elif U[UM + p, i] > bin_q[p]:
                     ty = 3 if v < bin_defier[p] else 1
                 else:
                     ty = 2
@@ -306,7 +316,7 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
                 m = mt
                 if t == 0:
                     m += spill
-                d_eff = eff_site + eff_sd[p] * U[P + p, i] + effect_shift[p, ty]
+                d_eff = eff_site + eff_sd[p] * U[UD + p, i] + effect_shift[p, ty]
                 ptype[i, p] = ty
                 M[i, p] = m
                 effect[i, p] = d_eff
@@ -319,14 +329,14 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
             for i in range(n):
                 t = a[i]
                 gam = gam_site + comp_sd[p] * U[p, i]
-                m0 = m_site + med_sd[p] * U[2 * P + p, i]
+                m0 = m_site + med_sd[p] * U[UM + p, i]
                 ch = dose[p, t] * gam
                 ch_top = d_top * gam
                 for r in range(R):
                     if path_dst[r] == p:
                         q = path_src[r]
                         b = path_site[s, r] + path_person_sd[r] * (
-                            path_rho[r] * U[P + p, i] + np.sqrt(1.0 - path_rho[r] * path_rho[r])
+                            path_rho[r] * U[UD + p, i] + np.sqrt(1.0 - path_rho[r] * path_rho[r])
                             * path_normals[i * per_path + path_slot[r]])
                         ch += b * change[q, i]
                         ch_top += b * change_top[q, i]
@@ -335,7 +345,7 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
                 m = m0 + ch
                 if t == 0:
                     m += spill
-                d_eff = eff_site + eff_sd[p] * U[P + p, i]
+                d_eff = eff_site + eff_sd[p] * U[UD + p, i]
                 ptype[i, p] = -1
                 M[i, p] = m
                 effect[i, p] = d_eff
@@ -343,7 +353,7 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
                 Y[i] += d_eff * (m + phi[p] * m * m)
     for i in range(n):
         t = a[i]
-        y = Y[i] + site_params[s, 2 * P] * t
+        y = Y[i] + site_params[s, kap] * t
         if t == 0:
             y += spill_out * share
         Y[i] = y
@@ -351,16 +361,16 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
 
 
 @njit(cache=True)
-def draw_trial(states, c):
+def draw_trial(states, plan):
     """Draw one replication from the stream states (6, 4) uint64.
 
     Returns (sizes, counts, site, arm, M, Y, effect, compliance, type, site_params, share_treated).
     """
-    sizes, counts = draw_sizes(states, c)
-    thresholds = c[33]
+    sizes, counts = draw_sizes(states, plan)
+    thresholds = plan.thresholds
     K = sizes.shape[0]
-    P = c[4].shape[0]
-    site_params, base_m, base_y, path_site = draw_sites(states, K, c)
+    P = plan.binary.shape[0]
+    site_params, base_m, base_y, path_site = draw_sites(states, K, plan)
     N = 0
     nmax = 0
     for s in range(K):
@@ -374,13 +384,13 @@ def draw_trial(states, c):
     compliance = np.empty((N, P))
     ptype = np.empty((N, P), np.int64)
     share_treated = np.empty(K)
-    buffers = block_buffers(c, nmax)
+    buffers = block_buffers(plan, nmax)
     start = 0
     for s in range(K):
         n = sizes[s]
         stop = start + n
         share_treated[s] = site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y,
-                                      path_site, c, buffers, arm[start:stop], M[start:stop],
+                                      path_site, plan, buffers, arm[start:stop], M[start:stop],
                                       Y[start:stop], effect[start:stop], compliance[start:stop], ptype[start:stop])
         site[start:stop] = s
         start = stop

@@ -15,8 +15,12 @@ from .estimators_nb import N_DIAGNOSTICS, N_ESTIMATORS, N_SE, fit_with_statistic
 
 
 @njit(cache=True)
-def replicate_batch(states_batch, c, fuller_alpha):
-    """Every replication of ``states_batch`` (R, 6, 4) uint64.
+def replicate_batch(states_batch, plan, fuller_alpha):
+    """Every replication of ``states_batch`` (R, 6, 4) uint64, for the :class:`simulate.dgp.KernelPlan` ``plan``.
+
+    About 100 lines: one loop over the replications whose body keeps the person buffers,
+    the running sums of the sample estimands and the cell statistics in registers and
+    cache; splitting it would pass a dozen buffers between kernels for no reader's gain.
 
     Returns
     -------
@@ -26,9 +30,9 @@ def replicate_batch(states_batch, c, fuller_alpha):
     and the mean of Delta_p over the compliers drawn (NaN for a continuous mediator).
     """
     Rn = states_batch.shape[0]
-    shares, size_hi, fixed = c[31], c[35], c[36]
-    thresholds = c[33]
-    binary = c[4]
+    shares, size_hi, fixed = plan.shares, plan.size_hi, plan.fixed_sizes
+    thresholds = plan.thresholds
+    binary = plan.binary
     K = shares.shape[0]
     A = shares.shape[1]
     P = binary.shape[0]
@@ -43,7 +47,7 @@ def replicate_batch(states_batch, c, fuller_alpha):
     eff = np.empty((nmax, P))
     comp = np.empty((nmax, P))
     ty = np.empty((nmax, P), np.int64)
-    buffers = block_buffers(c, nmax)
+    buffers = block_buffers(plan, nmax)
 
     est = np.empty((Rn, N_ESTIMATORS, P))
     se = np.empty((Rn, N_ESTIMATORS, N_SE, P))
@@ -64,8 +68,8 @@ def replicate_batch(states_batch, c, fuller_alpha):
     cell_w = np.empty((Q, nmax + 1))
     for r in range(Rn):
         states = states_batch[r]
-        sizes, counts = draw_sizes(states, c)
-        site_params, base_m, base_y, path_site = draw_sites(states, K, c)
+        sizes, counts = draw_sizes(states, plan)
+        site_params, base_m, base_y, path_site = draw_sites(states, K, plan)
         d_sum[:] = 0.0
         gd_sum[:] = 0.0
         g_sum[:] = 0.0
@@ -75,7 +79,7 @@ def replicate_batch(states_batch, c, fuller_alpha):
         for s in range(K):
             n = sizes[s]
             stop = start + n
-            site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y, path_site, c, buffers,
+            site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y, path_site, plan, buffers,
                        arm[start:stop], M[start:stop], Y[start:stop], eff, comp, ty)
             for i in range(n):
                 site[start + i] = s
