@@ -213,35 +213,15 @@ def block_buffers(plan, nmax):
 
 
 @njit(cache=True)
-def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y, path_site, plan, buffers,
-               a, M, Y, effect, compliance, ptype):
-    """Draw site s's n persons into the first n rows of a, M, Y, effect, compliance, ptype.
+def person_loadings(n, states, plan, buffers):
+    """The site's person normals z (stream 2, person by person) and their loadings u = F_person z.
 
-    Returns the share treated.  Order: the site's person normals (stream 2, person by
-    person, component by component), its assignment keys (stream 3), its binary uniforms
-    (stream 4) and path normals (stream 5), each person by person and within a person
-    mediator by mediator; each stream is drawn as one block.  The variables are then
-    computed mediator by mediator over the block (every person's arithmetic is the same,
-    in the same order, as one person at a time).  ``buffers`` is :func:`block_buffers`.
-    Binary types: 0 complier, 1 always-taker, 2 never-taker, 3 defier (-1 for continuous
-    mediators).
+    u_k = sum_j F_kj z_j is summed component by component over the block (each sum in
+    ascending j, skipping the zero loadings), into ``buffers``' U (Dp, n).
     """
-    binary, bin_q, bin_defier = plan.binary, plan.bin_q, plan.bin_defier
-    F_person, med_mean, med_sd, out_mean, out_sd = plan.F_person, plan.med_mean, plan.med_sd, plan.out_mean, plan.out_sd
-    comp_sd, eff_sd, effect_shift = plan.comp_sd, plan.eff_sd, plan.effect_shift
-    dose, phi, sel_strength, sel_index = plan.dose, plan.phi, plan.sel_strength, plan.sel_index
-    path_src, path_dst, path_person_sd, path_rho = plan.path_src, plan.path_dst, plan.path_person_sd, plan.path_rho
-    spill_out, spill_med, complete = plan.spill_out, plan.spill_med, plan.complete
-    E, kap = plan.site_effect_at, plan.site_direct_at  # site vector blocks
-    UD, UM, UY = plan.person_effect_at, plan.person_mediator_at, plan.person_outcome_at  # person vector blocks
-    (nnz, cols, Z, U, key, work, change, change_top, uniforms, path_normals, per_uniform, per_path,
-     path_slot) = buffers
-    P = binary.shape[0]
+    F_person = plan.F_person
+    nnz, cols, Z, U = buffers[0], buffers[1], buffers[2], buffers[3]
     Dp = F_person.shape[0]
-    R = path_src.shape[0]
-    arms = dose.shape[1]
-    top = arms - 1
-    # u_k = sum_j F_kj z_j, component by component over the block (each sum in ascending j)
     fill_normal(states[2], Z[:n * Dp])
     for k in range(Dp):
         Uk = U[k]
@@ -252,10 +232,22 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
             f = F_person[k, j]
             for i in range(n):
                 Uk[i] += f * Z[i * Dp + j]
+
+
+@njit(cache=True)
+def assign_arms(n, states, counts_s, thresholds_s, plan, buffers, a):
+    """Each person's arm from the assignment key xi u^sel + e (e from stream 3); returns the share treated.
+
+    Complete randomization gives each arm its exact count ``counts_s`` (the largest keys
+    take the top arms); Bernoulli assignment compares the key with ``thresholds_s``.
+    """
+    U, key, work = buffers[3], buffers[4], buffers[5]
+    sel_strength, sel_index = plan.sel_strength, plan.sel_index
+    arms = plan.dose.shape[1]
     fill_normal(states[3], key[:n])
     for i in range(n):
         key[i] = sel_strength * U[sel_index, i] + key[i]
-    if complete:
+    if plan.complete:
         # arm t takes the persons whose key ranks in [m_0 + .. + m_(t-1), m_0 + .. + m_t): with
         # distinct keys that is key >= the cut's order statistic (found by selection, O(n))
         for i in range(n):
@@ -281,76 +273,138 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
     for i in range(n):
         if a[i] > 0:
             n_treated += 1
-    share = n_treated / n
+    return n_treated / n
 
+
+@njit(cache=True)
+def binary_mediator(p, s, n, slot, share, plan, sites, buffers, out):
+    """Binary mediator p of site s's n persons: type, M_p, Delta_p, compliance, and its term of Y.
+
+    ``slot`` is the mediator's first uniform among a person's; types: 0 complier,
+    1 always-taker, 2 never-taker, 3 defier.
+    """
+    site_params = sites[0]
+    U, change, change_top, uniforms, per_uniform = buffers[3], buffers[6], buffers[7], buffers[8], buffers[10]
+    a, M, Y, effect, compliance, ptype = out
+    dose, bin_q, bin_defier = plan.dose, plan.bin_q, plan.bin_defier
+    UD, UM = plan.person_effect_at, plan.person_mediator_at
+    arms = dose.shape[1]
+    eff_site = site_params[s, plan.site_effect_at + p]
+    d_top = dose[p, arms - 1]
+    spill = plan.spill_med[p] * share
+    eff_sd, effect_shift, phi = plan.eff_sd[p], plan.effect_shift, plan.phi[p]
+    for i in range(n):
+        t = a[i]
+        v = uniforms[i * per_uniform + slot]
+        w = uniforms[i * per_uniform + slot + 1] if arms > 2 else 0.5
+        if U[p, i] > -site_params[s, p]:
+            ty = 0
+        elif U[UM + p, i] > bin_q[p]:
+            ty = 3 if v < bin_defier[p] else 1
+        else:
+            ty = 2
+        frac = dose[p, t] / d_top
+        m0 = 1.0 if (ty == 1 or ty == 3) else 0.0
+        if ty == 0:
+            mt = 1.0 if frac >= w else 0.0
+        elif ty == 3:
+            mt = 1.0 if frac < w else 0.0
+        else:
+            mt = m0
+        change[p, i] = mt - m0
+        change_top[p, i] = (1.0 if ty == 0 else 0.0) - (1.0 if ty == 3 else 0.0)
+        m = mt
+        if t == 0:
+            m += spill
+        d_eff = eff_site + eff_sd * U[UD + p, i] + effect_shift[p, ty]
+        ptype[i, p] = ty
+        M[i, p] = m
+        effect[i, p] = d_eff
+        compliance[i, p] = change_top[p, i] / d_top
+        Y[i] += d_eff * (m + phi * m * m)
+
+
+@njit(cache=True)
+def continuous_mediator(p, s, n, share, plan, sites, buffers, out):
+    """Continuous mediator p of site s's n persons: M_p with its paths, Delta_p, compliance, and Y's term."""
+    site_params, base_m, path_site = sites[0], sites[1], sites[3]
+    U, change, change_top, path_normals, per_path, path_slot = (
+        buffers[3], buffers[6], buffers[7], buffers[9], buffers[11], buffers[12])
+    a, M, Y, effect, compliance, ptype = out
+    dose, comp_sd, med_sd = plan.dose, plan.comp_sd[p], plan.med_sd[p]
+    path_src, path_dst, path_person_sd, path_rho = plan.path_src, plan.path_dst, plan.path_person_sd, plan.path_rho
+    UD, UM = plan.person_effect_at, plan.person_mediator_at
+    R = path_src.shape[0]
+    arms = dose.shape[1]
+    eff_site = site_params[s, plan.site_effect_at + p]
+    d_top = dose[p, arms - 1]
+    spill = plan.spill_med[p] * share
+    eff_sd, phi = plan.eff_sd[p], plan.phi[p]
+    gam_site = site_params[s, p]
+    m_site = plan.med_mean[p] + base_m[s, p]
+    for i in range(n):
+        t = a[i]
+        gam = gam_site + comp_sd * U[p, i]
+        m0 = m_site + med_sd * U[UM + p, i]
+        ch = dose[p, t] * gam
+        ch_top = d_top * gam
+        for r in range(R):
+            if path_dst[r] == p:
+                q = path_src[r]
+                b = path_site[s, r] + path_person_sd[r] * (
+                    path_rho[r] * U[UD + p, i] + np.sqrt(1.0 - path_rho[r] * path_rho[r])
+                    * path_normals[i * per_path + path_slot[r]])
+                ch += b * change[q, i]
+                ch_top += b * change_top[q, i]
+        change[p, i] = ch
+        change_top[p, i] = ch_top
+        m = m0 + ch
+        if t == 0:
+            m += spill
+        d_eff = eff_site + eff_sd * U[UD + p, i]
+        ptype[i, p] = -1
+        M[i, p] = m
+        effect[i, p] = d_eff
+        compliance[i, p] = ch_top / d_top
+        Y[i] += d_eff * (m + phi * m * m)
+
+
+@njit(cache=True)
+def site_block(s, n, states, counts_s, thresholds_s, sites, plan, buffers, out):
+    """Draw site s's n persons into the first n rows of ``out`` = (a, M, Y, effect, compliance, ptype).
+
+    Returns the share treated.  ``sites`` is :func:`draw_sites`' (site_params, base_m,
+    base_y, path_site) and ``buffers`` :func:`block_buffers`'.  Order: the site's person
+    normals (stream 2, person by person, component by component), its assignment keys
+    (stream 3), its binary uniforms (stream 4) and path normals (stream 5), each person by
+    person and within a person mediator by mediator; each stream is drawn as one block.
+    The variables are then computed mediator by mediator over the block (every person's
+    arithmetic is the same, in the same order, as one person at a time).  Binary types:
+    0 complier, 1 always-taker, 2 never-taker, 3 defier (-1 for continuous mediators).
+    """
+    site_params, base_y = sites[0], sites[2]
+    uniforms, path_normals, per_uniform, per_path = buffers[8], buffers[9], buffers[10], buffers[11]
+    U = buffers[3]
+    Y = out[2]
+    binary = plan.binary
+    P = binary.shape[0]
+    arms = plan.dose.shape[1]
+    person_loadings(n, states, plan, buffers)
+    share = assign_arms(n, states, counts_s, thresholds_s, plan, buffers, out[0])
     fill_double(states[4], uniforms[:n * per_uniform])
     fill_normal(states[5], path_normals[:n * per_path])
+    out_mean, out_sd, UY = plan.out_mean, plan.out_sd, plan.person_outcome_at
     for i in range(n):
         Y[i] = out_mean + base_y[s] + out_sd * U[UY, i]
     slot = 0  # this mediator's first uniform
     for p in range(P):
-        eff_site = site_params[s, E + p]
-        d_top = dose[p, top]
-        spill = spill_med[p] * share
         if binary[p]:
-            for i in range(n):
-                t = a[i]
-                v = uniforms[i * per_uniform + slot]
-                w = uniforms[i * per_uniform + slot + 1] if arms > 2 else 0.5
-                if U[p, i] > -site_params[s, p]:
-                    ty = 0
-                elif U[UM + p, i] > bin_q[p]:
-                    ty = 3 if v < bin_defier[p] else 1
-                else:
-                    ty = 2
-                frac = dose[p, t] / d_top
-                m0 = 1.0 if (ty == 1 or ty == 3) else 0.0
-                if ty == 0:
-                    mt = 1.0 if frac >= w else 0.0
-                elif ty == 3:
-                    mt = 1.0 if frac < w else 0.0
-                else:
-                    mt = m0
-                change[p, i] = mt - m0
-                change_top[p, i] = (1.0 if ty == 0 else 0.0) - (1.0 if ty == 3 else 0.0)
-                m = mt
-                if t == 0:
-                    m += spill
-                d_eff = eff_site + eff_sd[p] * U[UD + p, i] + effect_shift[p, ty]
-                ptype[i, p] = ty
-                M[i, p] = m
-                effect[i, p] = d_eff
-                compliance[i, p] = change_top[p, i] / d_top
-                Y[i] += d_eff * (m + phi[p] * m * m)
+            binary_mediator(p, s, n, slot, share, plan, sites, buffers, out)
             slot += 2 if arms > 2 else 1
         else:
-            gam_site = site_params[s, p]
-            m_site = med_mean[p] + base_m[s, p]
-            for i in range(n):
-                t = a[i]
-                gam = gam_site + comp_sd[p] * U[p, i]
-                m0 = m_site + med_sd[p] * U[UM + p, i]
-                ch = dose[p, t] * gam
-                ch_top = d_top * gam
-                for r in range(R):
-                    if path_dst[r] == p:
-                        q = path_src[r]
-                        b = path_site[s, r] + path_person_sd[r] * (
-                            path_rho[r] * U[UD + p, i] + np.sqrt(1.0 - path_rho[r] * path_rho[r])
-                            * path_normals[i * per_path + path_slot[r]])
-                        ch += b * change[q, i]
-                        ch_top += b * change_top[q, i]
-                change[p, i] = ch
-                change_top[p, i] = ch_top
-                m = m0 + ch
-                if t == 0:
-                    m += spill
-                d_eff = eff_site + eff_sd[p] * U[UD + p, i]
-                ptype[i, p] = -1
-                M[i, p] = m
-                effect[i, p] = d_eff
-                compliance[i, p] = ch_top / d_top
-                Y[i] += d_eff * (m + phi[p] * m * m)
+            continuous_mediator(p, s, n, share, plan, sites, buffers, out)
+    a = out[0]
+    kap, spill_out = plan.site_direct_at, plan.spill_out
     for i in range(n):
         t = a[i]
         y = Y[i] + site_params[s, kap] * t
@@ -370,7 +424,8 @@ def draw_trial(states, plan):
     thresholds = plan.thresholds
     K = sizes.shape[0]
     P = plan.binary.shape[0]
-    site_params, base_m, base_y, path_site = draw_sites(states, K, plan)
+    sites = draw_sites(states, K, plan)
+    site_params = sites[0]
     N = 0
     nmax = 0
     for s in range(K):
@@ -389,9 +444,9 @@ def draw_trial(states, plan):
     for s in range(K):
         n = sizes[s]
         stop = start + n
-        share_treated[s] = site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y,
-                                      path_site, plan, buffers, arm[start:stop], M[start:stop],
-                                      Y[start:stop], effect[start:stop], compliance[start:stop], ptype[start:stop])
+        out = (arm[start:stop], M[start:stop], Y[start:stop], effect[start:stop], compliance[start:stop],
+               ptype[start:stop])
+        share_treated[s] = site_block(s, n, states, counts[s], thresholds[s], sites, plan, buffers, out)
         site[start:stop] = s
         start = stop
     return sizes, counts, site, arm, M, Y, effect, compliance, ptype, site_params, share_treated
