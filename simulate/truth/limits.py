@@ -406,20 +406,19 @@ class SiteMoments:
     """
 
     P: int
-    A2: np.ndarray = None
-    b2: np.ndarray = None
     c2: float = 0.0
-    W: np.ndarray = None
     w_ok: bool = True
-    Ab: np.ndarray = None
-    bb: np.ndarray = None
-    Ai: np.ndarray = None
-    bi: np.ndarray = None
     wald_num: float = 0.0
     wald_den: float = 0.0
-    cw_num: np.ndarray = None
-    cw_den: np.ndarray = None
-    notes: list = field(default_factory=list)
+    A2: np.ndarray = field(init=False)
+    b2: np.ndarray = field(init=False)
+    W: np.ndarray = field(init=False)
+    Ab: np.ndarray = field(init=False)
+    bb: np.ndarray = field(init=False)
+    Ai: np.ndarray = field(init=False)
+    bi: np.ndarray = field(init=False)
+    cw_num: np.ndarray = field(init=False)
+    cw_den: np.ndarray = field(init=False)
 
     def __post_init__(self):
         P = self.P
