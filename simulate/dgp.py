@@ -192,6 +192,8 @@ class KernelPlan(NamedTuple):
     person_mediator_at: int  # Layout.person_mediator(0)
     person_outcome_at: int  # Layout.person_outcome
     baseline_at: int  # Layout.site_baseline_mediator(0): the first baseline among a site's draws
+    baseline_outcome_at: int  # Layout.site_baseline_outcome
+    site_draws: int  # Layout.site_draws: normals per site on stream 1
 
     def kernel(self) -> KernelPlan:
         """The plan as the kernels take it (itself; kept for callers of the former ``Plan.kernel()``)."""
@@ -274,7 +276,8 @@ def plan(sc: Scenario) -> KernelPlan:
         fixed_sizes=np.array(sc.n_per_site if sc.n_per_site else [0] * sc.n_sites, np.int64),
         site_effect_at=L.site_effect(0), site_direct_at=L.site_direct, person_effect_at=L.person_effect(0),
         person_mediator_at=L.person_mediator(0), person_outcome_at=L.person_outcome,
-        baseline_at=L.site_baseline_mediator(0),
+        baseline_at=L.site_baseline_mediator(0), baseline_outcome_at=L.site_baseline_outcome,
+        site_draws=L.site_draws,
     )
 
 

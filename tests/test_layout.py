@@ -102,7 +102,8 @@ def test_plan_offsets_come_from_the_layout():
     assert (pl.site_effect_at, pl.site_direct_at) == (L.site_effect(0), L.site_direct)
     assert (pl.person_effect_at, pl.person_mediator_at, pl.person_outcome_at) == (
         L.person_effect(0), L.person_mediator(0), L.person_outcome)
-    assert pl.baseline_at == L.site_baseline_mediator(0)
+    assert (pl.baseline_at, pl.baseline_outcome_at, pl.site_draws) == (
+        L.site_baseline_mediator(0), L.site_baseline_outcome, L.site_draws)
     assert pl.sel_index == L.person_compliance(1)
     assert pl.F_site.shape == (L.site_size,) * 2 and pl.F_person.shape == (L.person_size,) * 2
     on_y = plan(sm.loads("n_sites = 4\n[selection]\nstrength = 0.5\n[person]\nconfounding = 0.3\n"))

@@ -73,8 +73,8 @@ def draw_sizes(states, plan):
 def draw_sites(states, K, plan):
     """Site parameters (K, 2P+1), mediator and outcome baselines, path coefficients' site means.
 
-    A site's draws (stream 1): the 2P + 1 site normals, then the P mediator baselines
-    from ``plan.baseline_at`` on and the outcome's baseline after them.
+    A site's ``plan.site_draws`` normals (stream 1): the site vector's, then the P mediator
+    baselines from ``plan.baseline_at`` on, then the outcome's at ``plan.baseline_outcome_at``.
     """
     F_site, site_mean, site_sd, nonlinear = plan.F_site, plan.site_mean, plan.site_sd, plan.nonlinear
     binary, bin_a, bin_tau = plan.binary, plan.bin_a, plan.bin_tau
@@ -82,13 +82,13 @@ def draw_sites(states, K, plan):
     path_mean, path_site_sd = plan.path_mean, plan.path_site_sd
     E = plan.site_effect_at
     kap = plan.site_direct_at
-    B = plan.baseline_at
+    B, BY = plan.baseline_at, plan.baseline_outcome_at
     rng_site = states[1]
     rng_path = states[5]
     P = binary.shape[0]
     Ds = F_site.shape[0]
     R = path_mean.shape[0]
-    n_draws = B + P + 1
+    n_draws = plan.site_draws
     site_params = np.empty((K, Ds))
     base_m = np.empty((K, P))
     base_y = np.empty(K)
@@ -111,7 +111,7 @@ def draw_sites(states, K, plan):
             site_params[s, e] = site_mean[e] + site_sd[e] * u[e] + nonlinear[p] * (u[p] * u[p] - 1.0)
             base_m[s, p] = med_base_sd[p] * z[B + p]
         site_params[s, kap] = site_mean[kap] + site_sd[kap] * u[kap]
-        base_y[s] = out_base_sd * z[B + P]
+        base_y[s] = out_base_sd * z[BY]
     path_site = np.empty((K, R))
     for s in range(K):
         for r in range(R):
