@@ -55,14 +55,16 @@ used in one fixed order, so that adding a feature never moves another feature's 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import special
 
 from .kernels.dgp_nb import draw_trial
+from .layout import Layout
 from .scenario import Scenario, arm_counts
 
-__all__ = ["Trial", "draw", "streams", "Plan", "plan", "cell_counts"]
+__all__ = ["Trial", "draw", "streams", "KernelPlan", "Plan", "plan", "cell_counts"]
 
 N_STREAMS = 6
 
@@ -138,56 +140,68 @@ def psd_factor(R: np.ndarray) -> np.ndarray:
         return V * np.sqrt(np.clip(lam, 0.0, None))
 
 
-@dataclass(frozen=True)
-class Plan:
-    """The scenario's constants in kernel form (everything that does not depend on the seed)."""
+class KernelPlan(NamedTuple):
+    """The scenario's constants in kernel form (everything that does not depend on the seed).
 
-    F_site: np.ndarray
-    site_mean: np.ndarray
-    site_sd: np.ndarray
-    nonlinear: np.ndarray
-    binary: np.ndarray
-    bin_a: np.ndarray
-    bin_tau: np.ndarray
-    bin_q: np.ndarray
-    bin_defier: np.ndarray
-    med_base_sd: np.ndarray
+    One named tuple, passed whole to the Numba kernels (``simulate.kernels.dgp_nb``,
+    ``simulate.kernels.replicate_nb``), which read ``plan.field``.  The ``*_at`` fields are
+    the offsets of the blocks of the site and person vectors, from :class:`simulate.layout.Layout`,
+    so that the kernels do not re-derive the ordering.  Built by :func:`plan`.
+    """
+
+    F_site: np.ndarray  # (2P+1, 2P+1) factor of the site correlation
+    site_mean: np.ndarray  # (2P+1,) means of the site components
+    site_sd: np.ndarray  # (2P+1,)
+    nonlinear: np.ndarray  # (P,) lambda_p sd(delta_p) / sqrt(2)
+    binary: np.ndarray  # (P,) bool
+    bin_a: np.ndarray  # (P,) a_p, the mean latent complier threshold
+    bin_tau: np.ndarray  # (P,) tau_p, its between-site sd
+    bin_q: np.ndarray  # (P,) q_p, the M(0) = 1 cut of the non-compliers
+    bin_defier: np.ndarray  # (P,) defier fraction of the M(0) = 1 non-compliers
+    med_base_sd: np.ndarray  # (P,)
     out_base_sd: float
-    F_person: np.ndarray
-    med_mean: np.ndarray
-    med_sd: np.ndarray
+    F_person: np.ndarray  # (3P+1, 3P+1) factor of the within-site correlation
+    med_mean: np.ndarray  # (P,)
+    med_sd: np.ndarray  # (P,)
     out_mean: float
     out_sd: float
-    comp_sd: np.ndarray
-    eff_sd: np.ndarray
-    effect_shift: np.ndarray
+    comp_sd: np.ndarray  # (P,) sd(Gamma_p)
+    eff_sd: np.ndarray  # (P,) sd(Delta_p)
+    effect_shift: np.ndarray  # (P, 4) effect shift per complier type
     dose: np.ndarray  # (P, arms)
-    phi: np.ndarray
+    phi: np.ndarray  # (P,) outcome curvature
     sel_strength: float
-    sel_index: int
-    path_src: np.ndarray
-    path_dst: np.ndarray
-    path_mean: np.ndarray
-    path_site_sd: np.ndarray
-    path_person_sd: np.ndarray
-    path_rho: np.ndarray
+    sel_index: int  # the person component that selection acts on
+    path_src: np.ndarray  # (R,) int64
+    path_dst: np.ndarray  # (R,) int64
+    path_mean: np.ndarray  # (R,)
+    path_site_sd: np.ndarray  # (R,)
+    path_person_sd: np.ndarray  # (R,)
+    path_rho: np.ndarray  # (R,)
     spill_out: float
-    spill_med: np.ndarray
+    spill_med: np.ndarray  # (P,)
     shares: np.ndarray  # (K, arms)
     complete: bool
     thresholds: np.ndarray  # (K, arms - 1), Bernoulli only
     size_lo: int  # a range of site sizes (size_hi > 0), or fixed sizes
     size_hi: int
-    fixed_sizes: np.ndarray
+    fixed_sizes: np.ndarray  # (K,) int64
+    site_effect_at: int  # Layout.site_effect(0)
+    site_direct_at: int  # Layout.site_direct
+    person_effect_at: int  # Layout.person_effect(0)
+    person_mediator_at: int  # Layout.person_mediator(0)
+    person_outcome_at: int  # Layout.person_outcome
+    baseline_at: int  # Layout.site_baseline_mediator(0): the first baseline among a site's draws
+    baseline_outcome_at: int  # Layout.site_baseline_outcome
+    site_draws: int  # Layout.site_draws: normals per site on stream 1
 
-    def kernel(self) -> tuple:
-        """The constants in the order the kernels read them (see ``kernels/dgp_nb.py``)."""
-        return (self.F_site, self.site_mean, self.site_sd, self.nonlinear, self.binary, self.bin_a, self.bin_tau,
-                self.bin_q, self.bin_defier, self.med_base_sd, self.out_base_sd, self.F_person, self.med_mean,
-                self.med_sd, self.out_mean, self.out_sd, self.comp_sd, self.eff_sd, self.effect_shift, self.dose,
-                self.phi, self.sel_strength, self.sel_index, self.path_src, self.path_dst, self.path_mean,
-                self.path_site_sd, self.path_person_sd, self.path_rho, self.spill_out, self.spill_med, self.shares,
-                self.complete, self.thresholds, self.size_lo, self.size_hi, self.fixed_sizes)
+    def kernel(self) -> KernelPlan:
+        """The plan as the kernels take it (itself; kept for callers of the former ``Plan.kernel()``)."""
+        return self
+
+
+Plan = KernelPlan
+"""The former name of :class:`KernelPlan` (a dataclass whose ``kernel()`` built a positional tuple)."""
 
 
 def binary_constants(sc: Scenario):
@@ -209,27 +223,37 @@ def binary_constants(sc: Scenario):
     return a, tau, q, d
 
 
-def plan(sc: Scenario) -> Plan:
-    """Kernel constants of a scenario."""
+def plan(sc: Scenario) -> KernelPlan:
+    """Kernel constants of a scenario.
+
+    Parameters
+    ----------
+    sc : Scenario
+
+    Returns
+    -------
+    KernelPlan
+    """
     P = sc.n_mediators
+    L = Layout.of(sc)
     site_mean = np.array(sc.site_mean, float)
     site_sd = np.array(sc.site_sd, float)
     lam = np.array(sc.nonlinear_dependence, float)
     a, tau, q, d = binary_constants(sc)
     dose = np.array([sc.dose(p) for p in range(P)])
     if sc.selection_on == "outcome":
-        sel_index = 3 * P
+        sel_index = L.person_outcome
     else:
-        sel_index = sc.selection_mediator
+        sel_index = L.person_compliance(sc.selection_mediator)
     paths = sc.paths
     shares = np.array(sc.arm_shares, float)
     xi = sc.selection_strength
     cum = np.cumsum(shares, axis=1)[:, :-1]
     thresholds = special.ndtri(np.clip(cum, 0, 1)) * np.sqrt(1.0 + xi * xi)
-    return Plan(
+    return KernelPlan(
         F_site=psd_factor(np.array(sc.site_correlation, float)),
         site_mean=site_mean, site_sd=site_sd,
-        nonlinear=lam * site_sd[P:2 * P] / np.sqrt(2.0),
+        nonlinear=lam * site_sd[L.site_effects] / np.sqrt(2.0),
         binary=np.array(sc.is_binary, np.bool_), bin_a=a, bin_tau=tau, bin_q=q, bin_defier=d,
         med_base_sd=np.array(sc.mediator_baseline_sd, float), out_base_sd=float(sc.outcome_baseline_sd),
         F_person=psd_factor(np.array(sc.person_correlation, float)),
@@ -250,6 +274,10 @@ def plan(sc: Scenario) -> Plan:
         size_lo=int(sc.n_per_site_range[0]) if sc.n_per_site_range else 0,
         size_hi=int(sc.n_per_site_range[1]) if sc.n_per_site_range else 0,
         fixed_sizes=np.array(sc.n_per_site if sc.n_per_site else [0] * sc.n_sites, np.int64),
+        site_effect_at=L.site_effect(0), site_direct_at=L.site_direct, person_effect_at=L.person_effect(0),
+        person_mediator_at=L.person_mediator(0), person_outcome_at=L.person_outcome,
+        baseline_at=L.site_baseline_mediator(0), baseline_outcome_at=L.site_baseline_outcome,
+        site_draws=L.site_draws,
     )
 
 
@@ -258,7 +286,7 @@ def cell_counts(sizes: np.ndarray, shares: np.ndarray) -> np.ndarray:
     return np.array([arm_counts(int(n), row) for n, row in zip(sizes, shares)], np.int64)
 
 
-def draw(sc: Scenario, seed, pl: Plan | None = None) -> Trial:
+def draw(sc: Scenario, seed, pl: KernelPlan | None = None) -> Trial:
     """Draw one replication of a scenario.
 
     Parameters
@@ -266,26 +294,31 @@ def draw(sc: Scenario, seed, pl: Plan | None = None) -> Trial:
     sc : Scenario
     seed : int or numpy.random.SeedSequence
         The replication's seed; the data are a pure function of (scenario, seed).
-    pl : Plan, optional
+    pl : KernelPlan, optional
         Precomputed :func:`plan` (saves work when drawing many replications).
+
+    Returns
+    -------
+    Trial
     """
     pl = plan(sc) if pl is None else pl
-    sizes, counts, *out = draw_trial(streams(seed), pl.kernel())
+    sizes, counts, *out = draw_trial(streams(seed), pl)
     return _trial(sc, pl, sizes, *out)
 
 
 def _trial(sc, pl, sizes, site, arm, M, Y, effect, compliance, ptype, site_params, share_treated) -> Trial:
-    P = sc.n_mediators
+    L = Layout.of(sc)
     K = sc.n_sites
     realised = np.zeros((K, sc.arms), np.int64)
     np.add.at(realised, (site, arm), 1)
-    gamma = site_params[:, :P].copy()
-    for p in range(P):
+    gamma = site_params[:, L.site_compliances].copy()
+    for p in range(L.P):
         if sc.is_binary[p]:
-            pc = special.ndtr(site_params[:, p])
+            pc = special.ndtr(site_params[:, L.site_compliance(p)])
             pd = (1.0 - pc) * sc.defier_share[p] / (1.0 - sc.complier_share[p]) if sc.complier_share[p] < 1 else 0.0
             gamma[:, p] = (pc - pd) / pl.dose[p, -1]
     return Trial(site=site, treatment=arm, mediators=M, outcome=Y, effect=effect, compliance=compliance,
                  complier_type=ptype, n_per_site=sizes, arm_counts=realised, site_compliance=gamma,
-                 site_effect=site_params[:, P:2 * P].copy(), site_direct_effect=site_params[:, 2 * P].copy(),
+                 site_effect=site_params[:, L.site_effects].copy(),
+                 site_direct_effect=site_params[:, L.site_direct].copy(),
                  share_treated=share_treated)

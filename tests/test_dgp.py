@@ -371,3 +371,38 @@ def test_the_kernel_cache_is_keyed_on_every_kernel_source_and_old_folders_go(tmp
         (tmp_path / d / "f.nbi").write_text("x")
     kernels._remove_stale(str(tmp_path / "numba-aaaaaaaaaaaa"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep-me", "numba-aaaaaaaaaaaa"]
+
+
+def test_kernels_take_the_named_plan_and_a_second_process_loads_them_from_the_cache():
+    """KernelPlan is a NamedTuple; Numba caches kernels typed on it, so a new process compiles nothing."""
+    from simulate.dgp import KernelPlan
+    from simulate.kernels.dgp_nb import draw_trial
+    from simulate.kernels.replicate_nb import replicate_batch
+    from simulate.replicate import run_replications
+
+    sc = sm.loads(EVERY_DIAL.replace("n_sites = 12", "n_sites = 3"))
+    pl = plan(sc)
+    assert isinstance(pl, KernelPlan) and pl.kernel() is pl
+    sm.draw(sc, 1, pl)  # compiled or loaded here, so the cache now holds both kernels for this signature
+    run_replications(sc, 0, 0, 1, range(1))
+    assert draw_trial.signatures and replicate_batch.signatures
+    code = (
+        "import simulate as sm\n"
+        "from simulate.kernels.dgp_nb import draw_trial\n"
+        "from simulate.kernels.replicate_nb import replicate_batch\n"
+        "from simulate.replicate import run_replications\n"
+        "from test_dgp import EVERY_DIAL\n"
+        "sc = sm.loads(EVERY_DIAL.replace('n_sites = 12', 'n_sites = 3'))\n"
+        "sm.draw(sc, 1)\n"
+        "run_replications(sc, 0, 0, 1, range(1))\n"
+        "for f in (draw_trial, replicate_batch):\n"
+        "    print(f.__name__, sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))\n"
+    )
+    root = Path(__file__).parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), str(root / "tests"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    res = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    counts = {name: (int(h), int(m)) for name, h, m in (line.split() for line in res.stdout.strip().splitlines())}
+    assert counts == {"draw_trial": (1, 0), "replicate_batch": (1, 0)}, res.stdout

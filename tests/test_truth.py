@@ -11,6 +11,7 @@ import simulate as sm
 
 T = importlib.import_module("simulate.truth")
 from simulate.dgp import plan
+from simulate.layout import Layout
 
 
 def _bands(sc):
@@ -23,10 +24,11 @@ def _one_site_model(sc):
     """Exact E[M | t], E[Y | t] of a single site whose site-level SDs are zero."""
     pl = plan(sc)
     model = T._Model(sc, pl)
-    P = sc.n_mediators
-    gamma = np.array([[pl.bin_a[p] if sc.is_binary[p] else pl.site_mean[p] for p in range(P)]])
-    delta = pl.site_mean[P:2 * P][None, :]
-    kappa = np.array([pl.site_mean[2 * P]])
+    L = Layout.of(sc)
+    P = L.P
+    gamma = np.array([[pl.bin_a[p] if sc.is_binary[p] else pl.site_mean[L.site_compliance(p)] for p in range(P)]])
+    delta = pl.site_mean[L.site_effects][None, :]
+    kappa = np.array([pl.site_mean[L.site_direct]])
     beta = pl.path_mean[None, :]
     base_m = np.zeros((1, P))
     share = 1.0 - sc.arm_shares[0][0]
@@ -39,8 +41,9 @@ ONE_SITE = "n_sites = 1\nn_per_site = 600000\n[site]\ncompliance_sd = 0.0\n"
 DIALS = {
     "holds": "",
     "selection on Y(0)": "[selection]\nstrength = 0.8\n[person]\nconfounding = 0.4\ncompliance_sd = 0.3\n",
-    "selection on compliance, 3 arms": "[treatment]\narms = 3\n[selection]\nstrength = -0.6\non = 'compliance'\n"
-                                       "[person]\ncompliance_sd = 0.5\neffect_sd = 0.3\nwithin_site_correlation = 0.4\n",
+    "selection on compliance, 3 arms": "[treatment]\narms = 3\n[selection]\nstrength = -0.6\n"
+                                       "on = 'compliance'\n[person]\ncompliance_sd = 0.5\neffect_sd = 0.3\n"
+                                       "within_site_correlation = 0.4\n",
     "spillover": "[spillover]\noutcome = 0.5\nmediator = 0.4\n",
     "direct effect, 3 arms": "[treatment]\narms = 3\n[site]\ndirect_effect_mean = 0.3\n",
     "mediator curvature": "[treatment]\narms = 4\n[mediators]\ncurvature = 0.4\n",
@@ -53,9 +56,11 @@ DIALS = {
     "paths with selection, 3 arms": "[treatment]\narms = 3\n[mediators]\ncount = 2\n[site]\ncompliance_sd = 0.0\n"
                                     "[person]\ncompliance_sd = 0.3\neffect_sd = 0.3\nconfounding = 0.3\n"
                                     "[selection]\nstrength = 0.5\n"
-                                    "[[paths]]\nfrom = 1\nto = 2\nmean = 0.5\nperson_sd = 0.4\neffect_correlation = 0.5\n",
+                                    "[[paths]]\nfrom = 1\nto = 2\nmean = 0.5\nperson_sd = 0.4\n"
+                                    "effect_correlation = 0.5\n",
     "binary with defiers": "[mediators]\nkind = 'binary'\n[binary]\ncomplier_share = 0.5\nalways_share = 0.2\n"
-                           "never_share = 0.2\ndefier_share = 0.1\nalways_effect_shift = 0.3\ndefier_effect_shift = -0.4\n"
+                           "never_share = 0.2\ndefier_share = 0.1\nalways_effect_shift = 0.3\n"
+                           "defier_effect_shift = -0.4\n"
                            "[person]\neffect_sd = 0.3\nwithin_site_correlation = 0.5\nconfounding = 0.4\n",
     "binary, 3 arms, curvature": "[treatment]\narms = 3\n[mediators]\nkind = 'binary'\ncurvature = 0.3\n"
                                  "[binary]\ndefier_share = 0.1\nnever_share = 0.1\n[person]\neffect_sd = 0.3\n"
@@ -235,8 +240,8 @@ def test_weighted_between_site_regression_tends_to_the_2sls_limit(text):
 
 
 def test_liml_limit_differs_from_2sls_under_heterogeneity_and_is_finite():
-    sc = sm.loads("n_sites = 50\n[site]\ncompliance_sd = 0.4\neffect_sd = 0.2\n[person]\nwithin_site_correlation = 0.6\n"
-                  "compliance_sd = 0.5\neffect_sd = 0.4\nconfounding = 0.3\n")
+    sc = sm.loads("n_sites = 50\n[site]\ncompliance_sd = 0.4\neffect_sd = 0.2\n"
+                  "[person]\nwithin_site_correlation = 0.6\ncompliance_sd = 0.5\neffect_sd = 0.4\nconfounding = 0.3\n")
     tr = sm.truth(sc, n_sites=100_000)
     assert np.isfinite(tr.limit_liml[0]) and tr.between_site_heterogeneity > 0
     assert tr.limit_liml[0] < tr.limit_2sls[0] - 1e-3  # LIML leans toward the within-cell relation

@@ -4,13 +4,11 @@ No validation, no pandas: arrays in, arrays out.  The model and the canonical dr
 order are documented in :mod:`simulate.dgp`; ``tests/naive_dgp.py`` follows them with
 plain numpy calls and must give bit-identical data.
 
-The scenario's constants travel as one tuple ``c`` (built by ``simulate.dgp.plan``):
-
-    (F_site, site_mean, site_sd, nonlinear, binary, bin_a, bin_tau, bin_q, bin_defier,
-     med_base_sd, out_base_sd, F_person, med_mean, med_sd, out_mean, out_sd, comp_sd,
-     eff_sd, effect_shift, dose, phi, sel_strength, sel_index, path_src, path_dst,
-     path_mean, path_site_sd, path_person_sd, path_rho, spill_out, spill_med,
-     shares, complete, thresholds, size_lo, size_hi, fixed_sizes)
+The scenario's constants travel as one named tuple ``plan``, a
+:class:`simulate.dgp.KernelPlan` (built by ``simulate.dgp.plan``), read by field name.
+The blocks of the site vector (compliance_1..P, effect_1..P, direct_effect) and of the
+person vector (compliance_1..P, effect_1..P, mediator_1..P, outcome) start at the
+plan's ``*_at`` offsets, which come from :class:`simulate.layout.Layout`.
 
 One replication is drawn in three steps that both the person-level path
 (:func:`draw_trial`) and the fused replication kernel (``replicate_nb``) share:
@@ -52,9 +50,9 @@ def arm_counts_nb(n, shares):
 
 
 @njit(cache=True)
-def draw_sizes(states, c):
+def draw_sizes(states, plan):
     """n_s and the exact arm counts of every site (stream 0 when sizes are a range)."""
-    shares, size_lo, size_hi, fixed = c[31], c[34], c[35], c[36]
+    shares, size_lo, size_hi, fixed = plan.shares, plan.size_lo, plan.size_hi, plan.fixed_sizes
     K = shares.shape[0]
     A = shares.shape[1]
     sizes = np.empty(K, np.int64)
@@ -72,23 +70,32 @@ def draw_sizes(states, c):
 
 
 @njit(cache=True)
-def draw_sites(states, K, c):
-    """Site parameters (K, 2P+1), mediator and outcome baselines, path coefficients' site means."""
-    F_site, site_mean, site_sd, nonlinear, binary, bin_a, bin_tau = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
-    med_base_sd, out_base_sd = c[9], c[10]
-    path_mean, path_site_sd = c[25], c[26]
+def draw_sites(states, K, plan):
+    """Site parameters (K, 2P+1), mediator and outcome baselines, path coefficients' site means.
+
+    A site's ``plan.site_draws`` normals (stream 1): the site vector's, then the P mediator
+    baselines from ``plan.baseline_at`` on, then the outcome's at ``plan.baseline_outcome_at``.
+    """
+    F_site, site_mean, site_sd, nonlinear = plan.F_site, plan.site_mean, plan.site_sd, plan.nonlinear
+    binary, bin_a, bin_tau = plan.binary, plan.bin_a, plan.bin_tau
+    med_base_sd, out_base_sd = plan.med_base_sd, plan.out_base_sd
+    path_mean, path_site_sd = plan.path_mean, plan.path_site_sd
+    E = plan.site_effect_at
+    kap = plan.site_direct_at
+    B, BY = plan.baseline_at, plan.baseline_outcome_at
     rng_site = states[1]
     rng_path = states[5]
     P = binary.shape[0]
     Ds = F_site.shape[0]
     R = path_mean.shape[0]
+    n_draws = plan.site_draws
     site_params = np.empty((K, Ds))
     base_m = np.empty((K, P))
     base_y = np.empty(K)
-    z = np.empty(Ds + P + 1)
+    z = np.empty(n_draws)
     u = np.empty(Ds)
     for s in range(K):
-        for j in range(Ds + P + 1):
+        for j in range(n_draws):
             z[j] = standard_normal(rng_site)
         for i in range(Ds):
             acc = 0.0
@@ -100,10 +107,11 @@ def draw_sites(states, K, c):
                 site_params[s, p] = bin_a[p] + bin_tau[p] * u[p]  # latent complier threshold c_ps
             else:
                 site_params[s, p] = site_mean[p] + site_sd[p] * u[p]
-            site_params[s, P + p] = site_mean[P + p] + site_sd[P + p] * u[P + p] + nonlinear[p] * (u[p] * u[p] - 1.0)
-            base_m[s, p] = med_base_sd[p] * z[Ds + p]
-        site_params[s, 2 * P] = site_mean[2 * P] + site_sd[2 * P] * u[2 * P]
-        base_y[s] = out_base_sd * z[Ds + P]
+            e = E + p
+            site_params[s, e] = site_mean[e] + site_sd[e] * u[e] + nonlinear[p] * (u[p] * u[p] - 1.0)
+            base_m[s, p] = med_base_sd[p] * z[B + p]
+        site_params[s, kap] = site_mean[kap] + site_sd[kap] * u[kap]
+        base_y[s] = out_base_sd * z[BY]
     path_site = np.empty((K, R))
     for s in range(K):
         for r in range(R):
@@ -171,7 +179,7 @@ def sparse_rows(F):
 
 
 @njit(cache=True)
-def block_buffers(c, nmax):
+def block_buffers(plan, nmax):
     """The work arrays of :func:`site_block` for sites of at most ``nmax`` persons, reused across sites.
 
     Returns (nnz, cols, Z, U, key, work, change, change_top, uniforms, path_normals, n_uniform,
@@ -181,12 +189,12 @@ def block_buffers(c, nmax):
     (P, n), a site's binary uniforms and path normals (person-major, n_uniform and n_path
     per person), and each path's place among a person's path normals.
     """
-    binary, dose, path_dst = c[4], c[19], c[24]
+    binary, dose, path_dst = plan.binary, plan.dose, plan.path_dst
     P = binary.shape[0]
-    Dp = c[11].shape[0]
+    Dp = plan.F_person.shape[0]
     arms = dose.shape[1]
     R = path_dst.shape[0]
-    nnz, cols = sparse_rows(c[11])
+    nnz, cols = sparse_rows(plan.F_person)
     n_uniform = 0
     for p in range(P):
         if binary[p]:
@@ -205,33 +213,15 @@ def block_buffers(c, nmax):
 
 
 @njit(cache=True)
-def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y, path_site, c, buffers,
-               a, M, Y, effect, compliance, ptype):
-    """Draw site s's n persons into the first n rows of a, M, Y, effect, compliance, ptype.
+def person_loadings(n, states, plan, buffers):
+    """The site's person normals z (stream 2, person by person) and their loadings u = F_person z.
 
-    Returns the share treated.  Order: the site's person normals (stream 2, person by
-    person, component by component), its assignment keys (stream 3), its binary uniforms
-    (stream 4) and path normals (stream 5), each person by person and within a person
-    mediator by mediator; each stream is drawn as one block.  The variables are then
-    computed mediator by mediator over the block (every person's arithmetic is the same,
-    in the same order, as one person at a time).  ``buffers`` is :func:`block_buffers`.
-    Binary types: 0 complier, 1 always-taker, 2 never-taker, 3 defier (-1 for continuous
-    mediators).
+    u_k = sum_j F_kj z_j is summed component by component over the block (each sum in
+    ascending j, skipping the zero loadings), into ``buffers``' U (Dp, n).
     """
-    binary, bin_q, bin_defier = c[4], c[7], c[8]
-    F_person, med_mean, med_sd, out_mean, out_sd, comp_sd, eff_sd, effect_shift = (
-        c[11], c[12], c[13], c[14], c[15], c[16], c[17], c[18])
-    dose, phi, sel_strength, sel_index = c[19], c[20], c[21], c[22]
-    path_src, path_dst, path_person_sd, path_rho = c[23], c[24], c[27], c[28]
-    spill_out, spill_med, complete = c[29], c[30], c[32]
-    (nnz, cols, Z, U, key, work, change, change_top, uniforms, path_normals, per_uniform, per_path,
-     path_slot) = buffers
-    P = binary.shape[0]
+    F_person = plan.F_person
+    nnz, cols, Z, U = buffers[0], buffers[1], buffers[2], buffers[3]
     Dp = F_person.shape[0]
-    R = path_src.shape[0]
-    arms = dose.shape[1]
-    top = arms - 1
-    # u_k = sum_j F_kj z_j, component by component over the block (each sum in ascending j)
     fill_normal(states[2], Z[:n * Dp])
     for k in range(Dp):
         Uk = U[k]
@@ -242,10 +232,22 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
             f = F_person[k, j]
             for i in range(n):
                 Uk[i] += f * Z[i * Dp + j]
+
+
+@njit(cache=True)
+def assign_arms(n, states, counts_s, thresholds_s, plan, buffers, a):
+    """Each person's arm from the assignment key xi u^sel + e (e from stream 3); returns the share treated.
+
+    Complete randomization gives each arm its exact count ``counts_s`` (the largest keys
+    take the top arms); Bernoulli assignment compares the key with ``thresholds_s``.
+    """
+    U, key, work = buffers[3], buffers[4], buffers[5]
+    sel_strength, sel_index = plan.sel_strength, plan.sel_index
+    arms = plan.dose.shape[1]
     fill_normal(states[3], key[:n])
     for i in range(n):
         key[i] = sel_strength * U[sel_index, i] + key[i]
-    if complete:
+    if plan.complete:
         # arm t takes the persons whose key ranks in [m_0 + .. + m_(t-1), m_0 + .. + m_t): with
         # distinct keys that is key >= the cut's order statistic (found by selection, O(n))
         for i in range(n):
@@ -271,79 +273,141 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
     for i in range(n):
         if a[i] > 0:
             n_treated += 1
-    share = n_treated / n
+    return n_treated / n
 
-    fill_double(states[4], uniforms[:n * per_uniform])
-    fill_normal(states[5], path_normals[:n * per_path])
-    for i in range(n):
-        Y[i] = out_mean + base_y[s] + out_sd * U[Dp - 1, i]
-    slot = 0  # this mediator's first uniform
-    for p in range(P):
-        eff_site = site_params[s, P + p]
-        d_top = dose[p, top]
-        spill = spill_med[p] * share
-        if binary[p]:
-            for i in range(n):
-                t = a[i]
-                v = uniforms[i * per_uniform + slot]
-                w = uniforms[i * per_uniform + slot + 1] if arms > 2 else 0.5
-                if U[p, i] > -site_params[s, p]:
-                    ty = 0
-                elif U[2 * P + p, i] > bin_q[p]:
-                    ty = 3 if v < bin_defier[p] else 1
-                else:
-                    ty = 2
-                frac = dose[p, t] / d_top
-                m0 = 1.0 if (ty == 1 or ty == 3) else 0.0
-                if ty == 0:
-                    mt = 1.0 if frac >= w else 0.0
-                elif ty == 3:
-                    mt = 1.0 if frac < w else 0.0
-                else:
-                    mt = m0
-                change[p, i] = mt - m0
-                change_top[p, i] = (1.0 if ty == 0 else 0.0) - (1.0 if ty == 3 else 0.0)
-                m = mt
-                if t == 0:
-                    m += spill
-                d_eff = eff_site + eff_sd[p] * U[P + p, i] + effect_shift[p, ty]
-                ptype[i, p] = ty
-                M[i, p] = m
-                effect[i, p] = d_eff
-                compliance[i, p] = change_top[p, i] / d_top
-                Y[i] += d_eff * (m + phi[p] * m * m)
-            slot += 2 if arms > 2 else 1
-        else:
-            gam_site = site_params[s, p]
-            m_site = med_mean[p] + base_m[s, p]
-            for i in range(n):
-                t = a[i]
-                gam = gam_site + comp_sd[p] * U[p, i]
-                m0 = m_site + med_sd[p] * U[2 * P + p, i]
-                ch = dose[p, t] * gam
-                ch_top = d_top * gam
-                for r in range(R):
-                    if path_dst[r] == p:
-                        q = path_src[r]
-                        b = path_site[s, r] + path_person_sd[r] * (
-                            path_rho[r] * U[P + p, i] + np.sqrt(1.0 - path_rho[r] * path_rho[r])
-                            * path_normals[i * per_path + path_slot[r]])
-                        ch += b * change[q, i]
-                        ch_top += b * change_top[q, i]
-                change[p, i] = ch
-                change_top[p, i] = ch_top
-                m = m0 + ch
-                if t == 0:
-                    m += spill
-                d_eff = eff_site + eff_sd[p] * U[P + p, i]
-                ptype[i, p] = -1
-                M[i, p] = m
-                effect[i, p] = d_eff
-                compliance[i, p] = ch_top / d_top
-                Y[i] += d_eff * (m + phi[p] * m * m)
+
+@njit(cache=True)
+def binary_mediator(p, s, n, slot, share, plan, sites, buffers, out):
+    """Binary mediator p of site s's n persons: type, M_p, Delta_p, compliance, and its term of Y.
+
+    ``slot`` is the mediator's first uniform among a person's; types: 0 complier,
+    1 always-taker, 2 never-taker, 3 defier.
+    """
+    site_params = sites[0]
+    U, change, change_top, uniforms, per_uniform = buffers[3], buffers[6], buffers[7], buffers[8], buffers[10]
+    a, M, Y, effect, compliance, ptype = out
+    dose, bin_q, bin_defier = plan.dose, plan.bin_q, plan.bin_defier
+    UD, UM = plan.person_effect_at, plan.person_mediator_at
+    arms = dose.shape[1]
+    eff_site = site_params[s, plan.site_effect_at + p]
+    d_top = dose[p, arms - 1]
+    spill = plan.spill_med[p] * share
+    eff_sd, effect_shift, phi = plan.eff_sd[p], plan.effect_shift, plan.phi[p]
     for i in range(n):
         t = a[i]
-        y = Y[i] + site_params[s, 2 * P] * t
+        v = uniforms[i * per_uniform + slot]
+        w = uniforms[i * per_uniform + slot + 1] if arms > 2 else 0.5
+        if U[p, i] > -site_params[s, p]:
+            ty = 0
+        elif U[UM + p, i] > bin_q[p]:
+            ty = 3 if v < bin_defier[p] else 1
+        else:
+            ty = 2
+        frac = dose[p, t] / d_top
+        m0 = 1.0 if (ty == 1 or ty == 3) else 0.0
+        if ty == 0:
+            mt = 1.0 if frac >= w else 0.0
+        elif ty == 3:
+            mt = 1.0 if frac < w else 0.0
+        else:
+            mt = m0
+        change[p, i] = mt - m0
+        change_top[p, i] = (1.0 if ty == 0 else 0.0) - (1.0 if ty == 3 else 0.0)
+        m = mt
+        if t == 0:
+            m += spill
+        d_eff = eff_site + eff_sd * U[UD + p, i] + effect_shift[p, ty]
+        ptype[i, p] = ty
+        M[i, p] = m
+        effect[i, p] = d_eff
+        compliance[i, p] = change_top[p, i] / d_top
+        Y[i] += d_eff * (m + phi * m * m)
+
+
+@njit(cache=True)
+def continuous_mediator(p, s, n, share, plan, sites, buffers, out):
+    """Continuous mediator p of site s's n persons: M_p with its paths, Delta_p, compliance, and Y's term."""
+    site_params, base_m, path_site = sites[0], sites[1], sites[3]
+    U, change, change_top, path_normals, per_path, path_slot = (
+        buffers[3], buffers[6], buffers[7], buffers[9], buffers[11], buffers[12])
+    a, M, Y, effect, compliance, ptype = out
+    dose, comp_sd, med_sd = plan.dose, plan.comp_sd[p], plan.med_sd[p]
+    path_src, path_dst, path_person_sd, path_rho = plan.path_src, plan.path_dst, plan.path_person_sd, plan.path_rho
+    UD, UM = plan.person_effect_at, plan.person_mediator_at
+    R = path_src.shape[0]
+    arms = dose.shape[1]
+    eff_site = site_params[s, plan.site_effect_at + p]
+    d_top = dose[p, arms - 1]
+    spill = plan.spill_med[p] * share
+    eff_sd, phi = plan.eff_sd[p], plan.phi[p]
+    gam_site = site_params[s, p]
+    m_site = plan.med_mean[p] + base_m[s, p]
+    for i in range(n):
+        t = a[i]
+        gam = gam_site + comp_sd * U[p, i]
+        m0 = m_site + med_sd * U[UM + p, i]
+        ch = dose[p, t] * gam
+        ch_top = d_top * gam
+        for r in range(R):
+            if path_dst[r] == p:
+                q = path_src[r]
+                b = path_site[s, r] + path_person_sd[r] * (
+                    path_rho[r] * U[UD + p, i] + np.sqrt(1.0 - path_rho[r] * path_rho[r])
+                    * path_normals[i * per_path + path_slot[r]])
+                ch += b * change[q, i]
+                ch_top += b * change_top[q, i]
+        change[p, i] = ch
+        change_top[p, i] = ch_top
+        m = m0 + ch
+        if t == 0:
+            m += spill
+        d_eff = eff_site + eff_sd * U[UD + p, i]
+        ptype[i, p] = -1
+        M[i, p] = m
+        effect[i, p] = d_eff
+        compliance[i, p] = ch_top / d_top
+        Y[i] += d_eff * (m + phi * m * m)
+
+
+@njit(cache=True)
+def site_block(s, n, states, counts_s, thresholds_s, sites, plan, buffers, out):
+    """Draw site s's n persons into the first n rows of ``out`` = (a, M, Y, effect, compliance, ptype).
+
+    Returns the share treated.  ``sites`` is :func:`draw_sites`' (site_params, base_m,
+    base_y, path_site) and ``buffers`` :func:`block_buffers`'.  Order: the site's person
+    normals (stream 2, person by person, component by component), its assignment keys
+    (stream 3), its binary uniforms (stream 4) and path normals (stream 5), each person by
+    person and within a person mediator by mediator; each stream is drawn as one block.
+    The variables are then computed mediator by mediator over the block (every person's
+    arithmetic is the same, in the same order, as one person at a time).  Binary types:
+    0 complier, 1 always-taker, 2 never-taker, 3 defier (-1 for continuous mediators).
+    """
+    site_params, base_y = sites[0], sites[2]
+    uniforms, path_normals, per_uniform, per_path = buffers[8], buffers[9], buffers[10], buffers[11]
+    U = buffers[3]
+    Y = out[2]
+    binary = plan.binary
+    P = binary.shape[0]
+    arms = plan.dose.shape[1]
+    person_loadings(n, states, plan, buffers)
+    share = assign_arms(n, states, counts_s, thresholds_s, plan, buffers, out[0])
+    fill_double(states[4], uniforms[:n * per_uniform])
+    fill_normal(states[5], path_normals[:n * per_path])
+    out_mean, out_sd, UY = plan.out_mean, plan.out_sd, plan.person_outcome_at
+    for i in range(n):
+        Y[i] = out_mean + base_y[s] + out_sd * U[UY, i]
+    slot = 0  # this mediator's first uniform
+    for p in range(P):
+        if binary[p]:
+            binary_mediator(p, s, n, slot, share, plan, sites, buffers, out)
+            slot += 2 if arms > 2 else 1
+        else:
+            continuous_mediator(p, s, n, share, plan, sites, buffers, out)
+    a = out[0]
+    kap, spill_out = plan.site_direct_at, plan.spill_out
+    for i in range(n):
+        t = a[i]
+        y = Y[i] + site_params[s, kap] * t
         if t == 0:
             y += spill_out * share
         Y[i] = y
@@ -351,16 +415,17 @@ def site_block(s, n, states, counts_s, thresholds_s, site_params, base_m, base_y
 
 
 @njit(cache=True)
-def draw_trial(states, c):
+def draw_trial(states, plan):
     """Draw one replication from the stream states (6, 4) uint64.
 
     Returns (sizes, counts, site, arm, M, Y, effect, compliance, type, site_params, share_treated).
     """
-    sizes, counts = draw_sizes(states, c)
-    thresholds = c[33]
+    sizes, counts = draw_sizes(states, plan)
+    thresholds = plan.thresholds
     K = sizes.shape[0]
-    P = c[4].shape[0]
-    site_params, base_m, base_y, path_site = draw_sites(states, K, c)
+    P = plan.binary.shape[0]
+    sites = draw_sites(states, K, plan)
+    site_params = sites[0]
     N = 0
     nmax = 0
     for s in range(K):
@@ -374,14 +439,14 @@ def draw_trial(states, c):
     compliance = np.empty((N, P))
     ptype = np.empty((N, P), np.int64)
     share_treated = np.empty(K)
-    buffers = block_buffers(c, nmax)
+    buffers = block_buffers(plan, nmax)
     start = 0
     for s in range(K):
         n = sizes[s]
         stop = start + n
-        share_treated[s] = site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y,
-                                      path_site, c, buffers, arm[start:stop], M[start:stop],
-                                      Y[start:stop], effect[start:stop], compliance[start:stop], ptype[start:stop])
+        out = (arm[start:stop], M[start:stop], Y[start:stop], effect[start:stop], compliance[start:stop],
+               ptype[start:stop])
+        share_treated[s] = site_block(s, n, states, counts[s], thresholds[s], sites, plan, buffers, out)
         site[start:stop] = s
         start = stop
     return sizes, counts, site, arm, M, Y, effect, compliance, ptype, site_params, share_treated

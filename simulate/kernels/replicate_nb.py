@@ -15,8 +15,42 @@ from .estimators_nb import N_DIAGNOSTICS, N_ESTIMATORS, N_SE, fit_with_statistic
 
 
 @njit(cache=True)
-def replicate_batch(states_batch, c, fuller_alpha):
-    """Every replication of ``states_batch`` (R, 6, 4) uint64.
+def add_sample_sums(n, eff, comp, ty, sums):
+    """Add a site's n persons to the running sums of the sample estimands, per mediator (columns).
+
+    Rows of ``sums``: sum Delta, sum Gamma Delta, sum Gamma, sum Delta over the compliers,
+    the number of compliers.
+    """
+    P = sums.shape[1]
+    for p in range(P):
+        # running sums in registers over the site (a sum through memory would wait on
+        # its own store every person); the same additions in the same order
+        ds, gds, gs, cs, cn = sums[0, p], sums[1, p], sums[2, p], sums[3, p], sums[4, p]
+        for i in range(n):
+            d = eff[i, p]
+            ds += d
+            gds += comp[i, p] * d
+            gs += comp[i, p]
+            if ty[i, p] == 0:
+                cs += d
+                cn += 1.0
+        sums[0, p], sums[1, p], sums[2, p], sums[3, p], sums[4, p] = ds, gds, gs, cs, cn
+
+
+@njit(cache=True)
+def sample_estimands(sums, N, binary, out):
+    """The replication's sample estimands (3, P) from :func:`add_sample_sums`' sums over its N persons."""
+    for p in range(sums.shape[1]):
+        # numba raises on a float division by zero: a mediator that no one moves has no
+        # compliance-weighted estimand
+        out[0, p] = sums[0, p] / N
+        out[1, p] = sums[1, p] / sums[2, p] if sums[2, p] != 0.0 else np.nan
+        out[2, p] = sums[3, p] / sums[4, p] if (binary[p] and sums[4, p] > 0) else np.nan
+
+
+@njit(cache=True)
+def replicate_batch(states_batch, plan, fuller_alpha):
+    """Every replication of ``states_batch`` (R, 6, 4) uint64, for the :class:`simulate.dgp.KernelPlan` ``plan``.
 
     Returns
     -------
@@ -26,9 +60,9 @@ def replicate_batch(states_batch, c, fuller_alpha):
     and the mean of Delta_p over the compliers drawn (NaN for a continuous mediator).
     """
     Rn = states_batch.shape[0]
-    shares, size_hi, fixed = c[31], c[35], c[36]
-    thresholds = c[33]
-    binary = c[4]
+    shares, size_hi, fixed = plan.shares, plan.size_hi, plan.fixed_sizes
+    thresholds = plan.thresholds
+    binary = plan.binary
     K = shares.shape[0]
     A = shares.shape[1]
     P = binary.shape[0]
@@ -43,7 +77,7 @@ def replicate_batch(states_batch, c, fuller_alpha):
     eff = np.empty((nmax, P))
     comp = np.empty((nmax, P))
     ty = np.empty((nmax, P), np.int64)
-    buffers = block_buffers(c, nmax)
+    buffers = block_buffers(plan, nmax)
 
     est = np.empty((Rn, N_ESTIMATORS, P))
     se = np.empty((Rn, N_ESTIMATORS, N_SE, P))
@@ -52,11 +86,7 @@ def replicate_batch(states_batch, c, fuller_alpha):
     fs = np.empty((Rn, P))
     sw = np.empty((Rn, P))
     sample = np.empty((Rn, 3, P))
-    d_sum = np.empty(P)
-    gd_sum = np.empty(P)
-    g_sum = np.empty(P)
-    c_sum = np.empty(P)
-    c_n = np.empty(P)
+    sums = np.empty((5, P))
     Q = P + 1
     count = np.empty((K, A), np.int64)
     mean = np.empty((K, A, Q))
@@ -64,45 +94,24 @@ def replicate_batch(states_batch, c, fuller_alpha):
     cell_w = np.empty((Q, nmax + 1))
     for r in range(Rn):
         states = states_batch[r]
-        sizes, counts = draw_sizes(states, c)
-        site_params, base_m, base_y, path_site = draw_sites(states, K, c)
-        d_sum[:] = 0.0
-        gd_sum[:] = 0.0
-        g_sum[:] = 0.0
-        c_sum[:] = 0.0
-        c_n[:] = 0.0
+        sizes, counts = draw_sizes(states, plan)
+        sites = draw_sites(states, K, plan)
+        sums[:] = 0.0
         start = 0
         for s in range(K):
             n = sizes[s]
             stop = start + n
-            site_block(s, n, states, counts[s], thresholds[s], site_params, base_m, base_y, path_site, c, buffers,
-                       arm[start:stop], M[start:stop], Y[start:stop], eff, comp, ty)
+            site_block(s, n, states, counts[s], thresholds[s], sites, plan, buffers,
+                       (arm[start:stop], M[start:stop], Y[start:stop], eff, comp, ty))
             for i in range(n):
                 site[start + i] = s
-            for p in range(P):
-                # running sums in registers over the site (a sum through memory would wait on
-                # its own store every person); the same additions in the same order
-                ds, gds, gs, cs, cn = d_sum[p], gd_sum[p], g_sum[p], c_sum[p], c_n[p]
-                for i in range(n):
-                    d = eff[i, p]
-                    ds += d
-                    gds += comp[i, p] * d
-                    gs += comp[i, p]
-                    if ty[i, p] == 0:
-                        cs += d
-                        cn += 1.0
-                d_sum[p], gd_sum[p], g_sum[p], c_sum[p], c_n[p] = ds, gds, gs, cs, cn
+            add_sample_sums(n, eff, comp, ty, sums)
             # the site's cell statistics while its persons are in cache: the same sums, in the same
             # order, as kernels.estimators_nb.cell_statistics over all persons
             site_cell_statistics(s, arm, M, Y, start, stop, count, mean, cross, cell_w)
             start = stop
         N = start
-        for p in range(P):
-            # numba raises on a float division by zero: a mediator that no one moves has no
-            # compliance-weighted estimand
-            sample[r, 0, p] = d_sum[p] / N
-            sample[r, 1, p] = gd_sum[p] / g_sum[p] if g_sum[p] != 0.0 else np.nan
-            sample[r, 2, p] = c_sum[p] / c_n[p] if (binary[p] and c_n[p] > 0) else np.nan
+        sample_estimands(sums, N, binary, sample[r])
         e, s_, st, dg, f1, f2 = fit_with_statistics(site[:N], arm[:N], M[:N], Y[:N], count, mean, cross, K,
                                                     fuller_alpha)
         est[r] = e

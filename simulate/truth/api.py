@@ -1,0 +1,163 @@
+"""The public API of the truth: :class:`Truth`, :func:`truth`, :func:`targets`.
+
+:func:`truth` combines the closed forms (:mod:`simulate.truth.closed`) with the
+simulated limits (:mod:`simulate.truth.limits`); the formulas are listed in
+:mod:`simulate.truth`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..dgp import plan
+from ..layout import Layout
+from ..scenario import Scenario
+from .closed import closed_forms
+from .limits import _Model, limits, site_moments
+
+__all__ = ["Truth", "truth", "targets", "LIMIT_OF", "TRUTH_SEED", "TRUTH_SITES"]
+
+TRUTH_SEED = 20130401  # the founding paper's year and month; any fixed value would do
+TRUTH_SITES = 1_000_000
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The truth of a scenario, per mediator (tuples of length P)."""
+
+    mediators: tuple[str, ...]
+    ate: tuple[float, ...]
+    late: tuple[float, ...]
+    compliance_weighted: tuple[float, ...]
+    limit_2sls: tuple[float, ...]
+    limit_between_ols: tuple[float, ...]
+    limit_between_intercept: tuple[float, ...]
+    limit_between_intercept_constant: float
+    limit_wald: tuple[float, ...]
+    limit_liml: tuple[float, ...]
+    between_site_heterogeneity: float
+    n_sites_simulated: int
+    notes: tuple[str, ...] = field(default=())
+
+    def to_records(self) -> list[dict]:
+        rows = []
+        for p, name in enumerate(self.mediators):
+            rows.append({
+                "mediator": name,
+                "ate": self.ate[p],
+                "late": self.late[p],
+                "compliance_weighted": self.compliance_weighted[p],
+                "limit_2sls": self.limit_2sls[p],
+                "limit_between_ols": self.limit_between_ols[p],
+                "limit_between_intercept": self.limit_between_intercept[p],
+                "limit_wald": self.limit_wald[p],
+                "limit_liml": self.limit_liml[p],
+            })
+        return rows
+
+    def to_dict(self) -> dict:
+        return {"mediators": self.to_records(),
+                "limit_between_intercept_constant": self.limit_between_intercept_constant,
+                "between_site_heterogeneity": self.between_site_heterogeneity,
+                "n_sites_simulated": self.n_sites_simulated, "notes": list(self.notes)}
+
+
+
+def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED) -> Truth:
+    """The truth of a scenario: population estimands and large-sample limits.
+
+    Parameters
+    ----------
+    sc : Scenario
+    n_sites : int
+        Number of simulated sites for the site-level moments (default 1,000,000).
+    seed : int
+        Seed of the site simulation (fixed, so the truth is a pure function of the scenario).
+
+    Returns
+    -------
+    Truth
+    """
+    pl = plan(sc)
+    model = _Model(sc, pl)
+    ate, late, cw_closed = closed_forms(sc, pl, (model.tau, model.q, model.dfrac))
+    moments = site_moments(model, n_sites, seed)
+    lim = limits(model, moments, n_sites)
+    cw = _compliance_weighted(sc, pl, model, cw_closed, moments.cw_num, moments.cw_den, n_sites)
+    return Truth(
+        mediators=sc.mediator_names,
+        ate=tuple(float(x) for x in ate),
+        late=tuple(float(x) for x in late),
+        compliance_weighted=cw,
+        limit_2sls=tuple(float(x) for x in lim.tsls),
+        limit_between_ols=tuple(float(x) for x in lim.between_ols),
+        limit_between_intercept=tuple(float(x) for x in lim.between_intercept[1:]),
+        limit_between_intercept_constant=float(lim.between_intercept[0]),
+        limit_wald=tuple(float(x) for x in lim.wald),
+        limit_liml=tuple(float(x) for x in lim.liml),
+        between_site_heterogeneity=lim.heterogeneity,
+        n_sites_simulated=n_sites,
+        notes=tuple(model.notes),
+    )
+
+
+def _compliance_weighted(sc, pl, model, cw_closed, cw_num, cw_den, n_sites) -> tuple[float, ...]:
+    """The compliance-weighted estimand: the closed form where no path feeds the mediator, else the site moments."""
+    L = Layout.of(sc)
+    cw = []
+    for p in range(sc.n_mediators):
+        fed = any(r.target == p for r in sc.paths)
+        if not fed and not sc.is_binary[p] and pl.site_mean[L.site_compliance(p)] == 0:
+            value = math.nan  # E[Gamma_p] = 0: no person's mediator moves on average
+        elif not math.isnan(cw_closed[p]) and not fed:
+            value = float(cw_closed[p])
+        elif abs(cw_den[p]) > 1e-12 * n_sites:
+            value = float(cw_num[p] / cw_den[p])
+        else:
+            value = math.nan
+        if math.isnan(value):
+            model.notes.append(f"compliance-weighted estimand of {sc.mediator_names[p]}: undefined, since the mean "
+                               "effect of treatment on the mediator (its denominator) is zero")
+        cw.append(value)
+    return tuple(cw)
+
+
+LIMIT_OF: dict[str, str | None] = {
+    "ols": None,
+    "2sls": "limit_2sls",
+    "liml": "limit_liml",
+    "fuller": "limit_liml",
+    "ujive": "limit_2sls",  # the jackknife correction vanishes as n_s grows
+    "bias_corrected_2sls": "limit_2sls",  # kappa = 1 + KL/(n - KA) -> 1 as n_s grows
+    "between_ols": "limit_between_ols",
+    "between_precision": None,
+    "between_intercept": "limit_between_intercept",
+    "wald": "limit_wald",
+}
+"""Which large-sample limit each estimator tends to (None: not computed)."""
+
+
+def targets(tr: Truth, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
+    """Per (estimator, mediator): the population targets and the estimator's limit.
+
+    Keys of each value: ``ate``, ``late`` (NaN for continuous mediators), ``compliance_weighted``
+    and ``limit``.  The between-site intercept row (mediator ``direct_effect``) targets
+    E[kappa], the mean direct effect of one unit of T.
+    """
+    out = {}
+    P = sc.n_mediators
+    for est, lim in LIMIT_OF.items():
+        if est == "wald" and P != 1:
+            continue
+        for p, name in enumerate(sc.mediator_names):
+            out[(est, name)] = {
+                "ate": tr.ate[p],
+                "late": tr.late[p],
+                "compliance_weighted": tr.compliance_weighted[p],
+                "limit": getattr(tr, lim)[p] if lim else math.nan,
+            }
+    out[("between_intercept", "direct_effect")] = {
+        "ate": float(sc.site_mean[Layout.of(sc).site_direct]), "late": math.nan, "compliance_weighted": math.nan,
+        "limit": tr.limit_between_intercept_constant}
+    return out

@@ -1,0 +1,576 @@
+"""Simulated limits: the large-sample limits of the estimators from simulated sites.
+
+The population cell means mu_M(s, t) = E[M | site s, arm t] and mu_Y(s, t) are exact
+functions of a site's parameters (Gaussian moment identities, truncated-normal moments
+for selection, half-space moments for compliance types: :class:`_Model`); the limits
+average them over many simulated sites (:func:`site_moments`, moment-matched normals
+with a fixed seed) and solve the population normal equations (:func:`limits`).  The
+formulas are listed in :mod:`simulate.truth`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import special
+
+from ..dgp import binary_constants
+from ..layout import Layout
+from ..scenario import Scenario
+from .moments import _band_moments, _expect, _Phi, _phi, _xphi
+
+_CHUNK = 250_000
+"""Sites simulated at a time (the within-cell moments of LIML use the first chunk)."""
+
+
+def _site_normals(rng, K, d):
+    """K rows of d standard normals, moment-matched: antithetic pairs (z, -z) of a whitened half.
+
+    The sample mean is exactly zero, the sample covariance exactly the identity and
+    every odd sample moment exactly zero, so a limit that is a polynomial of degree
+    three or less in the site draws (every Gaussian scenario where the assumptions
+    hold, for instance) carries no simulation error; higher moments keep theirs.
+    """
+    half = rng.standard_normal(((K + 1) // 2, d))
+    if d:
+        half -= half.mean(axis=0)
+        try:
+            L = np.linalg.cholesky(half.T @ half / half.shape[0])
+        except np.linalg.LinAlgError:  # fewer draws than dimensions (a small last chunk): centred only
+            L = None
+        if L is not None:
+            half = np.linalg.solve(L, half.T).T
+    return np.concatenate([half, -half])[:K]
+
+
+def _sites(sc: Scenario, pl, rng, K):
+    """Site parameters for K simulated sites (same transformation as the generator)."""
+    L = Layout.of(sc)
+    site_cols, path_cols, base_cols = L.truth_site_columns
+    Z = _site_normals(rng, K, L.truth_site_draws)
+    U = Z[:, site_cols] @ pl.F_site.T
+    gamma = np.empty((K, L.P))
+    for p in range(L.P):
+        g = L.site_compliance(p)
+        if sc.is_binary[p]:
+            gamma[:, p] = pl.bin_a[p] + pl.bin_tau[p] * U[:, g]
+        else:
+            gamma[:, p] = pl.site_mean[g] + pl.site_sd[g] * U[:, g]
+    eff, comp = L.site_effects, L.site_compliances
+    delta = pl.site_mean[eff] + pl.site_sd[eff] * U[:, eff] + pl.nonlinear * (U[:, comp] ** 2 - 1.0)
+    kap = L.site_direct
+    kappa = pl.site_mean[kap] + pl.site_sd[kap] * U[:, kap]
+    beta = pl.path_mean + pl.path_site_sd * Z[:, path_cols]
+    base_m = pl.med_base_sd * Z[:, base_cols]
+    return gamma, delta, kappa, beta, base_m
+
+
+class _Model:
+    """Exact cell means of one site chunk."""
+
+    def __init__(self, sc: Scenario, pl):
+        self.sc, self.pl = sc, pl
+        self.L = L = Layout.of(sc)
+        self.P = L.P
+        self.Dp = L.person_size
+        self.R = L.n_paths
+        self.D = L.extended_size
+        self.Rp = np.array(sc.person_correlation)
+        self.a_bin, self.tau, self.q, self.dfrac = binary_constants(sc)
+        self.notes: list[str] = []
+
+    def unit(self, j):
+        e = np.zeros(self.D)
+        e[j] = 1.0
+        return e
+
+    # -- the conditional Gaussian of (u, z) given the selection index ------------
+    def selection(self, band):
+        sc, pl = self.sc, self.pl
+        xi = sc.selection_strength
+        a = np.zeros(self.D)
+        person, paths = self.L.person_part, self.L.path_part
+        if xi != 0.0:
+            a[person] = xi * self.Rp[:, pl.sel_index] / math.sqrt(1.0 + xi * xi)
+        S = np.zeros((self.D, self.D))
+        S[person, person] = self.Rp - np.outer(a[person], a[person])
+        S[paths, paths] = np.eye(self.R)
+        mom = _band_moments(*band) if xi != 0.0 else np.array([1.0, 0, 0, 0, 0, 0, 0])
+        return a, S, mom
+
+    def unselected(self) -> np.ndarray:
+        """The covariance of the extended person vector without selection."""
+        S = np.zeros((self.D, self.D))
+        S[self.L.person_part, self.L.person_part] = self.Rp
+        S[self.L.path_part, self.L.path_part] = np.eye(self.R)
+        return S
+
+    def u(self, j, a):
+        """The standardized person component j as a form: x_j + a_j k."""
+        return (0.0, self.unit(j), a[j])
+
+    def cell(self, t, band, share, gamma, delta, kappa, beta, base_m):
+        """(E[M | s, t] (K, P), E[Y | s, t] (K,)) for arm t."""
+        sc, pl, P, L = self.sc, self.pl, self.P, self.L
+        K = gamma.shape[0]
+        a, S, mom = self.selection(band)
+        E = lambda *forms: _expect(list(forms), S, mom)  # noqa: E731
+        control = t == 0
+        binary = sc.is_binary
+        mean_m = np.zeros((K, P))
+        mean_y = np.full(K, pl.out_mean) + pl.out_sd * E(self.u(L.person_outcome, a)) + kappa * t
+        if control:
+            mean_y = mean_y + pl.spill_out * share
+        for p in range(P):
+            g = pl.dose[p]
+            spill = pl.spill_med[p] * share if control else 0.0
+            Dl = self._effect_form(p, delta, a)
+            if binary[p]:
+                if sc.selection_strength != 0.0:
+                    self._nan("binary mediators with selection into treatment")
+                    return np.full((K, P), np.nan), np.full(K, np.nan)
+                frac = g[t] / g[-1]
+                pc, pa, pn, pd, eC, eA, eN, eD = self._types(p, gamma[:, p], delta[:, p])
+                m = frac * pc + pa + (1.0 - frac) * pd
+                mean_m[:, p] = m + spill
+                mean_y = (mean_y + frac * eC + eA + (1.0 - frac) * eD
+                          + spill * self._mean_delta(p, delta[:, p], gamma[:, p]))
+                continue
+            # continuous: M = L0 + sum_r B_r change_r
+            L0 = self._mediator0_form(p, t, spill, gamma, base_m, a)
+            products = []  # (B form, change form) pairs from continuous sources
+            binary_sources = []
+            for r, path in enumerate(sc.paths):
+                if path.target != p:
+                    continue
+                B = self._path_form(r, path, beta, a)
+                q = path.source
+                if binary[q]:
+                    binary_sources.append((B, q))
+                else:
+                    products.append((B, self._compliance_form(q, pl.dose[q][t], gamma, a)))
+            em = E(L0) + sum(E(B, G) for B, G in products)
+            ey = E(Dl, L0) + sum(E(Dl, B, G) for B, G in products)
+            phi = pl.phi[p]
+            if phi != 0.0:
+                terms = [[L0, L0]] + [[L0, B, G] for B, G in products] * 2 + \
+                        [[B1, G1, B2, G2] for B1, G1 in products for B2, G2 in products]
+                ey = ey + phi * sum(E(Dl, *tm) for tm in terms)
+            if binary_sources:
+                if sc.selection_strength != 0.0 or phi != 0.0:
+                    self._nan("a path from a binary mediator combined with selection or outcome curvature")
+                    return np.full((K, P), np.nan), np.full(K, np.nan)
+                for B, q in binary_sources:
+                    frac = pl.dose[q][t] / pl.dose[q][-1]
+                    c = gamma[:, q]
+                    em = em + frac * (self._half(q, c, B, None, "C") - self._half(q, c, B, None, "D"))
+                    ey = ey + frac * (self._half(q, c, B, Dl, "C") - self._half(q, c, B, Dl, "D"))
+            mean_m[:, p] = em
+            mean_y = mean_y + ey
+        return mean_m, mean_y
+
+    def second(self, t, band, share, gamma, delta, kappa, beta, base_m):
+        """E[Z Z' | s, t] for Z = (Y, M_1..M_P), shape (K, 1+P, 1+P); None where not available.
+
+        Available for continuous mediators when every product in Y has at most three
+        Gaussian factors (so Z Z' has at most six; Isserlis over the pairings).
+        """
+        sc, pl, P, L = self.sc, self.pl, self.P, self.L
+        if any(sc.is_binary):
+            self._nan("LIML/Fuller (within-cell moments) with binary mediators")
+            return None
+        a, S, mom = self.selection(band)
+        control = t == 0
+        y0 = (pl.out_mean + kappa * t + (pl.spill_out * share if control else 0.0),
+              pl.out_sd * self.unit(L.person_outcome), pl.out_sd * a[L.person_outcome])
+        m_monos = []
+        y_monos = [[y0]]
+        for p in range(P):
+            spill = pl.spill_med[p] * share if control else 0.0
+            L0 = self._mediator0_form(p, t, spill, gamma, base_m, a)
+            monos = [[L0]]
+            for r, path in enumerate(sc.paths):
+                if path.target != p:
+                    continue
+                B = self._path_form(r, path, beta, a)
+                q = path.source
+                monos.append([B, self._compliance_form(q, pl.dose[q][t], gamma, a)])
+            m_monos.append(monos)
+            Dl = self._effect_form(p, delta, a)
+            y_monos += [[Dl] + m for m in monos]
+            phi = pl.phi[p]
+            if phi != 0.0:
+                Dphi = (phi * Dl[0], phi * Dl[1], phi * Dl[2])
+                y_monos += [[Dphi] + m1 + m2 for m1 in monos for m2 in monos]
+        if max(len(m) for m in y_monos) > 3:
+            self._nan("LIML/Fuller (within-cell moments) with outcome curvature on a mediator that a path feeds")
+            return None
+        Z = [y_monos] + m_monos
+        K = gamma.shape[0]
+        out = np.empty((K, 1 + P, 1 + P))
+        for i in range(1 + P):
+            for j in range(i, 1 + P):
+                acc = sum(_expect(m1 + m2, S, mom) for m1 in Z[i] for m2 in Z[j])
+                out[:, i, j] = out[:, j, i] = acc
+        return out
+
+    # -- the linear forms of the person components ---------------------------------
+    def _effect_form(self, p, delta, a):
+        """Delta_p = delta_p + sd(Delta_p) u^Delta_p."""
+        pl, j = self.pl, self.L.person_effect(p)
+        return (delta[:, p], pl.eff_sd[p] * self.unit(j), pl.eff_sd[p] * a[j])
+
+    def _mediator0_form(self, p, t, spill, gamma, base_m, a):
+        """M_p(0) + g_p(t) Gamma_p (+ spillover) of a continuous mediator, before the paths."""
+        pl, L = self.pl, self.L
+        g = pl.dose[p]
+        jm, jg = L.person_mediator(p), L.person_compliance(p)
+        return (pl.med_mean[p] + base_m[:, p] + g[t] * gamma[:, p] + spill,
+                pl.med_sd[p] * self.unit(jm) + g[t] * pl.comp_sd[p] * self.unit(jg),
+                pl.med_sd[p] * a[jm] + g[t] * pl.comp_sd[p] * a[jg])
+
+    def _compliance_form(self, q, gq, gamma, a):
+        """g_q(t) Gamma_q, the dose times continuous mediator q's person compliance."""
+        pl, j = self.pl, self.L.person_compliance(q)
+        return (gq * gamma[:, q], gq * pl.comp_sd[q] * self.unit(j), gq * pl.comp_sd[q] * a[j])
+
+    def _path_form(self, r, path, beta, a):
+        """B_r = beta_rs + sd_r (rho_r u^Delta_target + sqrt(1 - rho_r^2) v_r), path r's person coefficient."""
+        rho = path.effect_correlation
+        jd = self.L.person_effect(path.target)
+        x = path.person_sd * (rho * self.unit(jd) + math.sqrt(1 - rho * rho) * self.unit(self.L.path_normal(r)))
+        return (beta[:, r], x, path.person_sd * rho * a[jd])
+
+    def _nan(self, why):
+        note = f"large-sample limits not available for {why}"
+        if note not in self.notes:
+            self.notes.append(note)
+
+    # -- binary mediators ------------------------------------------------------
+    def _type_probs(self, p, c):
+        """P(complier), P(always), P(never), P(defier) given the site latent c (K,)."""
+        pc = _Phi(c)
+        top = 1.0 - _Phi(self.q[p])
+        pa = (1 - pc) * top * (1 - self.dfrac[p])
+        pd = (1 - pc) * top * self.dfrac[p]
+        pn = (1 - pc) * (1 - top)
+        return pc, pa, pn, pd
+
+    def _types(self, p, c, delta):
+        """Type probabilities and E[Delta 1{type}] per type (no selection)."""
+        pl, L = self.pl, self.L
+        pc, pa, pn, pd = self._type_probs(p, c)
+        rG = self.Rp[L.person_effect(p), L.person_compliance(p)]  # corr(u_Delta, u_Gamma)
+        rM = self.Rp[L.person_effect(p), L.person_mediator(p)]  # corr(u_Delta, u_M)
+        q = self.q[p]
+        top = 1.0 - _Phi(q)
+        phq = 0.0 if not np.isfinite(q) else float(_phi(q))
+        sd = pl.eff_sd[p]
+        shift = pl.effect_shift[p]
+        eu_C = rG * _phi(c)  # E[u_Delta 1{u_G > -c}]
+        eu_N = (1 - pc) * 0 + rG * (-_phi(c)) * (1 - top) + rM * (1 - pc) * (-phq)
+        eu_up = rG * (-_phi(c)) * top + rM * (1 - pc) * phq  # E[u_Delta 1{non-complier, u_M > q}]
+        eC = (delta + shift[0]) * pc + sd * eu_C
+        eA = (delta + shift[1]) * pa + sd * eu_up * (1 - self.dfrac[p])
+        eN = (delta + shift[2]) * pn + sd * eu_N
+        eD = (delta + shift[3]) * pd + sd * eu_up * self.dfrac[p]
+        return pc, pa, pn, pd, eC, eA, eN, eD
+
+    def _mean_delta(self, p, delta, c):
+        pc, pa, pn, pd, eC, eA, eN, eD = self._types(p, c, delta)
+        return eC + eA + eN + eD
+
+    def _half(self, q, c, B, X, which):
+        """E[B X 1{type}] (or E[B 1{type}] with X None) for type C (complier) or D (defier) of binary q."""
+        S = self.unselected()
+        zG, zM = self.unit(self.L.person_compliance(q)), self.unit(self.L.person_mediator(q))
+        forms = [B] if X is None else [B, X]
+        # regress each form's x part on Z1 = u_Gamma_q and Z2 = u_M_q (independent unit normals)
+        betas = [(f[1] @ S @ zG, f[1] @ S @ zM) for f in forms]
+        if which == "C":
+            P1 = _Phi(c)
+            m1 = _phi(c)  # E[Z1 1{Z1 > -c}]
+            m11 = P1 - _xphi(c)  # E[Z1^2 1{Z1 > -c}]
+            P2, m2, m22 = 1.0, 0.0, 1.0
+            w = 1.0
+        else:
+            qq = self.q[q]
+            P1 = 1 - _Phi(c)
+            m1 = -_phi(c)  # E[Z1 1{Z1 <= -c}]
+            m11 = P1 - _xphi(c)  # E[Z1^2 1{Z1 <= -c}] = Phi(-c) + (-c) phi(-c)
+            P2 = 1 - _Phi(qq)
+            m2 = 0.0 if not np.isfinite(qq) else float(_phi(qq))
+            m22 = P2 + (0.0 if not np.isfinite(qq) else qq * float(_phi(qq)))
+            w = self.dfrac[q]
+        if X is None:
+            c1, (b1, b2) = B[0], betas[0]
+            return w * (c1 * P1 * P2 + b1 * m1 * P2 + b2 * P1 * m2)
+        (c1, l1, _), (c2, l2, _) = forms
+        (b11, b12), (b21, b22) = betas
+        resid = l1 @ S @ l2 - b11 * b21 - b12 * b22
+        val = (c1 * c2 * P1 * P2 + c1 * (b21 * m1 * P2 + b22 * P1 * m2) + c2 * (b11 * m1 * P2 + b12 * P1 * m2)
+               + b11 * b21 * m11 * P2 + (b11 * b22 + b12 * b21) * m1 * m2 + b12 * b22 * P1 * m22 + resid * P1 * P2)
+        return w * val
+
+def _liml_limit(c2: float, b2: np.ndarray, A2: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, str]:
+    """LIML's limit: argmin_b (1, -b) G (1, -b)' / (1, -b) W (1, -b)', and why it has none ('' if it has).
+
+    G = [[c2, b2'], [b2, A2]] holds the between-site (instrument-projected) second moments of
+    (Y, M) and W the within-cell ones, both per person.  With lambda the smallest generalized
+    eigenvalue of (G, W), b = (A2 - lambda W_MM)^-1 (b2 - lambda W_MY).  With K and n_s large
+    the instrument noise (K L / N) vanishes, so this is the limit of LIML and Fuller.
+
+    The ratio tends to b'A2 b / b'W_MM b as |b| grows, so its infimum over finite b is at most
+    mu, the smallest generalized eigenvalue of (A2, W_MM); by interlacing lambda <= mu.  When
+    lambda < mu the minimum is attained, A2 - lambda W_MM is positive definite and b is the
+    unique minimizer.  When lambda = mu (to rounding) the eigenvector of lambda has no Y
+    component: the infimum lies at infinity along the eigenvector of (A2, W_MM), so LIML
+    drifts off (it has no limit) and A2 - lambda W_MM is singular.  This happens, for example,
+    when the site effects vary enough that the mediators' own weakest between-site direction
+    fits better than any coefficient: with delta_s independent of gamma_s,
+    E[(y - b'x)^2] = (b - delta)' A2 (b - delta) + sum_p Var(delta_p) E[x_p^2] and the
+    pencil is block diagonal in (1, b - delta), so lambda = min(mu, that ratio at b = delta).
+    A W that is not positive definite (no within-cell variation in some direction) leaves
+    the ratio undefined.
+    """
+    from scipy import linalg
+
+    P = len(b2)
+    G = np.block([[np.array([[c2]]), b2[None, :]], [b2[:, None], A2]])
+    try:
+        lam = linalg.eigh(G, W, eigvals_only=True)[0]
+        mu = linalg.eigh(A2, W[1:, 1:], eigvals_only=True)[0]
+    except (linalg.LinAlgError, ValueError):
+        return np.full(P, np.nan), ("the within-cell covariance of the outcome and the mediators is singular, "
+                                    "so the LIML ratio is undefined")
+    scale = max(abs(mu), abs(lam), np.finfo(float).tiny)
+    if mu - lam <= 1e-9 * scale:
+        return np.full(P, np.nan), ("the LIML objective has its infimum at an infinite coefficient (the "
+                                    "smallest generalized eigenvalue of the between- and within-site moments "
+                                    "belongs to the mediators alone)")
+    return np.linalg.solve(A2 - lam * W[1:, 1:], b2 - lam * W[1:, 0]), ""
+
+
+def _compliance_weighted_moments(model: _Model, gamma, delta, beta):
+    """Per site: E[Gamma_eff Delta | s] and E[Gamma_eff | s], Gamma_eff the top arm's effect per unit dose."""
+    sc, pl, P = model.sc, model.pl, model.P
+    K = gamma.shape[0]
+    num = np.zeros((K, P))
+    den = np.zeros((K, P))
+    S = model.unselected()
+    zero = np.zeros(model.D)  # no selection: every form's k part is 0
+    mom = np.array([1.0, 0, 0, 0, 0, 0, 0])
+    E = lambda *forms: _expect(list(forms), S, mom)  # noqa: E731
+    for p in range(P):
+        Dl = model._effect_form(p, delta, zero)
+        if sc.is_binary[p]:
+            pc, pa, pn, pd, eC, eA, eN, eD = model._types(p, gamma[:, p], delta[:, p])
+            g = pl.dose[p][-1]
+            num[:, p] = (eC - eD) / g
+            den[:, p] = (pc - pd) / g
+            continue
+        G = model._compliance_form(p, 1.0, gamma, zero)
+        n_ = E(Dl, G)
+        d_ = E(G)
+        gL = pl.dose[p][-1]
+        for r, path in enumerate(sc.paths):
+            if path.target != p:
+                continue
+            B = model._path_form(r, path, beta, zero)
+            qs = path.source
+            ratio = pl.dose[qs][-1] / gL
+            if sc.is_binary[qs]:
+                c = gamma[:, qs]
+                n_ = n_ + ratio * (model._half(qs, c, B, Dl, "C") - model._half(qs, c, B, Dl, "D"))
+                d_ = d_ + ratio * (model._half(qs, c, B, None, "C") - model._half(qs, c, B, None, "D"))
+            else:
+                Gq = model._compliance_form(qs, 1.0, gamma, zero)
+                n_ = n_ + ratio * E(Dl, B, Gq)
+                d_ = d_ + ratio * E(B, Gq)
+        num[:, p] = n_
+        den[:, p] = d_
+    return num, den
+
+
+@dataclass
+class SiteMoments:
+    """The population moments accumulated over the simulated sites (each weighted by n_s).
+
+    ``A2, b2, c2``: E[n sum_t p_t x x'], E[n sum_t p_t x y], E[n sum_t p_t y^2] (2SLS);
+    ``W``: the within-cell covariance of (Y, M) (first chunk; ``w_ok`` False where not
+    available); ``Ab, bb``: the between-site moments through the origin; ``Ai, bi``: with
+    an intercept; ``wald_num, wald_den``: the pooled Wald ratio's (P = 1);
+    ``cw_num, cw_den``: the compliance-weighted estimand's numerator and denominator.
+    """
+
+    P: int
+    c2: float = 0.0
+    w_ok: bool = True
+    wald_num: float = 0.0
+    wald_den: float = 0.0
+    A2: np.ndarray = field(init=False)
+    b2: np.ndarray = field(init=False)
+    W: np.ndarray = field(init=False)
+    Ab: np.ndarray = field(init=False)
+    bb: np.ndarray = field(init=False)
+    Ai: np.ndarray = field(init=False)
+    bi: np.ndarray = field(init=False)
+    cw_num: np.ndarray = field(init=False)
+    cw_den: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        P = self.P
+        self.A2, self.b2 = np.zeros((P, P)), np.zeros(P)
+        self.W = np.zeros((1 + P, 1 + P))
+        self.Ab, self.bb = np.zeros((P, P)), np.zeros(P)
+        self.Ai, self.bi = np.zeros((P + 1, P + 1)), np.zeros(P + 1)  # the intercept, then the P slopes
+        self.cw_num, self.cw_den = np.zeros(P), np.zeros(P)
+
+
+def _patterns(sc: Scenario):
+    """Per pattern of arm shares: its share of persons and of sites, and the mean site size."""
+    shares_by_pattern: dict[tuple, float] = {}
+    sites_by_pattern: dict[tuple, float] = {}
+    sizes = sc.n_per_site if sc.n_per_site is not None else (
+        (sc.n_per_site_range[0] + sc.n_per_site_range[1]) / 2.0,) * sc.n_sites
+    for n, row in zip(sizes, sc.arm_shares):
+        shares_by_pattern[row] = shares_by_pattern.get(row, 0.0) + n / sc.n_sites
+        sites_by_pattern[row] = sites_by_pattern.get(row, 0.0) + 1.0 / sc.n_sites
+    return shares_by_pattern, sites_by_pattern, float(np.mean(sizes))
+
+
+def site_moments(model: _Model, n_sites: int, seed: int) -> SiteMoments:
+    """Accumulate the population moments over ``n_sites`` simulated sites.
+
+    Parameters
+    ----------
+    model : _Model
+        The scenario's exact cell means.
+    n_sites : int
+        Number of simulated sites, drawn ``_CHUNK`` at a time.
+    seed : int
+        Seed of the site simulation.
+
+    Returns
+    -------
+    SiteMoments
+    """
+    sc, pl, P = model.sc, model.pl, model.P
+    shares_by_pattern, sites_by_pattern, mean_size = _patterns(sc)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    m = SiteMoments(P)
+    done = 0
+    while done < n_sites:
+        K = min(_CHUNK, n_sites - done)
+        gamma, delta, kappa, beta, base_m = _sites(sc, pl, rng, K)
+        # compliance-weighted estimand from site moments (potential outcomes, no selection)
+        cwn, cwd = _compliance_weighted_moments(model, gamma, delta, beta)
+        m.cw_num += cwn.sum(axis=0)
+        m.cw_den += cwd.sum(axis=0)
+        for row, weight in shares_by_pattern.items():
+            _add_pattern(m, model, row, weight / mean_size, sites_by_pattern[row], done == 0,
+                         (gamma, delta, kappa, beta, base_m))
+        done += K
+    return m
+
+
+def _add_pattern(m: SiteMoments, model: _Model, row, w, frac, first, site):
+    """Add the sites of one pattern of arm shares (relative weight ``w`` = n_s, site share ``frac``)."""
+    P, arms = model.P, model.sc.arms
+    gamma = site[0]
+    K = gamma.shape[0]
+    p_arm = np.array(row)
+    cum = np.concatenate([[0.0], np.cumsum(p_arm)])
+    bands = [(special.ndtri(cum[t]) if t > 0 else -np.inf, special.ndtri(cum[t + 1]) if t < arms - 1 else np.inf)
+             for t in range(arms)]
+    share = 1.0 - p_arm[0]
+    mM = np.empty((K, arms, P))
+    mY = np.empty((K, arms))
+    for t in range(arms):
+        mM[:, t], mY[:, t] = model.cell(t, bands[t], share, *site)
+    xbar = np.einsum("t,ktp->kp", p_arm, mM)
+    ybar = mY @ p_arm
+    x = mM - xbar[:, None, :]
+    y = mY - ybar[:, None]
+    m.A2 += w * np.einsum("t,ktp,ktq->pq", p_arm, x, x)
+    m.b2 += w * np.einsum("t,ktp,kt->p", p_arm, x, y)
+    m.c2 += w * np.einsum("t,kt,kt->", p_arm, y, y)
+    if first and m.w_ok:  # within-cell covariance of (Y, M) for LIML: the first chunk of sites
+        for t in range(arms):
+            second = model.second(t, bands[t], share, *site)
+            if second is None:
+                m.w_ok = False
+                break
+            mu = np.concatenate([mY[:, t, None], mM[:, t]], axis=1)
+            m.W += w * p_arm[t] * (second - mu[:, :, None] * mu[:, None, :]).mean(axis=0)
+    itt_m = (mM[:, 1:] - mM[:, :1]).reshape(-1, P)
+    itt_y = (mY[:, 1:] - mY[:, :1]).reshape(-1)
+    m.Ab += frac * itt_m.T @ itt_m
+    m.bb += frac * itt_m.T @ itt_y
+    Xi = np.column_stack([np.tile(np.arange(1, arms, dtype=float), K), itt_m])  # T's value: kappa_s t
+    m.Ai += frac * Xi.T @ Xi
+    m.bi += frac * Xi.T @ itt_y
+    if P == 1:
+        tv = np.arange(arms, dtype=float)
+        tc = tv - p_arm @ tv
+        m.wald_num += w * np.sum((p_arm * tc) @ mY.T)
+        m.wald_den += w * np.sum((p_arm * tc) @ mM[:, :, 0].T)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The estimators' large-sample limits (arrays of length P; ``between_intercept`` has the intercept first)."""
+
+    tsls: np.ndarray
+    heterogeneity: float
+    liml: np.ndarray
+    between_ols: np.ndarray
+    between_intercept: np.ndarray
+    wald: tuple
+
+
+def limits(model: _Model, m: SiteMoments, n_sites: int) -> Limits:
+    """Solve the population normal equations; a singular system gives NaN and a note in ``model.notes``.
+
+    Parameters
+    ----------
+    model : _Model
+    m : SiteMoments
+        From :func:`site_moments`.
+    n_sites : int
+        The number of simulated sites (the moments are sums over them).
+
+    Returns
+    -------
+    Limits
+    """
+    P = model.P
+
+    def solve(A, b, what):
+        if not np.all(np.isfinite(A)) or not np.all(np.isfinite(b)):
+            return np.full(len(b), np.nan)
+        if np.linalg.cond(A) > 1e10:  # rank failure (assumption viii): no limit exists
+            model.notes.append(f"{what}: the population moment matrix is singular (assumption viii, rank); "
+                               "the estimator has no large-sample limit")
+            return np.full(len(b), np.nan)
+        return np.linalg.solve(A, b)
+
+    A2, b2, c2 = m.A2, m.b2, m.c2
+    lim2 = solve(A2, b2, "2SLS")
+    # E[n sum_t p_t (y - x'b)^2] at the 2SLS limit, relative to E[n sum_t p_t y^2]: zero when the
+    # between-site relation is exact, and then every k-class estimator (LIML, Fuller) shares the limit
+    hetero = float((c2 - 2 * lim2 @ b2 + lim2 @ A2 @ lim2) / c2) if c2 > 0 else math.nan
+    if np.isfinite(hetero) and abs(hetero) < 1e-9:
+        lim_liml = lim2
+    elif m.w_ok and np.all(np.isfinite(lim2)) and np.all(np.isfinite(m.W)):
+        lim_liml, why = _liml_limit(c2 / n_sites, b2 / n_sites, A2 / n_sites, m.W)
+        if why:
+            model.notes.append(f"LIML/Fuller: {why}; the estimator has no large-sample limit")
+    else:
+        lim_liml = np.full(P, np.nan)
+    limb = solve(m.Ab, m.bb, "between-site OLS")
+    limi = solve(m.Ai, m.bi, "between-site regression with intercept")
+    wald = (m.wald_num / m.wald_den,) if P == 1 and m.wald_den != 0 else (math.nan,) * P
+    return Limits(lim2, hetero, lim_liml, limb, limi, wald)
