@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..dgp import plan
+from ..estimators import registry as _registry
 from ..layout import Layout
 from ..scenario import Scenario
 from .closed import closed_forms
@@ -123,19 +124,9 @@ def _compliance_weighted(sc, pl, model, cw_closed, cw_num, cw_den, n_sites) -> t
     return tuple(cw)
 
 
-LIMIT_OF: dict[str, str | None] = {
-    "ols": None,
-    "2sls": "limit_2sls",
-    "liml": "limit_liml",
-    "fuller": "limit_liml",
-    "ujive": "limit_2sls",  # the jackknife correction vanishes as n_s grows
-    "bias_corrected_2sls": "limit_2sls",  # kappa = 1 + KL/(n - KA) -> 1 as n_s grows
-    "between_ols": "limit_between_ols",
-    "between_precision": None,
-    "between_intercept": "limit_between_intercept",
-    "wald": "limit_wald",
-}
-"""Which large-sample limit each estimator tends to (None: not computed)."""
+LIMIT_OF = _registry.LIMIT_OF
+"""Which large-sample limit each estimator tends to (None: not computed): the registry's
+(:mod:`simulate.estimators.registry`, one ``EstimatorSpec.limit`` per estimator)."""
 
 
 def targets(tr: Truth, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
@@ -147,8 +138,9 @@ def targets(tr: Truth, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
     """
     out = {}
     P = sc.n_mediators
-    for est, lim in LIMIT_OF.items():
-        if est == "wald" and P != 1:
+    for spec in _registry.REGISTRY:
+        est, lim = spec.name, spec.limit
+        if not spec.applies(P):
             continue
         for p, name in enumerate(sc.mediator_names):
             out[(est, name)] = {
