@@ -265,3 +265,36 @@ def test_a_part_holding_other_replications_than_its_name_is_run_again(tmp_path):
     run(_file(tmp_path, SMALL), out, RunConfig(reps=12, seed=11, quiet=True, resume=True), truth_sites=10_000)
     assert_same_rows(ref, out)
     assert [p.name for p in (out / "damaged").iterdir()] == ["cell00000_rep000000008-000000012.parquet"]
+
+
+@pytest.mark.parametrize("missing", ["distributed", "dask"])
+def test_the_dask_backend_without_the_extra_is_one_line(tmp_path, monkeypatch, missing):
+    from simulate.runner import DASK_EXTRA
+
+    monkeypatch.setitem(sys.modules, missing, None)  # import of it raises ImportError, as when not installed
+    out = tmp_path / "never"
+    with pytest.raises(RunError) as info:
+        run(_file(tmp_path, SMALL), out, RunConfig(reps=3, backend="dask", quiet=True))
+    assert str(info.value) == DASK_EXTRA == "the dask backend needs the dask extra: pip install 'simulate[dask]'"
+    assert not out.exists()
+
+
+def test_the_dask_backend_without_the_extra_through_the_cli(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    from simulate import cli
+    from simulate.runner import DASK_EXTRA
+
+    real = builtins.__import__
+
+    def no_dask(name, *args, **kwargs):
+        if name.split(".")[0] in ("dask", "distributed"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dask)
+    code = cli.main(["run", str(_file(tmp_path, SMALL)), "--reps", "3", "--backend", "dask", "--out",
+                     str(tmp_path / "never"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and [line for line in err.splitlines() if line] == [DASK_EXTRA], err
+    assert not (tmp_path / "never").exists()
