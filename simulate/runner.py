@@ -86,6 +86,10 @@ DASK_EXTRA = "the dask backend needs the dask extra: pip install 'simulate[dask]
 """The one line a run with --backend dask stops with when dask or distributed is not installed."""
 COMPILE_SECONDS = 60
 """About how long the first compilation of the kernels takes on two cores (said before it starts)."""
+TASK_PERSONS = 2_000_000
+"""Persons drawn per task at least, where the run has that many (about 0.2 s of kernel time)."""
+MAX_AUTO_CHUNK = 2_000
+"""Replications per task at most without --chunk."""
 _KERNEL_INDEX = ("replicate_nb.replicate_batch", "rng_nb.replication_states")
 """The entry kernels of a replication: their Numba cache index files say whether they are compiled."""
 
@@ -447,16 +451,41 @@ def _open_directory(cells, text: str, label: str, out: Path, config: RunConfig, 
 
 
 def _plan(cells, out: Path, config: RunConfig) -> tuple[Iterable[tuple[int, int, int]], int, int]:
-    """The tasks (cell, start, stop) that cover exactly the replications no part holds; their number; the chunk.
-
-    Without ``--chunk``, a task holds enough replications to give each worker about four tasks, 10 to 200.
-    """
+    """The tasks (cell, start, stop) that cover exactly the replications no part holds; their number; the chunk."""
     parts = part_files(out)
     gaps = {c.index: _gaps(parts, c.index, config.reps) for c in cells}
     n_missing = sum(b - a for g in gaps.values() for a, b in g)
-    chunk = config.chunk or int(min(200, max(10, math.ceil(n_missing / max(1, 4 * config.jobs)))))
+    chunk = config.chunk or _auto_chunk(cells, n_missing, config.jobs)
     tasks = ((c.index, a, b) for c in cells for a, b in _cut(gaps[c.index], chunk))
     return tasks, n_missing, chunk
+
+
+def _persons(sc: Scenario) -> float:
+    """Persons per replication (the expected number when site sizes are drawn from a range)."""
+    if sc.n_per_site:
+        return float(sum(sc.n_per_site))
+    lo, hi = sc.n_per_site_range
+    return sc.n_sites * (lo + hi) / 2.0
+
+
+def _auto_chunk(cells, n_missing: int, jobs: int) -> int:
+    """Replications per task without ``--chunk``.
+
+    About four tasks per worker, 10 to 200 replications each, but at least :data:`TASK_PERSONS`
+    persons per task (at most :data:`MAX_AUTO_CHUNK` replications, and not so many that a worker
+    is left without a task): each task costs a Parquet part, its fsync, a dispatch to a worker and a
+    read by the summary, which small scenarios in small tasks paid more for than for their kernel
+    time.  The tasks are then evened out to a multiple of the workers.
+    """
+    jobs = max(1, jobs)
+    if n_missing <= 0:
+        return 1
+    balance = min(200, max(10, math.ceil(n_missing / (4 * jobs))))
+    persons = max(1.0, max(_persons(c.scenario) for c in cells))
+    least = min(MAX_AUTO_CHUNK, math.ceil(TASK_PERSONS / persons), math.ceil(n_missing / jobs))
+    chunk = max(balance, least)
+    tasks = math.ceil(math.ceil(n_missing / chunk) / jobs) * jobs
+    return int(max(1, math.ceil(n_missing / tasks)))
 
 
 def _replicate(outcome: _Outcome, tasks, n_missing: int, cells, cell_keys, config: RunConfig, client,
