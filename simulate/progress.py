@@ -6,7 +6,7 @@ worker start-up and the directory checks are not in it.  The first batch to fini
 how long it computed (its worker seconds), so the clock starts when that batch started;
 from then on the estimate is the time per replication so far times the replications left.
 
-With a terminal (stderr a TTY) the progress is a tqdm bar; without one, a line::
+With a terminal (stderr a TTY) the progress is a tqdm bar, redrawn every second; without one, a line::
 
     simulate: progress: 1,200/4,000 replications (30%), 0:00:45 elapsed, ETA 0:01:45
 
@@ -27,6 +27,8 @@ __all__ = ["Progress", "INTERVAL", "clock_text"]
 
 INTERVAL = 10.0
 """Seconds between two progress lines without a terminal."""
+BAR_REFRESH = 1.0
+"""Seconds between two redraws of the bar while no batch finishes (its clock and estimate move on)."""
 
 
 def clock_text(seconds: float | None) -> str:
@@ -173,7 +175,7 @@ class Progress:
             self._bar = tqdm(total=self.total, unit="rep", desc="replications", file=self.stream,
                              bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
                              postfix="ETA ?")
-        elif self.mode == "lines":
+        if self.mode != "off":
             self._thread = threading.Thread(target=self._tick, name="simulate-progress", daemon=True)
             self._thread.start()
         return self
@@ -187,17 +189,22 @@ class Progress:
         print(text, file=self.stream, flush=True)
 
     def _tick(self) -> None:
+        if self._bar is not None:
+            while not self._stop.wait(BAR_REFRESH):
+                self._bar.set_postfix_str(self._bar_postfix(self.clock()), refresh=False)
+                self._bar.refresh()
+            return
         while not self._stop.wait(self.interval):
             self._print(self.line())
 
     def close(self) -> None:
-        """Stop the bar or the line thread; without a terminal, a last line if any was printed."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        """Stop the thread and the bar; without a terminal, a last line if any was printed."""
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
             self._thread = None
-            if self.lines_printed:
+            if self.mode == "lines" and self.lines_printed:
                 self._print(self.line())
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

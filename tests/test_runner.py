@@ -298,3 +298,22 @@ def test_the_dask_backend_without_the_extra_through_the_cli(tmp_path, capsys, mo
     err = capsys.readouterr().err
     assert code == 2 and [line for line in err.splitlines() if line] == [DASK_EXTRA], err
     assert not (tmp_path / "never").exists()
+
+
+def test_default_tasks_are_not_tiny_and_even_over_the_workers():
+    from simulate.runner import TASK_PERSONS, _auto_chunk
+    from simulate.scenario import GridCell, from_dict
+
+    def cells(n_sites, n_per_site):
+        return [GridCell(0, (), from_dict({"n_sites": n_sites, "n_per_site": n_per_site, "mediators": {"count": 2}}))]
+
+    small, reference, big = cells(30, 150), cells(50, 200), cells(1000, 1000)
+    assert _auto_chunk(small, 150, 1) == 150  # one part, not eight of 19 replications
+    assert _auto_chunk(small, 150, 2) == 75  # every worker has a task
+    assert _auto_chunk(reference, 2000, 1) == 200 == TASK_PERSONS // 10_000
+    assert _auto_chunk(big, 1000, 2) == 125  # about four tasks per worker, as before
+    for jobs in (1, 2, 3):
+        for n in (1, 7, 150, 1001, 10**6):
+            chunk = _auto_chunk(small, n, jobs)
+            tasks = -(-n // chunk)
+            assert 1 <= chunk <= 2000 and tasks >= min(n, jobs)  # no worker left without a task
