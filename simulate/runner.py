@@ -642,7 +642,19 @@ def _execute_dask(args, config: RunConfig, client=None):
 
 
 def config_from_args(args) -> RunConfig:
+    """The :class:`RunConfig` of ``simulate run``'s parsed arguments (``progress_interval`` where the CLI has it).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments of ``simulate run``.
+
+    Returns
+    -------
+    RunConfig
+    """
     return RunConfig(reps=args.reps, seed=args.seed, jobs=args.jobs, backend=args.backend,
                      scheduler=args.scheduler, chunk=args.chunk,
                      common_random_numbers=not args.independent_cells, resume=args.resume,
-                     quiet=args.quiet, level=args.level)
+                     quiet=args.quiet, level=args.level,
+                     progress_interval=getattr(args, "progress_interval", None) or INTERVAL)
