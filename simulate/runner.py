@@ -262,6 +262,13 @@ def _kernels_cached() -> bool:
     return all(name in found for name in _KERNEL_INDEX)
 
 
+def _kernels_loaded() -> bool:
+    """Whether this process has the entry kernel compiled or loaded already (a second run in one process)."""
+    from .kernels.replicate_nb import replicate_batch
+
+    return bool(replicate_batch.signatures)
+
+
 def _warm_up_scenario(cells) -> Scenario:
     """A small scenario with the mediator kinds (continuous, binary) of the grid's cells."""
     kinds = sorted({kind for c in cells for kind in ("binary" if b else "continuous" for b in c.scenario.is_binary)})
@@ -282,7 +289,7 @@ def _warm_up(cells, quiet: bool = False) -> dict:
     dict
         ``{"compiled": bool, "seconds": float}`` for the run's entry in the manifest.
     """
-    compiling = not _kernels_cached()
+    compiling = not (_kernels_loaded() or _kernels_cached())
     if compiling and not quiet:
         print(f"simulate: compiling kernels (first run only, about {COMPILE_SECONDS} s)", file=sys.stderr,
               flush=True)

@@ -142,6 +142,7 @@ def test_a_run_without_a_terminal_prints_progress_lines_after_the_warm_up(tmp_pa
 
 def test_the_compile_message_only_when_compiling(tmp_path, capsys, monkeypatch):
     message = "simulate: compiling kernels (first run only, about"
+    monkeypatch.setattr(rn, "_kernels_loaded", lambda: False)
     for cached, quiet, shown in [(False, False, True), (True, False, False), (False, True, False)]:
         monkeypatch.setattr(rn, "_kernels_cached", lambda cached=cached: cached)
         out = tmp_path / f"run-{cached}-{quiet}"
@@ -171,6 +172,15 @@ def test_the_warm_up_scenario_has_the_grids_mediator_kinds(tmp_path):
     sc = rn._warm_up_scenario([cell(0, ["continuous"]), cell(1, ["binary", "binary"])])
     assert sorted(sc.is_binary) == [False, True]
     assert rn._warm_up_scenario([cell(0, ["continuous", "continuous"])]).is_binary == (False,)
+
+
+def test_kernels_loaded_in_this_process_are_not_compiled_again(tmp_path, capsys, monkeypatch):
+    run(_scenario(tmp_path), tmp_path / "first", RunConfig(reps=2, quiet=True), truth_sites=10_000)
+    monkeypatch.setattr(rn, "_kernels_cached", lambda: False)  # say, a cache folder that cannot be written
+    assert rn._kernels_loaded()
+    manifest = run(_scenario(tmp_path), tmp_path / "second", RunConfig(reps=2), truth_sites=10_000)
+    assert "compiling kernels" not in capsys.readouterr().err
+    assert manifest["runs"][-1]["kernels_compiled"] is False
 
 
 def test_kernels_cached_reads_the_numba_index(tmp_path, monkeypatch):
