@@ -3,14 +3,18 @@
 The lock is an OS file lock (``flock``) on ``DIR/.lock``: the kernel releases it when
 the process that holds it ends, however it ends (SIGKILL included), so a killed run
 never leaves a stale lock behind.  The holder writes its PID into the file so that a
-second run can say who holds the directory.  The file itself stays (removing it
-would race with a run that has just opened it).
+second run can say who holds the directory, and empties it before it lets the lock
+go; a second run that finds the lock held waits up to :data:`PID_WAIT` seconds for the
+PID of a live holder (the holder writes it just after it takes the lock).  The file
+itself stays (removing it would race with a run that has just opened it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import time
 from pathlib import Path
 
 try:
@@ -23,6 +27,8 @@ from .errors import RunError
 __all__ = ["LOCK_NAME", "DirectoryBusy", "DirectoryLock", "describe_os_error"]
 
 LOCK_NAME = ".lock"
+PID_WAIT = 2.0
+"""Seconds a second run waits for the holder's PID to appear in the lock file (for its message)."""
 
 
 class DirectoryBusy(RunError):
@@ -84,16 +90,17 @@ class DirectoryLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    holder = _read_pid(fd)
+                    holder = _holder(fd)
                     os.close(fd)
                     who = f"PID {holder}" if holder else "a process that has not written its PID yet"
                     raise DirectoryBusy(f"{path}: another run ({who}) holds this directory; wait for it to end "
                                         "or choose another --out") from None
                 # a file system without locks (some network file systems): run, but say so
                 self.note = f"{path}: the file system cannot lock ({exc.strerror}); do not start two runs here at once"
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # written, then cut to its length: the file is never empty while held
+            text = f"{os.getpid()}\n".encode()
+            os.pwrite(fd, text, 0)
+            os.ftruncate(fd, len(text))
         except OSError:
             pass  # the PID is only for the message of a second run
         self.fd = fd
@@ -102,6 +109,8 @@ class DirectoryLock:
     def release(self) -> None:
         if self.fd is not None:
             try:
+                with contextlib.suppress(OSError):  # no stale PID for the next run's message
+                    os.ftruncate(self.fd, 0)
                 if fcntl is not None:
                     fcntl.flock(self.fd, fcntl.LOCK_UN)
             finally:
@@ -113,6 +122,30 @@ class DirectoryLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _holder(fd: int, wait: float | None = None) -> int | None:
+    """The PID of the live process holding the lock, waiting up to ``wait`` seconds for it to write it; or None."""
+    deadline = time.monotonic() + (PID_WAIT if wait is None else wait)
+    while True:
+        pid = _read_pid(fd)
+        if pid is not None and _alive(pid):
+            return pid
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.01)
 
 
 def _read_pid(fd: int) -> int | None:

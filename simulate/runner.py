@@ -5,13 +5,19 @@ A run is a pure function of (scenario file, seed, code version): replication
 rep))`` (see :mod:`simulate.replicate`), whatever the number of workers, the
 backend, the batch size, or an interruption and resume.
 
-Storage (``DIR``)::
+Storage (``DIR``, see :mod:`simulate.store`)::
 
     DIR/manifest.json                    scenario(s), hashes, seed, code and package versions, truth, timings
     DIR/parts/cell00000_rep000000000-000000100.parquet   rows of reps [0, 100) of cell 0
     DIR/summary.csv                      performance measures with Monte Carlo SEs
 
     DIR/.lock                            the lock of the run that holds the directory (its PID)
+
+Before any worker starts, the kernels are compiled (or loaded from Numba's cache) in
+this process by one tiny replication of a small scenario, with a one-line message when
+compiling will happen, so that workers load them from the cache instead of compiling
+them in parallel, and the progress (:mod:`simulate.progress`) counts from the first
+replication.  The dask backend needs the optional ``dask`` extra.
 
 Reliability.  A run holds an exclusive OS lock on ``DIR/.lock`` (``flock``) from
 before it touches anything in the directory until it ends; the kernel releases it
@@ -42,52 +48,50 @@ while the file named by ``SIMULATE_TEST_PAUSE_FILE`` exists (or
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import hashlib
-import json
 import math
 import os
-import platform
-import re
-import shutil
 import sys
 import time
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from . import __version__
-from ._lock import LOCK_NAME, DirectoryLock, describe_os_error
+from . import store
+from ._lock import DirectoryLock, describe_os_error
 from .errors import RunError
-from .replicate import ROW_COLUMNS, estimators_for, run_replications
-from .scenario import GridCell, Scenario, validate_file
+from .progress import INTERVAL, Progress
+from .replicate import run_replications
+from .scenario import GridCell, Scenario, from_dict, validate_file
+from .store import BIG_DESCRIPTION, BIG_TEXT, MAX_REPS, MIN_BYTES_PER_ROW, code_version, part_files, read_rows
+from .store import gaps as _gaps
+from .store import nan_to_none as _nan_to_none
+from .store import write_part as _write_part
 
+# code_version, read_rows, part_files and the store's constants live in simulate.store: kept importable from here
 __all__ = ["RunConfig", "RunError", "run", "code_version", "read_rows", "part_files", "config_from_args", "BACKENDS",
-           "MAX_REPS", "MAX_CHUNK", "JOBS_PER_CORE", "MAX_SEED"]
+           "MAX_REPS", "MAX_CHUNK", "JOBS_PER_CORE", "MAX_SEED", "DASK_EXTRA", "COMPILE_SECONDS", "BIG_TEXT",
+           "BIG_DESCRIPTION", "MIN_BYTES_PER_ROW"]
 
 BACKENDS = ("loky", "threads", "dask")
-_PART = re.compile(r"^cell(\d{5})_rep(\d{9})-(\d{9})\.parquet$")
-
-MAX_REPS = 10**8
-"""Replications per grid cell at most (the part names hold 9 digits)."""
 MAX_CHUNK = 10_000
 """Replications per task at most (a task's rows are held in memory)."""
 JOBS_PER_CORE = 4
 """--jobs at most this many times os.cpu_count()."""
 MAX_SEED = 2**63
-MIN_BYTES_PER_ROW = 40
-"""A low estimate of a row's size on disk (zstd Parquet): a run that needs more than the free space stops
-before it starts."""
-BIG_TEXT = 1_000_000
-"""A scenario text longer than this is stored in the manifest as its hash and size only."""
-BIG_DESCRIPTION = 4096
-"""A description longer than this is stored in the manifest's cells cut to its start, with its hash and size."""
 SCHEDULER_TIMEOUT = 10.0
 """Seconds to wait for a --scheduler to answer (environment: SIMULATE_SCHEDULER_TIMEOUT)."""
 PAUSE_POINTS = ("startup", "manifest", "running", "summary")
+DASK_EXTRA = "the dask backend needs the dask extra: pip install 'simulate[dask]'"
+"""The one line a run with --backend dask stops with when dask or distributed is not installed."""
+COMPILE_SECONDS = 100
+"""About how long the first compilation of the kernels takes on two cores (101 s measured, cold cache, load ~3)."""
+TASK_PERSONS = 2_000_000
+"""Persons drawn per task at least, where the run has that many (about 0.2 s of kernel time)."""
+MAX_AUTO_CHUNK = 2_000
+"""Replications per task at most without --chunk."""
+_KERNEL_INDEX = ("replicate_nb.replicate_batch", "rng_nb.replication_states")
+"""The entry kernels of a replication: their Numba cache index files say whether they are compiled."""
 
 
 def _num(x) -> str:
@@ -124,6 +128,8 @@ class RunConfig:
         No progress bar.
     level : float
         Confidence level of the intervals.
+    progress_interval : float
+        Seconds between two progress lines when stderr is not a terminal (:mod:`simulate.progress`).
     """
 
     reps: int
@@ -136,8 +142,10 @@ class RunConfig:
     resume: bool = False
     quiet: bool = False
     level: float = 0.95
+    progress_interval: float = INTERVAL
 
     def check(self) -> None:
+        """Raise :class:`RunError` (one line naming the option) for a setting out of its range."""
         if not isinstance(self.reps, int) or self.reps < 1:
             raise RunError(f"--reps: must be a positive integer, got {_num(self.reps)}")
         if self.reps > MAX_REPS:
@@ -160,94 +168,8 @@ class RunConfig:
             raise RunError(f"--chunk: at most {MAX_CHUNK:,} replications per task, got {_num(self.chunk)}")
         if not 0 < self.level < 1:
             raise RunError(f"--level: must be in (0, 1), got {self.level}")
-
-
-def code_version() -> str:
-    """A hash of the package's source files: rows are a pure function of this and the inputs."""
-    root = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return f"{__version__}+{h.hexdigest()[:12]}"
-
-
-def _packages() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for name in ("numpy", "scipy", "numba", "pandas", "pyarrow", "joblib", "distributed"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-def part_files(out: Path) -> list[tuple[int, int, int, Path]]:
-    """(cell, start, stop, path) of every complete part file, sorted by (cell, start)."""
-    parts = []
-    d = Path(out) / "parts"
-    if d.is_dir():
-        for p in d.iterdir():
-            m = _PART.match(p.name)
-            if m:
-                parts.append((int(m.group(1)), int(m.group(2)), int(m.group(3)), p))
-    return sorted(parts)
-
-
-def read_rows(out: str | Path, columns: list[str] | None = None):
-    """Every stored row of a run directory as one pandas DataFrame, sorted by (cell, rep, row)."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    frames = [pq.read_table(p, columns=columns).to_pandas() for _, _, _, p in part_files(Path(out))]
-    if not frames:
-        return pd.DataFrame(columns=columns or list(ROW_COLUMNS))
-    return pd.concat(frames, ignore_index=True)
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False, default=_json_safe))
-    os.replace(tmp, path)
-
-
-def _json_safe(x):
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return None if not np.isfinite(x) else float(x)
-    return str(x)
-
-
-def _nan_to_none(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_nan_to_none(v) for v in x]
-    return x
-
-
-def _write_part(out: Path, cell: int, start: int, stop: int, columns: dict) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table({k: columns[k] for k in ROW_COLUMNS})
-    final = out / "parts" / f"cell{cell:05d}_rep{start:09d}-{stop:09d}.parquet"
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return final
+        if not isinstance(self.progress_interval, (int, float)) or not self.progress_interval > 0:
+            raise RunError(f"progress interval: must be a positive number of seconds, got {self.progress_interval}")
 
 
 # ---------------------------------------------------------------------------
@@ -286,19 +208,6 @@ def _task(scenario: Scenario, cell: int, cell_key: int, seed: int, start: int, s
     return cell, start, stop, cols, time.perf_counter() - t0, counter[0]
 
 
-def _gaps(parts, cell: int, reps: int) -> list[tuple[int, int]]:
-    """The half-open ranges of [0, reps) that no part of ``cell`` covers, in order."""
-    spans = sorted((a, min(b, reps)) for c, a, b, _ in parts if c == cell and a < reps)
-    out, pos = [], 0
-    for a, b in spans:
-        if a > pos:
-            out.append((pos, a))
-        pos = max(pos, b)
-    if pos < reps:
-        out.append((pos, reps))
-    return out
-
-
 def _cut(gaps: list[tuple[int, int]], chunk: int) -> Iterable[tuple[int, int]]:
     """The gaps cut into pieces of at most ``chunk`` replications."""
     for a, b in gaps:
@@ -334,38 +243,74 @@ def _pause(point: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Checks before the directory is touched
+# The kernels: compiled (or loaded from the cache) once, in the parent, before any worker starts
 # ---------------------------------------------------------------------------
 
 
-def _rows_per_rep(sc: Scenario) -> int:
-    P = len(sc.mediator_names)
-    return len(estimators_for(P)) * P + 1
+def _kernels_cached() -> bool:
+    """Whether the entry kernels have a Numba cache index (so the warm-up loads instead of compiling).
+
+    A local shim for ``simulate.kernels.kernels_cached()``: it looks for the ``.nbi`` index files of
+    :data:`_KERNEL_INDEX` in ``numba.config.CACHE_DIR`` (which :mod:`simulate.kernels` sets).
+    """
+    import numba
+
+    folder = numba.config.CACHE_DIR
+    if not folder or not os.path.isdir(folder):
+        return False
+    found = {p.name.split("-", 1)[0] for p in Path(folder).rglob("*.nbi")}
+    return all(name in found for name in _KERNEL_INDEX)
 
 
-def _check_disk(cells, config: RunConfig, out: Path) -> None:
-    """Stop before anything is written when the rows cannot fit on the disk (a low estimate)."""
-    need = sum(_rows_per_rep(c.scenario) for c in cells) * config.reps * MIN_BYTES_PER_ROW
-    probe = out.absolute()
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        return  # a file in the way: the lock says so
+def _kernels_loaded() -> bool:
+    """Whether this process has the entry kernel compiled or loaded already (a second run in one process)."""
+    from .kernels.replicate_nb import replicate_batch
+
+    return bool(replicate_batch.signatures)
+
+
+def _warm_up_scenario(cells) -> Scenario:
+    """A small scenario with the mediator kinds (continuous, binary) of the grid's cells."""
+    kinds = sorted({kind for c in cells for kind in ("binary" if b else "continuous" for b in c.scenario.is_binary)})
+    return from_dict({"name": "warm-up", "n_sites": 6, "n_per_site": 24,
+                      "mediators": {"count": len(kinds), "kind": kinds}}, source="<warm-up>")
+
+
+def _warm_up(cells, quiet: bool = False) -> dict:
+    """Compile (or load from the cache) the kernels in this process: one tiny replication, timed.
+
+    A local shim for ``simulate.kernels.warm_up()``.  Prints ``compiling kernels (first run only,
+    about N s)`` first when the cache holds no compiled kernels (and not ``quiet``).  The
+    replication's rows are thrown away: they are a pure function of their own scenario, seed and
+    replication, and nothing of them reaches the run's rows.
+
+    Returns
+    -------
+    dict
+        ``{"compiled": bool, "seconds": float}`` for the run's entry in the manifest.
+    """
+    compiling = not (_kernels_loaded() or _kernels_cached())
+    if compiling and not quiet:
+        print(f"simulate: compiling kernels (first run only, about {COMPILE_SECONDS} s)", file=sys.stderr,
+              flush=True)
+    t0 = time.perf_counter()
+    with _counting_warnings([0]):  # not this run's warnings
+        run_replications(_warm_up_scenario(cells), 0, 0, 0, [0])
+    return {"compiled": compiling, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+# ---------------------------------------------------------------------------
+# The optional dask backend
+# ---------------------------------------------------------------------------
+
+
+def _require_dask() -> None:
+    """Stop with :data:`DASK_EXTRA` when dask or distributed cannot be imported."""
     try:
-        free = shutil.disk_usage(probe).free
-    except OSError:
-        return
-    if need > free:
-        raise RunError(f"--reps {config.reps:,}: the rows of {len(cells)} grid cell(s) take at least "
-                       f"{_size(need)} on disk, {_size(free)} are free at {probe}; use fewer --reps or another --out")
-
-
-def _size(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n} TB"
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError:
+        raise RunError(DASK_EXTRA) from None
 
 
 def _connect(config: RunConfig):
@@ -381,124 +326,8 @@ def _connect(config: RunConfig):
                        "start one or leave out --scheduler for a local cluster") from None
 
 
-# ---------------------------------------------------------------------------
-# The directory: its state at start-up, damaged parts
-# ---------------------------------------------------------------------------
-
-
-def _clean_strays(out: Path) -> None:
-    """Temporary files of killed runs (only under the lock: no other run writes here)."""
-    for stray in [*out.glob(".manifest.json.tmp-*"), *(out / "parts").glob(".*.tmp-*")]:
-        with contextlib.suppress(FileNotFoundError):
-            stray.unlink()
-
-
-def _fresh(out: Path) -> bool:
-    """True when ``out`` holds nothing but what a run killed before its manifest leaves (the lock, empty parts/)."""
-    for p in out.iterdir():
-        if p.name == LOCK_NAME:
-            continue
-        if p.name == "parts" and p.is_dir() and not any(p.iterdir()):
-            continue
-        return False
-    return True
-
-
-def _read_manifest(out: Path) -> dict:
-    path = out / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise RunError(f"{path}: damaged manifest ({why}); the parts cannot be checked against it: "
-                       "start again in another --out") from None
-    except OSError as exc:
-        raise RunError(describe_os_error(exc, path)) from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("cells"), list) \
-            or not isinstance(manifest.get("runs", []), list):
-        raise RunError(f"{path}: damaged manifest (not a run's manifest); start again in another --out")
-    manifest.setdefault("runs", [])
-    return manifest
-
-
-def _part_problem(path: Path, cell: int, start: int, stop: int) -> str | None:
-    """Why a part file is not whole (its footer, row count and replication range against its name), or None."""
-    import pyarrow.parquet as pq
-
-    try:
-        md = pq.read_metadata(path)
-        names = list(md.schema.names)
-        if names != list(ROW_COLUMNS):
-            return "not the row format"
-        n = md.num_rows
-        if n <= 0 or n % (stop - start):
-            return f"{n} rows for {stop - start} replications"
-        irep, icell = names.index("rep"), names.index("cell")
-        lo, hi, clo, chi = None, None, None, None
-        for g in range(md.num_row_groups):
-            st = md.row_group(g).column(irep).statistics
-            cs = md.row_group(g).column(icell).statistics
-            if st is None or not st.has_min_max or cs is None or not cs.has_min_max:
-                return None  # no statistics to check against: the footer was read
-            lo = st.min if lo is None else min(lo, st.min)
-            hi = st.max if hi is None else max(hi, st.max)
-            clo = cs.min if clo is None else min(clo, cs.min)
-            chi = cs.max if chi is None else max(chi, cs.max)
-        if (lo, hi) != (start, stop - 1) or (clo, chi) != (cell, cell):
-            return f"holds cell {clo}-{chi}, replications {lo}-{hi}, not its name's"
-    except Exception as exc:  # a truncated or foreign file
-        return (str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__)
-    return None
-
-
-def _move_aside(out: Path, path: Path) -> Path | None:
-    """Move a damaged part to DIR/damaged/ (deleted when that fails); returns where it went."""
-    dest = out / "damaged" / path.name
-    try:
-        dest.parent.mkdir(exist_ok=True)
-        os.replace(path, dest)
-        return dest
-    except OSError:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        return None
-
-
-def _repair_parts(out: Path) -> list[str]:
-    """Damaged parts moved aside and overlapping parts (of a concurrent run before locking) removed; notes."""
-    notes = []
-    damaged, overlapping = [], []
-    kept_stop: dict[int, int] = {}
-    for c, a, b, p in part_files(out):
-        why = _part_problem(p, c, a, b)
-        if why is not None:
-            dest = _move_aside(out, p)
-            damaged.append(p.name)
-            notes.append(f"damaged part {p.name} ({why}) {'moved to ' + str(dest) if dest else 'deleted'}; "
-                         "its replications are run again")
-            continue
-        if a < kept_stop.get(c, 0):  # the same replications in two parts: rows are the same, keep one
-            with contextlib.suppress(OSError):
-                p.unlink()
-            overlapping.append(p.name)
-            continue
-        kept_stop[c] = b
-    if overlapping:
-        notes.append(f"{len(overlapping)} part file(s) repeating replications of other parts removed "
-                     f"(first {overlapping[0]}); any replications they alone held are run again")
-    return notes
-
-
 def _note(msg: str) -> None:
     print(f"simulate: note: {' '.join(msg.splitlines())}", file=sys.stderr, flush=True)
-
-
-def _compact(text: str, limit: int) -> str:
-    """A long text cut to its start, with its size and hash."""
-    if len(text) <= limit:
-        return text
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{text[:1000]} ... [cut: {len(text):,} characters, sha256 {digest}]"
 
 
 # ---------------------------------------------------------------------------
@@ -527,15 +356,17 @@ def run(source, out: str | Path, config: RunConfig, *, truth_sites: int | None =
     RunError
         One line, for everything a user can cause or fix: bad settings, a directory that
         is held by another run, in the way, damaged or made by another scenario, a full
-        disk, a dead worker or scheduler.  Where the run can be finished it says to rerun
-        with ``--resume``.
+        disk, a dead worker or scheduler, the dask backend without the dask extra.  Where
+        the run can be finished it says to rerun with ``--resume``.
     KeyboardInterrupt
         With the number of replications stored and the ``--resume`` hint.
     """
     config.check()
+    if config.backend == "dask":
+        _require_dask()
     cells, text, label = _load_cells(source)
     out = Path(out)
-    _check_disk(cells, config, out)
+    store.check_disk(cells, config.reps, out)
     code = code_version()
     client = _connect(config) if config.backend == "dask" and config.scheduler else None
     counter = [0]
@@ -547,137 +378,38 @@ def run(source, out: str | Path, config: RunConfig, *, truth_sites: int | None =
             client.close()
 
 
+@dataclass
+class _Outcome:
+    """What the replication loop did: for the run's entry in the manifest and the stop message."""
+
+    replications: int = 0
+    worker_seconds: float = 0.0
+    warnings: int = 0
+    wall: float = 0.0
+    interrupted: bool = False
+    failure: str | None = None
+    warm_up: dict = field(default_factory=dict)
+
+
 def _run_locked(cells, text, label, out: Path, config: RunConfig, code: str, truth_sites, client, counter,
                 lock) -> dict:
+    """The run under the directory's lock: the directory, the replications, their record, the summary."""
     _pause("startup")
-    notes = [lock.note] if lock.note else []
-    manifest_path = out / "manifest.json"
-    cell_keys = [0 if config.common_random_numbers else c.index + 1 for c in cells]
-    fingerprint = {
-        "cells": [{"index": c.index, "hash": c.hash} for c in cells],
-        "seed": config.seed,
-        "common_random_numbers": config.common_random_numbers,
-        "level": config.level,
-        "code_version": code,
-    }
-    try:
-        _clean_strays(out)
-        if manifest_path.exists():
-            if not config.resume:
-                raise RunError(f"{out}: already holds a run; add --resume to continue it or choose another --out")
-            old = _read_manifest(out)
-            for key in ("cells", "seed", "common_random_numbers", "level", "code_version"):
-                same = key == "cells" and _same_cells(old.get(key), fingerprint[key])
-                if old.get(key) != fingerprint[key] and not same:
-                    what = {"cells": "a different scenario (or grid)", "seed": "a different seed",
-                            "common_random_numbers": "a different common-random-numbers setting",
-                            "level": "a different confidence level", "code_version": "a different code version"}[key]
-                    raise RunError(f"{out}: was made from {what} ({key}: {_short(old.get(key))} here, "
-                                   f"{_short(fingerprint[key])} now); refusing to mix results, use another --out")
-            manifest = old
-            notes += _repair_parts(out)
-            held = max((b for _, _, b, _ in part_files(out)), default=0)
-            if held > config.reps:
-                raise RunError(f"{out}: holds {held} replications per cell, more than --reps {config.reps}")
-        else:
-            if not _fresh(out):
-                raise RunError(f"{out}: exists and is not a run directory; choose an empty or new --out")
-            manifest = None
-
-        if manifest is None:
-            manifest = {
-                "simulate": __version__,
-                **fingerprint,
-                "scenario_file": label,
-                "scenario_text": text,
-                "packages": _packages(),
-                "created": _now(),
-                "runs": [],
-            }
-            if len(text) > BIG_TEXT:
-                manifest["scenario_text"] = None
-                manifest["scenario_text_chars"] = len(text)
-                manifest["scenario_text_sha256"] = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-                notes.append(f"the scenario file has {len(text):,} characters: the manifest keeps its hash; "
-                             "each cell's scenario is stored (its description cut)")
-            for entry, cell in zip(manifest["cells"], cells):
-                entry["values"] = [[p, v] for p, v in cell.values]
-                entry["name"] = cell.scenario.name
-                entry["scenario"] = cell.scenario.to_dict()
-                if isinstance(entry["scenario"].get("description"), str):
-                    entry["scenario"]["description"] = _compact(entry["scenario"]["description"], BIG_DESCRIPTION)
-                entry["cell_key"] = cell_keys[cell.index]
-        manifest["reps"] = config.reps
-        manifest.pop("complete", None)  # until this run's summary is written
-        _write_json_atomic(manifest_path, manifest)
-        _pause("manifest")
-        (out / "parts").mkdir(exist_ok=True)
-    except OSError as exc:
-        raise RunError(describe_os_error(exc, out) + ("; free space and rerun with --resume"
-                                                      if manifest_path.exists() else "")) from None
-    for n in notes:
+    manifest, notes = _open_directory(cells, text, label, out, config, code)
+    for n in ([lock.note] if lock.note else []) + notes:
         _note(n)
-
-    parts = part_files(out)
-    gaps = {c.index: _gaps(parts, c.index, config.reps) for c in cells}
-    n_missing = sum(b - a for g in gaps.values() for a, b in g)
-    total = config.reps * len(cells)
-    chunk = config.chunk or int(min(200, max(10, math.ceil(n_missing / max(1, 4 * config.jobs)))))
-    tasks = ((c.index, a, b) for c in cells for a, b in _cut(gaps[c.index], chunk))
-    by_index = {c.index: c for c in cells}
-
-    t0 = time.perf_counter()
-    worker_seconds = 0.0
-    done_reps = 0
-    bar = _progress(n_missing, config.quiet)
-    interrupted = False
-    failure = None
-    worker_warnings = 0
-    dead_worker = _worker_death_errors(config)
+    cell_keys = _cell_keys(cells, config)
+    tasks, n_missing, chunk = _plan(cells, out, config)
+    outcome = _Outcome()
+    if n_missing and config.scheduler is None:  # workers of a --scheduler compile where they run
+        outcome.warm_up = _warm_up(cells, config.quiet)
+    _replicate(outcome, tasks, n_missing, cells, cell_keys, config, client, out)
+    _record(manifest, outcome, config, chunk, counter)
+    if outcome.interrupted or outcome.failure is not None:
+        _stop(out, manifest, outcome, config.reps * len(cells))
     try:
-        for cell, start, stop, cols, secs, nwarn in _execute(tasks, n_missing, by_index, cell_keys, config, client):
-            _write_part(out, cell, start, stop, cols)
-            worker_seconds += secs
-            worker_warnings += nwarn
-            done_reps += stop - start
-            if bar is not None:
-                bar.update(stop - start)
-            if done_reps == stop - start:
-                _pause("running")
-    except KeyboardInterrupt:
-        interrupted = True
-    except dead_worker:
-        failure = "a worker process died (killed or out of memory)"
-    except MemoryError:
-        failure = "out of memory (use fewer --jobs or a smaller --chunk)"
-    except OSError as exc:  # disk full, permissions, a lost scheduler
-        failure = describe_os_error(exc)
-    finally:
-        if bar is not None:
-            bar.close()
-    wall = time.perf_counter() - t0
-    entry = {"started": _now(), "backend": config.backend, "jobs": config.jobs, "chunk": chunk,
-             "replications": done_reps, "wall_seconds": round(wall, 3),
-             "worker_seconds": round(worker_seconds, 3),
-             "replications_per_second": round(done_reps / wall, 3) if wall > 0 else None,
-             "interrupted": interrupted or failure is not None}
-    if failure is not None:
-        entry["error"] = failure
-    manifest["runs"].append(entry)
-    _add_warnings(manifest, entry, counter[0] + worker_warnings)
-    counter[0] = 0  # counted so far: in the manifest (the truth's and the summary's come later)
-    if interrupted or failure is not None:
-        with contextlib.suppress(OSError):  # the manifest is already valid without this run's entry
-            _write_json_atomic(manifest_path, manifest)
-        stored = sum(b - a for _, a, b, _ in part_files(out))
-        where = f"{stored} of {total} replications are stored in {out}; rerun with --resume to finish"
-        if interrupted:
-            raise KeyboardInterrupt(where)
-        raise RunError(f"{failure}; {where}")
-    try:
-        _write_json_atomic(manifest_path, manifest)
-        # every replication exactly once
-        parts = part_files(out)
+        store.write_manifest(out, manifest)
+        parts = part_files(out)  # every replication exactly once
         for c in cells:
             if _gaps(parts, c.index, config.reps):
                 raise RunError(f"{out}: cell {c.index} is missing replications after the run; rerun with --resume")
@@ -688,70 +420,164 @@ def _run_locked(cells, text, label, out: Path, config: RunConfig, code: str, tru
     return manifest
 
 
-def _add_warnings(manifest: dict, entry: dict | None, n: int) -> None:
-    if n <= 0:
-        return
-    if entry is not None:
-        entry["numerical_warnings"] = entry.get("numerical_warnings", 0) + n
-    manifest["numerical_warnings"] = manifest.get("numerical_warnings", 0) + n
-    note = (f"{manifest['numerical_warnings']:,} numerical warning(s) from numpy (overflow or invalid values, "
-            "usually from extreme inputs) were counted and not printed; affected estimates are NaN or "
-            "infinite in the rows")
-    manifest["notes"] = [x for x in manifest.get("notes", []) if "numerical warning" not in x] + [note]
+def _cell_keys(cells, config: RunConfig) -> list[int]:
+    """The spawn key of each cell, by cell index: 0 for common random numbers, else the cell's index + 1."""
+    return [0 if config.common_random_numbers else c.index + 1 for c in cells]
+
+
+def _open_directory(cells, text: str, label: str, out: Path, config: RunConfig, code: str) -> tuple[dict, list]:
+    """The manifest, new or resumed (checked against this run), written before ``parts/`` exists; notes."""
+    manifest_path = out / store.MANIFEST_NAME
+    identity = store.fingerprint(cells, config.seed, config.common_random_numbers, config.level, code)
+    notes: list[str] = []
+    try:
+        store.clean_strays(out)
+        if manifest_path.exists():
+            if not config.resume:
+                raise RunError(f"{out}: already holds a run; add --resume to continue it or choose another --out")
+            manifest = store.read_manifest(out)
+            store.check_same_run(manifest, identity, out)
+            notes += store.repair_parts(out)
+            held = max((b for _, _, b, _ in part_files(out)), default=0)
+            if held > config.reps:
+                raise RunError(f"{out}: holds {held} replications per cell, more than --reps {config.reps}")
+        else:
+            if not store.is_fresh(out):
+                raise RunError(f"{out}: exists and is not a run directory; choose an empty or new --out")
+            manifest, more = store.new_manifest(identity, cells, _cell_keys(cells, config), label, text)
+            notes += more
+        manifest["reps"] = config.reps
+        manifest.pop("complete", None)  # until this run's summary is written
+        store.write_manifest(out, manifest)
+        _pause("manifest")
+        (out / store.PARTS_DIR).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise RunError(describe_os_error(exc, out) + ("; free space and rerun with --resume"
+                                                      if manifest_path.exists() else "")) from None
+    return manifest, notes
+
+
+def _plan(cells, out: Path, config: RunConfig) -> tuple[Iterable[tuple[int, int, int]], int, int]:
+    """The tasks (cell, start, stop) that cover exactly the replications no part holds; their number; the chunk."""
+    parts = part_files(out)
+    gaps = {c.index: _gaps(parts, c.index, config.reps) for c in cells}
+    n_missing = sum(b - a for g in gaps.values() for a, b in g)
+    chunk = config.chunk or _auto_chunk(cells, n_missing, config.jobs)
+    tasks = ((c.index, a, b) for c in cells for a, b in _cut(gaps[c.index], chunk))
+    return tasks, n_missing, chunk
+
+
+def _persons(sc: Scenario) -> float:
+    """Persons per replication (the expected number when site sizes are drawn from a range)."""
+    if sc.n_per_site:
+        return float(sum(sc.n_per_site))
+    lo, hi = sc.n_per_site_range
+    return sc.n_sites * (lo + hi) / 2.0
+
+
+def _auto_chunk(cells, n_missing: int, jobs: int) -> int:
+    """Replications per task without ``--chunk``.
+
+    About four tasks per worker, 10 to 200 replications each, but at least :data:`TASK_PERSONS`
+    persons per task (at most :data:`MAX_AUTO_CHUNK` replications, and not so many that a worker
+    is left without a task): each task costs a Parquet part, its fsync, a dispatch to a worker and a
+    read by the summary, which small scenarios in small tasks paid more for than for their kernel
+    time.  The tasks are then evened out to a multiple of the workers.
+    """
+    jobs = max(1, jobs)
+    if n_missing <= 0:
+        return 1
+    balance = min(200, max(10, math.ceil(n_missing / (4 * jobs))))
+    persons = max(1.0, max(_persons(c.scenario) for c in cells))
+    least = min(MAX_AUTO_CHUNK, math.ceil(TASK_PERSONS / persons), math.ceil(n_missing / jobs))
+    chunk = max(balance, least)
+    tasks = math.ceil(math.ceil(n_missing / chunk) / jobs) * jobs
+    return int(max(1, math.ceil(n_missing / tasks)))
+
+
+def _replicate(outcome: _Outcome, tasks, n_missing: int, cells, cell_keys, config: RunConfig, client,
+               out: Path) -> None:
+    """Run the tasks, write each one's part as it completes, show the progress; failures into ``outcome``."""
+    by_index = {c.index: c for c in cells}
+    dead_worker = _worker_death_errors(config)
+    t0 = time.perf_counter()
+    with Progress(n_missing, quiet=config.quiet, interval=config.progress_interval) as progress:
+        try:
+            for cell, start, stop, cols, secs, nwarn in _execute(tasks, n_missing, by_index, cell_keys, config,
+                                                                 client):
+                _write_part(out, cell, start, stop, cols)
+                outcome.worker_seconds += secs
+                outcome.warnings += nwarn
+                outcome.replications += stop - start
+                progress.update(stop - start, secs)
+                if outcome.replications == stop - start:
+                    _pause("running")
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        except dead_worker:
+            outcome.failure = "a worker process died (killed or out of memory)"
+        except MemoryError:
+            outcome.failure = "out of memory (use fewer --jobs or a smaller --chunk)"
+        except OSError as exc:  # disk full, permissions, a lost scheduler
+            outcome.failure = describe_os_error(exc)
+    outcome.wall = time.perf_counter() - t0
+
+
+def _record(manifest: dict, outcome: _Outcome, config: RunConfig, chunk: int, counter: list) -> None:
+    """This run's entry in the manifest (not written yet) and the warnings counted so far."""
+    wall, done = outcome.wall, outcome.replications
+    entry = {"started": store.now(), "backend": config.backend, "jobs": config.jobs, "chunk": chunk,
+             "replications": done, "wall_seconds": round(wall, 3),
+             "worker_seconds": round(outcome.worker_seconds, 3),
+             "replications_per_second": round(done / wall, 3) if wall > 0 else None,
+             "interrupted": outcome.interrupted or outcome.failure is not None}
+    if outcome.warm_up:
+        entry["kernels_compiled"] = outcome.warm_up["compiled"]
+        entry["warm_up_seconds"] = outcome.warm_up["seconds"]
+    if outcome.failure is not None:
+        entry["error"] = outcome.failure
+    manifest["runs"].append(entry)
+    store.add_warnings(manifest, entry, counter[0] + outcome.warnings)
+    counter[0] = 0  # counted so far: in the manifest (the truth's and the summary's come later)
+
+
+def _stop(out: Path, manifest: dict, outcome: _Outcome, total: int) -> None:
+    """An interrupted or failed run: its entry kept if the manifest can be written; raises with the resume hint."""
+    with contextlib.suppress(OSError):  # the manifest is already valid without this run's entry
+        store.write_manifest(out, manifest)
+    where = (f"{store.stored_replications(out)} of {total} replications are stored in {out}; "
+             "rerun with --resume to finish")
+    if outcome.interrupted:
+        raise KeyboardInterrupt(where)
+    raise RunError(f"{outcome.failure}; {where}")
 
 
 def _finish(out: Path, cells, manifest: dict, truth_sites, quiet: bool, counter: list | None = None) -> None:
     """Truth per cell (cached in the manifest), then the summary."""
-    import importlib
+    # imported here, at the last stage: the summary reads the store, never the runner
+    from . import summary
+    from .truth import TRUTH_SITES, truth
 
-    truth_mod = importlib.import_module("simulate.truth")
     for entry, cell in zip(manifest["cells"], cells):
         if "truth" not in entry:
-            tr = truth_mod.truth(cell.scenario, n_sites=truth_sites or truth_mod.TRUTH_SITES)
+            tr = truth(cell.scenario, n_sites=truth_sites or TRUTH_SITES)
             entry["truth"] = _nan_to_none(tr.to_dict())
-            _write_json_atomic(out / "manifest.json", manifest)
-    try:
-        from . import summary
-    except ImportError:  # the summary stage is optional until it lands
-        return
+            store.write_manifest(out, manifest)
     _pause("summary")
     try:
         summary.write_summary(out)
     except summary.SummaryError as exc:
         damaged = [p for *_, p in part_files(out) if str(p) in str(exc)]
         if damaged and "unreadable part" in str(exc):
-            dest = _move_aside(out, damaged[0])
+            dest = store.move_aside(out, damaged[0])
             raise RunError(f"{damaged[0]}: damaged part file ({'moved to ' + str(dest) if dest else 'deleted'}); "
                            "rerun with --resume to run its replications again") from None
         raise RunError(str(exc)) from None
     if counter is not None and counter[0] > 0:
-        _add_warnings(manifest, manifest["runs"][-1] if manifest["runs"] else None, counter[0])
+        store.add_warnings(manifest, manifest["runs"][-1] if manifest["runs"] else None, counter[0])
         counter[0] = 0
     manifest["complete"] = True
-    _write_json_atomic(out / "manifest.json", manifest)
-
-
-def _same_cells(a, b) -> bool:
-    return [(x["index"], x["hash"]) for x in (a or [])] == [(x["index"], x["hash"]) for x in (b or [])]
-
-
-def _short(x) -> str:
-    if isinstance(x, list):
-        return ",".join(str(e.get("hash", e)) if isinstance(e, dict) else str(e) for e in x)[:40]
-    return str(x)
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def _progress(total: int, quiet: bool):
-    if quiet or total == 0 or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="rep", desc="replications", file=sys.stderr, smoothing=0.1,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]")
+    store.write_manifest(out, manifest)
 
 
 def _worker_death_errors(config: RunConfig) -> tuple:
@@ -823,8 +649,19 @@ def _execute_dask(args, config: RunConfig, client=None):
 
 
 def config_from_args(args) -> RunConfig:
+    """The :class:`RunConfig` of ``simulate run``'s parsed arguments (``progress_interval`` where the CLI has it).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments of ``simulate run``.
+
+    Returns
+    -------
+    RunConfig
+    """
     return RunConfig(reps=args.reps, seed=args.seed, jobs=args.jobs, backend=args.backend,
                      scheduler=args.scheduler, chunk=args.chunk,
                      common_random_numbers=not args.independent_cells, resume=args.resume,
-                     quiet=args.quiet, level=args.level)
-
+                     quiet=args.quiet, level=args.level,
+                     progress_interval=getattr(args, "progress_interval", None) or INTERVAL)

@@ -231,6 +231,21 @@ def test_two_resumes_started_together_one_runs_the_other_exits_2(scenario, refer
     resume_and_check(capsys, scenario, out, reference)
 
 
+def test_a_second_run_waits_for_the_holders_pid(tmp_path):
+    # the holder writes its PID just after it takes the lock: a second run started in between waits for it
+    from simulate._lock import DirectoryBusy, DirectoryLock
+
+    out = tmp_path / "run"
+    with DirectoryLock(out):
+        os.truncate(out / ".lock", 0)  # as if the holder had not written its PID yet
+        late = threading.Timer(0.3, lambda: (out / ".lock").write_text(f"{os.getpid()}\n"))
+        late.start()
+        with pytest.raises(DirectoryBusy, match=rf"another run \(PID {os.getpid()}\) holds this directory"):
+            DirectoryLock(out).acquire()
+        late.join()
+    assert (out / ".lock").read_text() == ""  # no stale PID once released
+
+
 def test_a_run_started_on_a_busy_directory_touches_nothing(scenario, reference, tmp_path, capsys, children):
     out = tmp_path / "run"
     hold = tmp_path / "hold"

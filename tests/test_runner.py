@@ -265,3 +265,55 @@ def test_a_part_holding_other_replications_than_its_name_is_run_again(tmp_path):
     run(_file(tmp_path, SMALL), out, RunConfig(reps=12, seed=11, quiet=True, resume=True), truth_sites=10_000)
     assert_same_rows(ref, out)
     assert [p.name for p in (out / "damaged").iterdir()] == ["cell00000_rep000000008-000000012.parquet"]
+
+
+@pytest.mark.parametrize("missing", ["distributed", "dask"])
+def test_the_dask_backend_without_the_extra_is_one_line(tmp_path, monkeypatch, missing):
+    from simulate.runner import DASK_EXTRA
+
+    monkeypatch.setitem(sys.modules, missing, None)  # import of it raises ImportError, as when not installed
+    out = tmp_path / "never"
+    with pytest.raises(RunError) as info:
+        run(_file(tmp_path, SMALL), out, RunConfig(reps=3, backend="dask", quiet=True))
+    assert str(info.value) == DASK_EXTRA == "the dask backend needs the dask extra: pip install 'simulate[dask]'"
+    assert not out.exists()
+
+
+def test_the_dask_backend_without_the_extra_through_the_cli(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    from simulate import cli
+    from simulate.runner import DASK_EXTRA
+
+    real = builtins.__import__
+
+    def no_dask(name, *args, **kwargs):
+        if name.split(".")[0] in ("dask", "distributed"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dask)
+    code = cli.main(["run", str(_file(tmp_path, SMALL)), "--reps", "3", "--backend", "dask", "--out",
+                     str(tmp_path / "never"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and [line for line in err.splitlines() if line] == [DASK_EXTRA], err
+    assert not (tmp_path / "never").exists()
+
+
+def test_default_tasks_are_not_tiny_and_even_over_the_workers():
+    from simulate.runner import TASK_PERSONS, _auto_chunk
+    from simulate.scenario import GridCell, from_dict
+
+    def cells(n_sites, n_per_site):
+        return [GridCell(0, (), from_dict({"n_sites": n_sites, "n_per_site": n_per_site, "mediators": {"count": 2}}))]
+
+    small, reference, big = cells(30, 150), cells(50, 200), cells(1000, 1000)
+    assert _auto_chunk(small, 150, 1) == 150  # one part, not eight of 19 replications
+    assert _auto_chunk(small, 150, 2) == 75  # every worker has a task
+    assert _auto_chunk(reference, 2000, 1) == 200 == TASK_PERSONS // 10_000
+    assert _auto_chunk(big, 1000, 2) == 125  # about four tasks per worker, as before
+    for jobs in (1, 2, 3):
+        for n in (1, 7, 150, 1001, 10**6):
+            chunk = _auto_chunk(small, n, jobs)
+            tasks = -(-n // chunk)
+            assert 1 <= chunk <= 2000 and tasks >= min(n, jobs)  # no worker left without a task
