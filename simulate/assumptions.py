@@ -19,6 +19,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .layout import Layout
 from .scenario import Scenario, from_dict
 
 __all__ = ["Assumption", "SweepPlan", "Design", "ASSUMPTIONS", "BY_KEY"]
@@ -67,11 +68,12 @@ class Design:
     @property
     def compliance(self) -> list[float]:
         sc = self.scenario
-        return [(sc.complier_share[p] - sc.defier_share[p]) if self.binary[p] else sc.site_mean[p]
+        at = Layout(self.P).site_compliance
+        return [(sc.complier_share[p] - sc.defier_share[p]) if self.binary[p] else sc.site_mean[at(p)]
                 for p in range(self.P)]
 
     def effect(self, p: int) -> float:
-        return self.scenario.site_mean[self.P + p]
+        return self.scenario.site_mean[Layout(self.P).site_effect(p)]
 
     @property
     def itt(self) -> float:
@@ -266,7 +268,7 @@ def _site_effect_sd(d: Design):
     sc, P = d.scenario, d.P
     changes: list[str] = []
     vals = None
-    if all(sc.site_sd[P + p] == 0 for p in range(P)):
+    if all(sc.site_sd[Layout(P).site_effect(p)] == 0 for p in range(P)):
         vals = [0.5 * abs(d.effect(p)) or 0.1 for p in range(P)]
         changes.append(f"between-site effect SD set to {', '.join(f'{x:g}' for x in vals)} (zero in the design)")
 

@@ -1,7 +1,7 @@
 """What the summary and the figures read of a run directory: the part files, the rows and the manifest.
 
-The one place the summary stage and :mod:`simulate.plots` reach into the run store; the
-names below come from :mod:`simulate.runner` today.
+The one place the summary stage and :mod:`simulate.plots` reach into the run store
+(:mod:`simulate.store`); :func:`read_manifest` raises the caller's own error class.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-# switch to simulate.store at merge: part_files and read_rows move there with the run store
-from .runner import part_files, read_rows
+from .store import MANIFEST_NAME, part_files, read_rows
 
 __all__ = ["part_files", "read_rows", "read_manifest"]
 
@@ -32,7 +31,7 @@ def read_manifest(directory: Path, error: type[Exception]) -> dict:
     """
     if not directory.is_dir():
         raise error(f"{directory}: no such directory")
-    path = directory / "manifest.json"
+    path = directory / MANIFEST_NAME
     if not path.is_file():
         raise error(f"{directory}: no manifest.json (not a run directory)")
     try:

@@ -58,11 +58,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import store
+from . import warmup as _warmup
 from ._lock import DirectoryLock, describe_os_error
 from .errors import RunError
 from .progress import INTERVAL, Progress
 from .replicate import run_replications
-from .scenario import GridCell, Scenario, from_dict, validate_file
+from .scenario import GridCell, Scenario, validate_file
 from .store import BIG_DESCRIPTION, BIG_TEXT, MAX_REPS, MIN_BYTES_PER_ROW, code_version, part_files, read_rows
 from .store import gaps as _gaps
 from .store import nan_to_none as _nan_to_none
@@ -84,14 +85,12 @@ SCHEDULER_TIMEOUT = 10.0
 PAUSE_POINTS = ("startup", "manifest", "running", "summary")
 DASK_EXTRA = "the dask backend needs the dask extra: pip install 'simulate[dask]'"
 """The one line a run with --backend dask stops with when dask or distributed is not installed."""
-COMPILE_SECONDS = 100
-"""About how long the first compilation of the kernels takes on two cores (101 s measured, cold cache, load ~3)."""
+COMPILE_SECONDS = _warmup.COMPILE_SECONDS
+"""About how long the first compilation of the kernels takes (:data:`simulate.warmup.COMPILE_SECONDS`)."""
 TASK_PERSONS = 2_000_000
 """Persons drawn per task at least, where the run has that many (about 0.2 s of kernel time)."""
 MAX_AUTO_CHUNK = 2_000
 """Replications per task at most without --chunk."""
-_KERNEL_INDEX = ("replicate_nb.replicate_batch", "rng_nb.replication_states")
-"""The entry kernels of a replication: their Numba cache index files say whether they are compiled."""
 
 
 def _num(x) -> str:
@@ -248,18 +247,8 @@ def _pause(point: str) -> None:
 
 
 def _kernels_cached() -> bool:
-    """Whether the entry kernels have a Numba cache index (so the warm-up loads instead of compiling).
-
-    A local shim for ``simulate.kernels.kernels_cached()``: it looks for the ``.nbi`` index files of
-    :data:`_KERNEL_INDEX` in ``numba.config.CACHE_DIR`` (which :mod:`simulate.kernels` sets).
-    """
-    import numba
-
-    folder = numba.config.CACHE_DIR
-    if not folder or not os.path.isdir(folder):
-        return False
-    found = {p.name.split("-", 1)[0] for p in Path(folder).rglob("*.nbi")}
-    return all(name in found for name in _KERNEL_INDEX)
+    """Whether the on-disk cache holds the compiled kernels (:func:`simulate.warmup.kernels_cached`)."""
+    return _warmup.kernels_cached()
 
 
 def _kernels_loaded() -> bool:
@@ -269,17 +258,10 @@ def _kernels_loaded() -> bool:
     return bool(replicate_batch.signatures)
 
 
-def _warm_up_scenario(cells) -> Scenario:
-    """A small scenario with the mediator kinds (continuous, binary) of the grid's cells."""
-    kinds = sorted({kind for c in cells for kind in ("binary" if b else "continuous" for b in c.scenario.is_binary)})
-    return from_dict({"name": "warm-up", "n_sites": 6, "n_per_site": 24,
-                      "mediators": {"count": len(kinds), "kind": kinds}}, source="<warm-up>")
-
-
 def _warm_up(cells, quiet: bool = False) -> dict:
-    """Compile (or load from the cache) the kernels in this process: one tiny replication, timed.
+    """Compile (or load from the cache) the kernels in this process, timed (:func:`simulate.warmup.warm_up`).
 
-    A local shim for ``simulate.kernels.warm_up()``.  Prints ``compiling kernels (first run only,
+    The mediator kinds (continuous, binary) are the grid's.  Prints ``compiling kernels (first run only,
     about N s)`` first when the cache holds no compiled kernels (and not ``quiet``).  The
     replication's rows are thrown away: they are a pure function of their own scenario, seed and
     replication, and nothing of them reaches the run's rows.
@@ -294,8 +276,9 @@ def _warm_up(cells, quiet: bool = False) -> dict:
         print(f"simulate: compiling kernels (first run only, about {COMPILE_SECONDS} s)", file=sys.stderr,
               flush=True)
     t0 = time.perf_counter()
+    binary = [b for c in cells for b in c.scenario.is_binary]
     with _counting_warnings([0]):  # not this run's warnings
-        run_replications(_warm_up_scenario(cells), 0, 0, 0, [0])
+        _warmup.warm_up(continuous=not all(binary), binary=any(binary))
     return {"compiled": compiling, "seconds": round(time.perf_counter() - t0, 3)}
 
 

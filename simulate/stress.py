@@ -84,7 +84,6 @@ resumes where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import difflib
 import json
@@ -103,11 +102,11 @@ from . import __version__
 from .assumptions import ASSUMPTIONS, BY_KEY, Assumption, SweepPlan
 from .assumptions import design as make_design
 from .errors import SimulateError
-from .runner import RunConfig, RunError, code_version, read_rows, run
-from .scenario import GridCell, ScenarioError, from_dict, set_path
+from .runner import RunConfig, code_version, read_rows, run
+from .scenario import GridCell, from_dict, set_path
 
 __all__ = ["StressSettings", "StressError", "Sweep", "stress_test", "plan_sweeps", "read_design",
-           "exact_curves", "exact_breakdown", "compare", "decide", "VERDICTS", "add_subcommand", "run_cli"]
+           "exact_curves", "exact_breakdown", "compare", "decide", "VERDICTS"]
 
 VERDICTS = ("holds", "breaks_at", "fails_at_zero", "cannot_tell", "not_applicable")
 Z = 1.959963984540054  # Phi^{-1}(0.975)
@@ -941,29 +940,3 @@ def _write_tables(out: Path, ver, measures, checks, exact, baseline) -> None:
 # ---------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------
-
-
-def add_subcommand(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("stress-test", help="sweep every assumption's dial on a planned design; write a report")
-    p.add_argument("design", help="a scenario file describing the planned design (optional [stress] table), or the "
-                                  "name of a bundled design (e.g. flagship)")
-    p.add_argument("--out", required=True, help="output directory (report.html, report.md, figures, tables)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--reps", type=int, default=None, help="first-pass replications per dial value "
-                                                          "(overrides [stress].reps)")
-    p.add_argument("--pdf", action="store_true", help="also write the figures as PDF (PNG only by default)")
-    p.add_argument("--quiet", action="store_true", help="no progress")
-    p.set_defaults(run=run_cli)
-    return p
-
-
-def run_cli(args) -> int:
-    try:
-        path = stress_test(args.design, args.out, jobs=args.jobs, quiet=args.quiet, reps=args.reps,
-                           pdf=getattr(args, "pdf", False))
-    except (StressError, ScenarioError, RunError) as exc:
-        print(" ".join(str(exc).split("\n")), file=sys.stderr)
-        return 2
-    if not args.quiet:
-        print(f"report: {path}")
-    return 0

@@ -4,7 +4,6 @@ import io
 import re
 import time
 
-import numba
 import pandas as pd
 import pytest
 
@@ -161,7 +160,8 @@ def test_the_warm_up_changes_no_row(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(read_rows(tmp_path / "warm"), read_rows(tmp_path / "cold"), check_exact=True)
 
 
-def test_the_warm_up_scenario_has_the_grids_mediator_kinds(tmp_path):
+def test_the_warm_up_compiles_the_grids_mediator_kinds(monkeypatch):
+    from simulate import warmup
     from simulate.scenario import GridCell, from_dict
 
     def cell(i, kinds):
@@ -169,10 +169,12 @@ def test_the_warm_up_scenario_has_the_grids_mediator_kinds(tmp_path):
                         "mediators": {"count": len(kinds), "kind": kinds}})
         return GridCell(i, (), sc)
 
-    sc = rn._warm_up_scenario([cell(0, ["continuous"]), cell(1, ["binary", "binary"])])
-    assert sorted(sc.is_binary) == [False, True]
-    assert rn._warm_up_scenario([cell(0, ["continuous", "continuous"])]).is_binary == (False,)
-
+    asked = []
+    monkeypatch.setattr(warmup, "warm_up", lambda continuous, binary: asked.append((continuous, binary)))
+    rn._warm_up([cell(0, ["continuous"]), cell(1, ["binary", "binary"])], quiet=True)
+    rn._warm_up([cell(0, ["continuous", "continuous"])], quiet=True)
+    rn._warm_up([cell(0, ["binary"])], quiet=True)
+    assert asked == [(True, True), (True, False), (False, True)]
 
 def test_kernels_loaded_in_this_process_are_not_compiled_again(tmp_path, capsys, monkeypatch):
     run(_scenario(tmp_path), tmp_path / "first", RunConfig(reps=2, quiet=True), truth_sites=10_000)
@@ -182,15 +184,3 @@ def test_kernels_loaded_in_this_process_are_not_compiled_again(tmp_path, capsys,
     assert "compiling kernels" not in capsys.readouterr().err
     assert manifest["runs"][-1]["kernels_compiled"] is False
 
-
-def test_kernels_cached_reads_the_numba_index(tmp_path, monkeypatch):
-    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))
-    assert not rn._kernels_cached()
-    sub = tmp_path / "kernels_abc"
-    sub.mkdir()
-    (sub / "replicate_nb.replicate_batch-17.py311.nbi").write_bytes(b"")
-    assert not rn._kernels_cached()
-    (sub / "rng_nb.replication_states-274.py311.nbi").write_bytes(b"")
-    assert rn._kernels_cached()
-    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "none"))
-    assert not rn._kernels_cached()

@@ -4,14 +4,13 @@ Numba's on-disk cache checks only the source file of each cached function, not t
 files of the kernels it calls and inlines, so a stale compiled ``replicate_batch``
 could survive an edit of ``fit_nb.py``.  The cache therefore lives in a folder named
 after a hash of every kernel source (every ``*_nb.py`` here): any edit gives a fresh
-cache (one compilation, see :data:`COMPILE_SECONDS`), never stale machine code.
+cache (one compilation, see :data:`simulate.warmup.COMPILE_SECONDS`), never stale machine code.
 Importing the kernels deletes nothing; the folders of earlier sources (about 8-15 MB
 each) stay until :func:`prune_cache` removes them.  Set ``NUMBA_CACHE_DIR`` to choose
 the place yourself (:func:`prune_cache` then removes nothing).
 
-:func:`warm_up` compiles (or loads) the fused kernel once, in the calling process, so
-that worker processes started afterwards load it from the cache instead of compiling
-it each; :func:`kernels_cached` says beforehand whether that will compile.
+:mod:`simulate.warmup` compiles (or loads) the fused kernel once, in the calling process,
+before worker processes start.
 """
 
 from __future__ import annotations
@@ -72,6 +71,4 @@ def prune_cache() -> list[str]:
     return _remove_stale(_CACHE_DIR)
 
 
-from .warmup import COMPILE_SECONDS, kernels_cached, warm_up  # noqa: E402  (after the cache folder is set)
-
-__all__ = ["COMPILE_SECONDS", "kernels_cached", "prune_cache", "warm_up"]
+__all__ = ["prune_cache"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SimulateError
+from ..layout import Layout
 
 __all__ = ["ScenarioError", "Field", "SCHEMA", "MAX_MAGNITUDE", "MAX_PERSONS", "MAX_GRID_CELLS", "MAX_DEPTH",
            "MAX_DESCRIPTION", "MAX_NAME"]
@@ -159,11 +160,6 @@ _TABLE_DOC = {
 }
 
 
-_SITE_NAMES = ("compliance", "effect")
-_PERSON_NAMES = ("compliance", "effect", "mediator")
-
-
 def _component_names(level: str, P: int) -> list[str]:
-    if level == "site":
-        return [f"{n}_{p + 1}" for n in _SITE_NAMES for p in range(P)] + ["direct_effect"]
-    return [f"{n}_{p + 1}" for n in _PERSON_NAMES for p in range(P)] + ["outcome"]
+    """The names of the site or person components, in vector order: the Layout's (one place)."""
+    return list(Layout(P).names(level))

@@ -6,14 +6,18 @@ the on-disk cache, and the workers load it instead of compiling it each at the s
 When :func:`kernels_cached` is false it can say so first, e.g.
 ``f"compiling kernels (first run only, about {COMPILE_SECONDS} s)"``.
 
-This module imports nothing of :mod:`simulate` at import time (the public path it runs,
-:func:`simulate.replicate.run_replications`, imports the kernels itself).
+It sits above the kernels and :mod:`simulate.replicate` (it runs a replication through
+the public path), so that the kernels package imports nothing of the stages above it.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+
+from .datasets import scenario_dir
+from .replicate import run_replications
+from .scenario import validate_file
 
 COMPILE_SECONDS = 75
 """About how long the cold compile of the kernels of a replication takes on a quiet 2-core
@@ -28,7 +32,7 @@ _BINARY = "binary_defiers.toml"  # a binary mediator
 
 def _main_kernels() -> tuple:
     """The dispatchers a replication calls from Python (their callees are compiled into them)."""
-    from . import replicate_nb, rng_nb
+    from .kernels import replicate_nb, rng_nb
 
     return replicate_nb.replicate_batch, rng_nb.replication_states
 
@@ -85,9 +89,6 @@ def warm_up(continuous: bool = True, binary: bool = False) -> float | None:
         The seconds spent when something was compiled, None when everything was loaded
         from the cache or already in memory.
     """
-    from ..datasets import scenario_dir
-    from ..replicate import run_replications
-    from ..scenario import validate_file
 
     kernels = _main_kernels()
 
