@@ -252,10 +252,14 @@ def _kernels_cached() -> bool:
 
 
 def _kernels_loaded() -> bool:
-    """Whether this process has the entry kernel compiled or loaded already (a second run in one process)."""
+    """Whether this process has the entry kernel compiled or loaded already (a second run in one process).
+
+    True, too, under ``NUMBA_DISABLE_JIT=1``: the kernels are plain Python, nothing compiles.
+    """
     from .kernels.replicate_nb import replicate_batch
 
-    return bool(replicate_batch.signatures)
+    signatures = getattr(replicate_batch, "signatures", None)
+    return signatures is None or bool(signatures)
 
 
 def _warm_up(cells, quiet: bool = False) -> dict:

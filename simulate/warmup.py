@@ -65,7 +65,10 @@ def kernels_cached() -> bool:
     -------
     bool
     """
-    return all(_has_cached_overload(d) for d in _main_kernels())
+    kernels = _main_kernels()
+    if not all(hasattr(d, "stats") for d in kernels):  # NUMBA_DISABLE_JIT: plain Python, nothing to compile
+        return True
+    return all(_has_cached_overload(d) for d in kernels)
 
 
 def warm_up(continuous: bool = True, binary: bool = False) -> float | None:
@@ -91,6 +94,8 @@ def warm_up(continuous: bool = True, binary: bool = False) -> float | None:
     """
 
     kernels = _main_kernels()
+    if not all(hasattr(d, "stats") for d in kernels):  # NUMBA_DISABLE_JIT: plain Python, nothing to compile
+        return None
 
     def misses() -> int:
         return sum(sum(d.stats.cache_misses.values()) for d in kernels)

@@ -579,3 +579,13 @@ def test_commands_of_other_stages_keep_their_error_prefix(tmp_path, capsys):
     code, _, err = _run(capsys, "analyze", str(tmp_path / "none.csv"), "--site", "s", "--treatment", "t",
                         "--mediator", "m", "--outcome", "y")
     assert code == 2 and err.startswith("simulate analyze: error: file not found")
+
+
+def test_stress_test_help_lists_every_dial_of_the_catalogue(capsys):
+    from simulate.assumptions import ASSUMPTIONS
+
+    with pytest.raises(SystemExit):
+        cli.main(["stress-test", "--help"])
+    out = capsys.readouterr().out
+    for a in ASSUMPTIONS:
+        assert f"{a.key}" in out and f"({a.numeral}) {a.title}" in out, a.key

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+
+from ..assumptions import ASSUMPTIONS
+
 __all__ = ["add_commands", "cmd_stress_test"]
 
 
@@ -13,7 +17,10 @@ def add_commands(sub) -> None:
     sub
         The object ``ArgumentParser.add_subparsers`` returned.
     """
-    p = sub.add_parser("stress-test", help="sweep every assumption's dial on a planned design; write a report")
+    dials = "\n".join(f"  {a.key:<26} ({a.numeral}) {a.title}" for a in ASSUMPTIONS)
+    p = sub.add_parser("stress-test", help="sweep every assumption's dial on a planned design; write a report",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="dials swept (their [stress.dials] keys; see simulate.assumptions):\n" + dials)
     p.add_argument("design", help="a scenario file describing the planned design (optional [stress] table), or the "
                                   "name of a bundled design (e.g. flagship)")
     p.add_argument("--out", required=True, help="output directory (report.html, report.md, figures, tables)")
