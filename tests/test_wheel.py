@@ -1,12 +1,14 @@
-"""The package works as installed: built into a wheel and run from outside the checkout.
+"""The package works as installed: built into a wheel, installed into a fresh virtual environment.
 
-The wheel is built from the checkout and unpacked into a temporary folder; the commands run
-from another temporary folder with that folder first on the path, and with ``python -S`` (no
-site processing) so that neither the checkout nor an editable install can be found; the
-dependencies (numpy, numba, ...) come from the interpreter's own site-packages directory,
-named explicitly.  The default test runs ``list``, ``show baseline``, ``validate flagship``
-and a short ``run`` with the kernels interpreted (``NUMBA_DISABLE_JIT=1``: compiling them
-cold would take minutes); the slow one compiles them and analyses the bundled AK80 extract.
+The wheel is built from the checkout by setuptools' PEP 517 backend; a new virtual
+environment (``venv``, without pip of its own) gets it from pip (``--no-index --no-deps``:
+nothing is downloaded), so the console script ``simulate`` is the installed one; the
+dependencies (numpy, numba, ...) are reached through a ``.pth`` file naming this
+interpreter's site-packages folders, whose own ``.pth`` files (an editable install of the
+checkout among them) are not processed there.  The commands run from a folder outside the
+checkout.  The default test runs ``list``, ``show baseline``, ``validate flagship`` and a
+short ``run`` with the kernels interpreted (``NUMBA_DISABLE_JIT=1``: compiling them cold
+would take minutes); the slow one compiles them and analyses the bundled AK80 extract.
 """
 
 import os
@@ -32,26 +34,41 @@ def installed(tmp_path_factory):
     res = subprocess.run([sys.executable, "-c", build], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     wheel = next((d / "dist").glob("simulate-*.whl"))
-    site = d / "site"
-    with zipfile.ZipFile(wheel) as z:
-        z.extractall(site)
+    venv = d / "venv"
+    res = subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], capture_output=True, text=True,
+                         timeout=300)
+    if res.returncode != 0:
+        pytest.skip(f"cannot create a virtual environment ({res.stderr.strip()[-200:]}): install python3-venv")
+    python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    deps = sysconfig.get_paths()
+    (site / "dependencies.pth").write_text("\n".join(dict.fromkeys([deps["purelib"], deps["platlib"]])) + "\n")
+    res = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", "--no-deps",
+                          "--no-cache-dir", "--disable-pip-version-check", "-q", str(wheel)], capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
     work = d / "work"
     work.mkdir()
-    return wheel, site, work
+    return wheel, site, work, venv
+
+
+def _bin(installed, name: str) -> str:
+    venv = installed[3]
+    return str(venv / ("Scripts" if os.name == "nt" else "bin") / name)
 
 
 def _simulate(installed, *argv, env=None, timeout=600):
-    _, site, work = installed
-    deps = sysconfig.get_paths()
-    path = os.pathsep.join(dict.fromkeys([str(site), deps["purelib"], deps["platlib"]]))
-    code = "import sys; from simulate.cli import main; sys.exit(main(sys.argv[1:]))"
-    e = {**os.environ, "PYTHONPATH": path, "NUMBA_CACHE_DIR": str(work / "numba"), **(env or {})}
-    return subprocess.run([sys.executable, "-S", "-c", code, *argv], cwd=work, env=e, capture_output=True,
-                          text=True, timeout=timeout)
+    """The installed console script ``simulate ARGV``, run from outside the checkout."""
+    _, _, work, _ = installed
+    e = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    e = {**e, "NUMBA_CACHE_DIR": str(work / "numba"), **(env or {})}
+    return subprocess.run([_bin(installed, "simulate"), *argv], cwd=work, env=e, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def test_the_wheel_holds_the_scenarios_the_data_and_the_templates(installed):
-    wheel, _, _ = installed
+    wheel = installed[0]
     names = zipfile.ZipFile(wheel).namelist()
     bundled = sorted(p.name for p in (ROOT / "simulate" / "scenarios").glob("*.toml"))
     for n in bundled:
@@ -62,10 +79,8 @@ def test_the_wheel_holds_the_scenarios_the_data_and_the_templates(installed):
 
 
 def test_commands_run_from_the_installed_package(installed, tmp_path):
-    _, site, _ = installed
-    probe = subprocess.run([sys.executable, "-S", "-c", "import simulate; print(simulate.__file__)"],
-                           env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                               [str(site), sysconfig.get_paths()["purelib"]])},
+    site = installed[1]
+    probe = subprocess.run([_bin(installed, "python"), "-c", "import simulate; print(simulate.__file__)"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0 and probe.stdout.strip().startswith(str(site)), probe.stdout + probe.stderr
     res = _simulate(installed, "list")
@@ -90,12 +105,9 @@ def test_the_ak80_analysis_runs_from_the_installed_package(installed):
     code = ("import sys; from simulate.datasets import ak80_path; from simulate.cli import main; "
             "sys.exit(main(['analyze', str(ak80_path()), '--site', 'yob', '--treatment', 'qob', "
             "'--mediator', 'education', '--outcome', 'lwage']))")
-    _, site, work = installed
-    deps = sysconfig.get_paths()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), deps["purelib"]]),
-           "NUMBA_CACHE_DIR": str(work / "numba")}
-    res = subprocess.run([sys.executable, "-S", "-c", code], cwd=work, env=env, capture_output=True, text=True,
-                         timeout=1800)
+    work = installed[2]
+    res = subprocess.run([_bin(installed, "python"), "-c", code], cwd=work, env={**os.environ,
+                         "NUMBA_CACHE_DIR": str(work / "numba")}, capture_output=True, text=True, timeout=1800)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "0.0891" in res.stdout  # 2SLS on AK80 (Stata and ManyIV: 0.0891155)
 
@@ -103,7 +115,7 @@ def test_the_ak80_analysis_runs_from_the_installed_package(installed):
 def test_the_wheel_metadata_version_extras_and_entry_point(installed):
     import tomllib
 
-    wheel, site, work = installed
+    wheel, _, work, _ = installed
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
@@ -123,8 +135,6 @@ def test_the_wheel_metadata_version_extras_and_entry_point(installed):
     # __version__ and --version come from the installed metadata
     res = _simulate(installed, "--version")
     assert res.returncode == 0 and res.stdout.strip() == f"simulate {project['version']}", res.stdout + res.stderr
-    deps = sysconfig.get_paths()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), deps["purelib"], deps["platlib"]])}
-    res = subprocess.run([sys.executable, "-S", "-m", "simulate", "list"], cwd=work, env=env, capture_output=True,
+    res = subprocess.run([_bin(installed, "python"), "-m", "simulate", "list"], cwd=work, capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0 and "baseline" in res.stdout, res.stderr
