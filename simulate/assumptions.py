@@ -39,9 +39,11 @@ class SweepPlan:
     changes: list[str] = field(default_factory=list)
 
     def values_at(self, t: float) -> list[float]:
+        """The paths' values at fraction t, ``start + t (end - start)`` each (rounded to 10 decimals)."""
         return [round(a + t * (b - a), 10) for a, b in zip(self.start, self.end)]
 
     def axis_at(self, t: float) -> float:
+        """The dial value at fraction t: the first path's value."""
         return self.values_at(t)[0]
 
 
@@ -55,24 +57,29 @@ class Design:
 
     @property
     def P(self) -> int:
+        """The number of mediators P."""
         return self.scenario.n_mediators
 
     @property
     def binary(self) -> list[bool]:
+        """Per mediator, whether it is binary."""
         return list(self.scenario.is_binary)
 
     @property
     def continuous(self) -> list[int]:
+        """The indices (0-based) of the continuous mediators."""
         return [p for p in range(self.P) if not self.binary[p]]
 
     @property
     def compliance(self) -> list[float]:
+        """Per mediator, the mean compliance gamma_p: complier minus defier share if binary, else the site mean."""
         sc = self.scenario
         at = Layout(self.P).site_compliance
         return [(sc.complier_share[p] - sc.defier_share[p]) if self.binary[p] else sc.site_mean[at(p)]
                 for p in range(self.P)]
 
     def effect(self, p: int) -> float:
+        """The site mean of mediator p's effect delta_p."""
         return self.scenario.site_mean[Layout(self.P).site_effect(p)]
 
     @property
@@ -84,6 +91,7 @@ class Design:
         return abs(v) or 1.0
 
     def plan(self, paths, ends, starts=None, changes=(), extra: Callable[[dict], None] | None = None) -> SweepPlan:
+        """A :class:`SweepPlan` on a copy of the design table (edited by ``extra``); starts default to 0."""
         raw = copy.deepcopy(self.raw)
         if extra is not None:
             extra(raw)
@@ -131,6 +139,7 @@ class Assumption:
 
     @property
     def label(self) -> str:
+        """The numeral and the short name, e.g. ``"i (SUTVA)"``."""
         return f"{self.numeral} ({self.name})"
 
 

@@ -136,10 +136,12 @@ class Calibration:
 
     @property
     def n_sites(self) -> int:
+        """The number of sites K."""
         return len(self.n_per_site)
 
     @property
     def arms(self) -> int:
+        """The number of arms, control included (L + 1)."""
         return len(self.arm_shares)
 
 

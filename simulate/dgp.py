@@ -94,6 +94,7 @@ class Trial:
 
     @property
     def n_sites(self) -> int:
+        """The number of sites K."""
         return len(self.n_per_site)
 
     def sample_estimands(self) -> dict[str, np.ndarray]:

@@ -215,12 +215,12 @@ def empirical_se(m: Moments) -> Measure:
 
 
 def model_se(mean_v: float, var_v: float, m: int) -> Measure:
-    """ModSE from the mean and variance of the m squared model SEs (NaN when m = 0).
+    r"""ModSE from the mean and variance of the m squared model SEs (NaN when m = 0).
 
     Parameters
     ----------
     mean_v, var_v : float
-        Mean and variance (divisor m - 1) of the :math:`\\widehat{SE}_i^2`.
+        Mean and variance (divisor m - 1) of the :math:`\widehat{SE}_i^2`.
     m : int
         How many.
     """

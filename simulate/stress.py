@@ -141,6 +141,7 @@ class StressSettings:
     pdf: bool = False
 
     def severe_of(self, key: str, default: float):
+        """The value ``[stress.dials]`` gives dial ``key`` (a severe value, or False: not swept), else ``default``."""
         for k, v in self.severe:
             if k == key:
                 return v
@@ -153,6 +154,7 @@ class StressSettings:
         return (self.steps - 1) * k + 1
 
     def fingerprint(self) -> dict:
+        """The settings that decide the results (all but jobs, quiet and pdf), for the fingerprint in ``plan.json``."""
         keep = ("reps", "max_reps", "seed", "steps", "fine_steps", "tolerance", "coverage_floor", "rmse_ratio",
                 "truth_sites", "truth_batches", "truth_batch_sites", "defier_effect_shift")
         return {k: getattr(self, k) for k in keep} | {"severe": [list(s) for s in self.severe]}
@@ -240,18 +242,22 @@ class Sweep:
 
     @property
     def dial(self) -> Assumption:
+        """The assumption swept (the same as ``assumption``)."""
         return self.assumption
 
     @property
     def paths(self) -> list[str]:
+        """The grid paths the dial moves (none if skipped)."""
         return self.plan.paths if self.plan else []
 
     @property
     def axis(self) -> str:
+        """The first path: the dial's axis."""
         return self.paths[0]
 
     @property
     def changes(self) -> list[str]:
+        """The changes the sweep makes to the design (none if skipped)."""
         return self.plan.changes if self.plan else []
 
     @property
@@ -261,15 +267,18 @@ class Sweep:
 
     @property
     def dial_values(self) -> list[float]:
+        """The simulated dial values: the axis at each fraction in ``ts``."""
         return [self.plan.axis_at(t) for t in self.ts]
 
     def raw_at(self, t: float) -> dict:
+        """A copy of the plan's design table with every path set to its value at fraction t."""
         raw = copy.deepcopy(self.plan.raw)
         for path, value in zip(self.paths, self.plan.values_at(t)):
             raw = set_path(raw, path, value, f"[stress dial {self.assumption.key}]")
         return raw
 
     def cell_at(self, t: float, source: str) -> GridCell:
+        """The :class:`GridCell` at fraction t: the scenario of :meth:`raw_at`, its source naming dial and values."""
         values = tuple(zip(self.paths, self.plan.values_at(t)))
         label = ", ".join(f"{p} = {v}" for p, v in values)
         return GridCell(0, values, from_dict(self.raw_at(t), f"{source} [stress dial {self.assumption.key}: {label}]"))
@@ -906,8 +915,10 @@ def _stress_test(design, out, *, jobs, quiet, reps, pdf) -> Path:
 
 
 def _with_detection(ver: pd.DataFrame, checks: pd.DataFrame) -> pd.DataFrame:
-    """Add how often the design's own checks fire (any of them) at the first simulated value at or past the
-    breakdown."""
+    """Add how often the design's own checks fire (any of them) at the breakdown.
+
+    The rate is read at the first simulated value at or past the breakdown (the last value if none is).
+    """
     rate, mcse, at = [], [], []
     anyc = checks[checks.check == "any_check"]
     by_dial = {d: g.sort_values("value") for d, g in anyc.groupby("dial")}

@@ -1,10 +1,10 @@
-"""Tables of a summary: CSV and JSON of the long frame; Markdown and LaTeX tables, one per target.
+r"""Tables of a summary: CSV and JSON of the long frame; Markdown and LaTeX tables, one per target.
 
 Every function takes a :class:`simulate.measures.Summary` or the long frame (with the
 metadata in ``frame.attrs``, as :func:`simulate.summary.summarize_directory` returns it).
 Markdown is :meth:`pandas.DataFrame.to_markdown` (tabulate's pipe tables); LaTeX is
 :meth:`pandas.io.formats.style.Styler.to_latex`, one booktabs ``table`` environment per
-target with a caption and a label (the document needs ``\\usepackage{booktabs}``).  Printed
+target with a caption and a label (the document needs ``\usepackage{booktabs}``).  Printed
 cells read ``value (mcse)``: four significant digits, two for the MCSE.
 """
 
@@ -151,10 +151,10 @@ def to_markdown(summary) -> str:
 
 
 def to_latex(summary) -> str:
-    """Booktabs tables, one ``table`` environment per target with caption and label (Styler.to_latex).
+    r"""Booktabs tables, one ``table`` environment per target with caption and label (Styler.to_latex).
 
     Names and cells are escaped for LaTeX; labels read ``tab:summary-<target>``.  The
-    document needs ``\\usepackage{booktabs}``.
+    document needs ``\usepackage{booktabs}``.
 
     Parameters
     ----------

@@ -92,7 +92,6 @@ def warm_up(continuous: bool = True, binary: bool = False) -> float | None:
         The seconds spent when something was compiled, None when everything was loaded
         from the cache or already in memory.
     """
-
     kernels = _main_kernels()
     if not all(hasattr(d, "stats") for d in kernels):  # NUMBA_DISABLE_JIT: plain Python, nothing to compile
         return None

@@ -37,7 +37,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def one_line(msg: str) -> str:
-    """A message on one line: newlines shown as ``\\n``, at most MAX_MESSAGE characters.
+    r"""A message on one line: newlines shown as ``\n``, at most MAX_MESSAGE characters.
 
     Parameters
     ----------

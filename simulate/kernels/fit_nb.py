@@ -78,9 +78,11 @@ def _put_kclass(est, se, status, e, beta, se_e, st):
 
 @njit(inline="always")
 def _put_site_fit(est, se, status, e, beta, cov_c, cov_r, cov_1, st, first):
-    """Store a between-site regression as estimator e: the mediators' coefficients are
-    beta[first:first + P] (after ``first`` leading columns such as the intercept), their
-    conventional, HC0 and HC1 SEs the roots of the covariances' diagonals."""
+    """Store a between-site regression as estimator e.
+
+    The mediators' coefficients are beta[first:first + P] (after ``first`` leading columns such
+    as the intercept), their conventional, HC0 and HC1 SEs the roots of the covariances' diagonals.
+    """
     P = est.shape[1]
     status[e] = st
     for p in range(P):
@@ -290,8 +292,7 @@ def _fit_between_intercept(est, se, status, diag, itt, comp, tval, srow, ones):
 
 @njit(inline="always")
 def _nonlinearity_test(diag, itt, comp, tval, srow, ones):
-    """Add the squared compliances to the between-site regression and Wald-test them
-    (site-robust, jackknife CR3)."""
+    """Add the squared compliances to the between-site regression and Wald-test them (site-robust, jackknife CR3)."""
     K, L = ones.shape[0], ones.shape[1]
     N, P = comp.shape
     Gn = np.empty((N, 2 * P + 1))

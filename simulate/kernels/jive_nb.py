@@ -1,5 +1,6 @@
-r"""Numba kernels: UJIVE (Kolesar 2013) with site effects, and the person-level HC0 meats
-that need fourth moments (OLS and UJIVE).
+r"""Numba kernels: UJIVE (Kolesar 2013) with site effects, and person-level HC0 meats.
+
+The meats are those that need fourth moments (OLS and UJIVE).
 """
 
 import numpy as np

@@ -1,6 +1,7 @@
-r"""Numba kernels: the k-class family with site fixed effects (OLS, 2SLS, LIML, Fuller,
-bias-corrected 2SLS), their standard errors, the pooled Wald estimator and the
-Anderson-Rubin statistic.
+r"""Numba kernels: k-class estimators with site fixed effects, the pooled Wald estimator and the AR statistic.
+
+The k-class family (OLS, 2SLS, LIML, Fuller, bias-corrected 2SLS) comes with its standard errors;
+AR is the Anderson-Rubin statistic.
 
 Every k-class estimator is ``beta(kappa) = A_XX^{-1} A_XY`` with ``A = B + (1 - kappa) Wc``,
 B the between-cell and Wc the within-cell cross-products of v = (Y, M) (see

@@ -78,7 +78,7 @@ def sandwich_se(bread_inv, meat, scale):
 
 @njit(cache=True)
 def quad(M, b):
-    """b'M b."""
+    """The quadratic form b'M b."""
     Q = b.shape[0]
     acc = 0.0
     for a in range(Q):
@@ -91,7 +91,7 @@ def quad(M, b):
 
 @njit(cache=True)
 def coef_vector(beta):
-    """b = (1, -beta') so that the residual is u = b'v."""
+    """The coefficient vector b = (1, -beta') so that the residual is u = b'v."""
     P = beta.shape[0]
     b = np.empty(P + 1)
     b[0] = 1.0

@@ -98,7 +98,8 @@ def _to_double(r):
 def _candidate(r):
     """A ziggurat candidate from 64 bits: 8 choose the layer, 1 the sign, 52 the abscissa.
 
-    Returns (layer, 52-bit abscissa, signed candidate x)."""
+    Returns (layer, 52-bit abscissa, signed candidate x).
+    """
     idx = r & np.uint64(0xFF)
     r >>= np.uint64(8)
     rabs = (r >> np.uint64(1)) & _MASK52
@@ -272,9 +273,12 @@ def seed_sequence_words(entropy, spawn_key, n_words):
 
 @njit(cache=True)
 def replication_states(entropy, cell_key, reps, n_streams):
-    """(R, n_streams, 4) xoshiro states: replication reps[r] seeded by
+    """The (R, n_streams, 4) xoshiro states of the replications in reps.
+
+    Replication reps[r] is seeded by
     ``SeedSequence(seed, spawn_key=(cell_key, reps[r])).generate_state(4 n_streams, np.uint64)``,
-    with an all-zero stream state (a fixed point) replaced by (1, 0, 0, 0)."""
+    with an all-zero stream state (a fixed point) replaced by (1, 0, 0, 0).
+    """
     R = reps.shape[0]
     out = np.empty((R, n_streams, 4), np.uint64)
     key = np.empty(2, np.int64)

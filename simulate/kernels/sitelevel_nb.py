@@ -1,6 +1,7 @@
-r"""Numba kernels: between-site regressions of the site ITT contrasts on the site compliances
-(block-diagonal GLS with conventional and site-robust covariances, precision weights, and the
-jackknife CR3 covariance of the nonlinearity test).
+r"""Numba kernels: between-site regressions of the site ITT contrasts on the site compliances.
+
+Block-diagonal GLS with conventional and site-robust covariances, precision weights, and the
+jackknife CR3 covariance of the nonlinearity test.
 """
 
 import numpy as np

@@ -1,5 +1,4 @@
-"""What every figure shares: the error class, saving, panels, legends, bands and the selection of a measure.
-"""
+"""What every figure shares: the error class, saving, panels, legends, bands and the selection of a measure."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Sweep curves: a performance measure against one dial, one line per estimator with its Monte Carlo band.
-"""
+"""Sweep curves: a performance measure against one dial, one line per estimator with its Monte Carlo band."""
 
 from __future__ import annotations
 

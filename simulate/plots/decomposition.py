@@ -1,5 +1,4 @@
-"""The bias decomposition: identification bias against finite-sample bias along one dial.
-"""
+"""The bias decomposition: identification bias against finite-sample bias along one dial."""
 
 from __future__ import annotations
 

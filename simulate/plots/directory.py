@@ -1,5 +1,4 @@
-"""Every figure of a run directory, written under ``DIR/figures/``.
-"""
+"""Every figure of a run directory, written under ``DIR/figures/``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The grid of a run: which cells form a line along one dial, and the dial axis.
-"""
+"""The grid of a run: which cells form a line along one dial, and the dial axis."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Heat maps: a measure over a two-dimensional grid, each cell annotated with value and MCSE.
-"""
+"""Heat maps: a measure over a two-dimensional grid, each cell annotated with value and MCSE."""
 
 from __future__ import annotations
 

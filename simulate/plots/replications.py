@@ -1,5 +1,4 @@
-"""Replication-level figures: sampling distributions (violins) and zip plots of the intervals.
-"""
+"""Replication-level figures: sampling distributions (violins) and zip plots of the intervals."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The site-level picture of one replication: site ITT on the outcome against site ITT on the mediators.
-"""
+"""The site-level picture of one replication: site ITT on the outcome against site ITT on the mediators."""
 
 from __future__ import annotations
 

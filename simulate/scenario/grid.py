@@ -35,6 +35,7 @@ class GridCell:
 
     @property
     def hash(self) -> str:
+        """The cell scenario's content hash (:attr:`Scenario.hash`)."""
         return self.scenario.hash
 
 

@@ -262,14 +262,17 @@ class Scenario:
 
     @property
     def n_mediators(self) -> int:
+        """The number of mediators P."""
         return len(self.mediator_names)
 
     @property
     def binary_treatment(self) -> bool:
+        """Whether the treatment has two arms (control and one treated arm)."""
         return self.arms == 2
 
     @property
     def is_binary(self) -> tuple[bool, ...]:
+        """Per mediator, whether its kind is ``binary``."""
         return tuple(k == "binary" for k in self.mediator_kind)
 
     @property
@@ -389,6 +392,11 @@ def arm_counts(n: int, shares) -> list[int]:
 
 
 def build(t: dict, source: str) -> Scenario:
+    """The frozen :class:`Scenario` of a checked, normalised table (see :mod:`simulate.scenario.validation`).
+
+    The bookkeeping keys ``_warnings`` (kept as the scenario's warnings), ``_given`` and ``_lists``
+    are popped from ``t``; ``source`` (the input's name, for messages) is not used.
+    """
     P = t["mediators"]["count"]
     K = t["n_sites"]
     site, person, b = t["site"], t["person"], t["binary"]

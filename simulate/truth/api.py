@@ -42,6 +42,7 @@ class Truth:
     notes: tuple[str, ...] = field(default=())
 
     def to_records(self) -> list[dict]:
+        """One row per mediator: its estimands and large-sample limits."""
         rows = []
         for p, name in enumerate(self.mediators):
             rows.append({
@@ -58,6 +59,7 @@ class Truth:
         return rows
 
     def to_dict(self) -> dict:
+        """JSON-ready: the per-mediator rows, the between-intercept constant, the heterogeneity, sites and notes."""
         return {"mediators": self.to_records(),
                 "limit_between_intercept_constant": self.limit_between_intercept_constant,
                 "between_site_heterogeneity": self.between_site_heterogeneity,

@@ -19,7 +19,7 @@ _Phi = special.ndtr
 
 
 def _xphi(x):
-    """x phi(x), which is 0 at x = +-inf (a complier share of 1 puts the cut at infinity)."""
+    """The product x phi(x), which is 0 at x = +-inf (a complier share of 1 puts the cut at infinity)."""
     x = np.asarray(x, float)
     out = np.zeros_like(x)
     f = np.isfinite(x)
