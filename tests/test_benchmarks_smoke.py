@@ -72,7 +72,8 @@ def test_json_has_every_key(quick):
     assert set(res["scaling"]["slopes"]) == {"sites", "persons", "mediators"}
     assert len(res["scaling"]["rows"]) == 5 + 5 + 4
     assert set(res["targets"]) == {key for key, *_ in bench.TARGETS}
-    assert res["cli"]["seconds_per_replication"] > 0 and res["cli"]["short"] < res["cli"]["long"]
+    # a difference of two short runs: finite, of either sign in quick mode (the full run judges it)
+    assert math.isfinite(res["cli"]["seconds_per_replication"]) and res["cli"]["short"] < res["cli"]["long"]
     assert res["main_job"]["cold_seconds"] > 0 and res["main_job"]["warm_seconds"] > 0
     for t in res["targets"].values():
         assert {"value", "goal", "met"} <= set(t) and math.isfinite(t["value"]) and t["value"] > 0
