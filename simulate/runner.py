@@ -55,6 +55,7 @@ import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from dataclasses import replace as _dc_replace
 from pathlib import Path
 
 from . import store
@@ -391,6 +392,13 @@ def _run_locked(cells, text, label, out: Path, config: RunConfig, code: str, tru
     if n_missing and config.scheduler is None:  # workers of a --scheduler compile where they run
         outcome.warm_up = _warm_up(cells, config.quiet)
     _replicate(outcome, tasks, n_missing, cells, cell_keys, config, client, out)
+    _close(out, cells, manifest, outcome, config, chunk, truth_sites, counter)
+    return manifest
+
+
+def _close(out: Path, cells, manifest: dict, outcome: _Outcome, config: RunConfig, chunk: int, truth_sites,
+           counter: list) -> None:
+    """Record the run in the manifest; stop with the resume hint if it was cut short; else truth and summary."""
     _record(manifest, outcome, config, chunk, counter)
     if outcome.interrupted or outcome.failure is not None:
         _stop(out, manifest, outcome, config.reps * len(cells))
@@ -404,7 +412,155 @@ def _run_locked(cells, text, label, out: Path, config: RunConfig, code: str, tru
     except OSError as exc:
         raise RunError(describe_os_error(exc) + f"; the replications are stored in {out}; "
                        "rerun with --resume to finish") from None
-    return manifest
+
+
+# ---------------------------------------------------------------------------
+# A batch: several runs through one pool of workers
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """One run of a batch (:func:`run_batch`): cells, directory, replications per cell.
+
+    ``cells`` is what :func:`run` takes as its source: a scenario file, a Scenario or GridCells.
+    """
+
+    cells: object
+    out: Path
+    reps: int
+
+
+@dataclass
+class _Open:
+    """A run of a batch with its directory open: what is left to run, and what it did."""
+
+    out: Path
+    cells: list
+    config: RunConfig
+    manifest: dict
+    chunk: int
+    tasks: list
+    left: int
+    outcome: _Outcome = field(default_factory=_Outcome)
+    closed: bool = False
+
+
+def _batch_task(tag: int, *args):
+    """:func:`_task` with the index of its run in the batch, so that its result finds its directory."""
+    return tag, _task(*args)
+
+
+def run_batch(runs, config: RunConfig, *, truth_sites: int | None = None) -> list[dict]:
+    """Several runs, each in its own directory, through one pool of workers and one warm-up.
+
+    Each run stores exactly what :func:`run` would store for ``(run.cells, run.out)`` with
+    ``config`` at ``run.reps`` replications (the same rows, parts, manifest fields and
+    summary; a directory that holds a manifest is resumed).  Shared are the workers, the
+    kernels' warm-up and the progress line; a run's truth and summary are written as soon as
+    its last replication is in, while the workers go on with the others' replications, so a
+    sweep of many small cells keeps every core busy.  An interruption or a failure leaves
+    every directory resumable, like :func:`run`.
+
+    Parameters
+    ----------
+    runs : iterable of BatchRun
+    config : RunConfig
+        Settings of every run; its ``reps`` and ``resume`` are each run's own.
+    truth_sites : int, optional
+        As in :func:`run`.
+
+    Returns
+    -------
+    list of dict
+        The manifests as written, in the order of ``runs``.
+    """
+    runs = list(runs)
+    configs = [_dc_replace(config, reps=r.reps, resume=(Path(r.out) / store.MANIFEST_NAME).exists()) for r in runs]
+    for c in configs:
+        c.check()
+    if config.backend == "dask":
+        _require_dask()
+    loaded = [_load_cells(r.cells) for r in runs]
+    for (cells, _, _), r, c in zip(loaded, runs, configs):
+        store.check_disk(cells, c.reps, Path(r.out))
+    code = code_version()
+    client = _connect(config) if config.backend == "dask" and config.scheduler else None
+    counter = [0]
+    try:
+        with _counting_warnings(counter), contextlib.ExitStack() as stack:
+            locks = [stack.enter_context(DirectoryLock(r.out)) for r in runs]
+            _pause("startup")
+            opened = []
+            for r, (cells, text, label), c, lock in zip(runs, loaded, configs, locks):
+                manifest, notes = _open_directory(cells, text, label, Path(r.out), c, code)
+                for n in ([lock.note] if lock.note else []) + notes:
+                    _note(n)
+                tasks, left, chunk = _plan(cells, Path(r.out), c)
+                opened.append(_Open(Path(r.out), cells, c, manifest, chunk, list(tasks), left))
+            _run_batch(opened, config, truth_sites, client, counter)
+            return [o.manifest for o in opened]
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run_batch(opened: list[_Open], config: RunConfig, truth_sites, client, counter: list) -> None:
+    """The replications of every open run, each run closed (truth, summary) as its last one comes in."""
+    total = sum(o.left for o in opened)
+    if total and config.scheduler is None:
+        opened[0].outcome.warm_up = _warm_up([c for o in opened for c in o.cells], config.quiet)
+    for o in opened:  # nothing to run: only the truth and summary (a resumed, finished run)
+        if o.left == 0:
+            _close_open(o, truth_sites, counter)
+    own = _own_warnings(config)
+    maps = [({c.index: c for c in o.cells}, _cell_keys(o.cells, o.config)) for o in opened]
+    args = ((j, maps[j][0][c].scenario, c, maps[j][1][c], config.seed, a, b, config.level, own)
+            for j, o in enumerate(opened) for c, a, b in o.tasks)
+    dead_worker = _worker_death_errors(config)
+    t0 = time.perf_counter()
+    failure, interrupted = None, False
+    with Progress(total, quiet=config.quiet, interval=config.progress_interval) as progress:
+        try:
+            for j, (cell, start, stop, cols, secs, nwarn) in _dispatch(_batch_task, args, total, config, client):
+                o = opened[j]
+                _write_part(o.out, cell, start, stop, cols)
+                o.outcome.worker_seconds += secs
+                o.outcome.warnings += nwarn
+                o.outcome.replications += stop - start
+                o.left -= stop - start
+                progress.update(stop - start, secs)
+                if o.left == 0:
+                    o.outcome.wall = time.perf_counter() - t0
+                    _close_open(o, truth_sites, counter)
+        except KeyboardInterrupt:
+            interrupted = True
+        except dead_worker:
+            failure = "a worker process died (killed or out of memory)"
+        except MemoryError:
+            failure = "out of memory (use fewer --jobs or a smaller --chunk)"
+        except OSError as exc:
+            failure = describe_os_error(exc)
+    if not (interrupted or failure):
+        return
+    wall = time.perf_counter() - t0
+    for o in opened:
+        if not o.closed:
+            o.outcome.wall, o.outcome.interrupted, o.outcome.failure = wall, interrupted, failure
+            _record(o.manifest, o.outcome, o.config, o.chunk, counter)
+            with contextlib.suppress(OSError):
+                store.write_manifest(o.out, o.manifest)
+    stored = sum(store.stored_replications(o.out) for o in opened)
+    want = sum(o.config.reps * len(o.cells) for o in opened)
+    where = f"{stored} of {want} replications are stored; rerun with --resume to finish"
+    if interrupted:
+        raise KeyboardInterrupt(where)
+    raise RunError(f"{failure}; {where}")
+
+
+def _close_open(o: _Open, truth_sites, counter: list) -> None:
+    o.closed = True
+    _close(o.out, o.cells, o.manifest, o.outcome, o.config, o.chunk, truth_sites, counter)
 
 
 def _cell_keys(cells, config: RunConfig) -> list[int]:
@@ -580,19 +736,29 @@ def _worker_death_errors(config: RunConfig) -> tuple:
     return tuple(errs)
 
 
+def _own_warnings(config: RunConfig) -> bool:
+    """Whether the tasks run in worker processes (which then count their own warnings)."""
+    return config.jobs > 1 and config.backend == "loky" or config.backend == "dask"
+
+
 def _execute(tasks, n_tasks_hint: int, cells: dict[int, GridCell], cell_keys: list[int], config: RunConfig,
              client=None) -> Iterable:
     """Yield task results as they complete, on the configured backend."""
+    own = _own_warnings(config)
+    args = ((cells[c].scenario, c, cell_keys[c], config.seed, a, b, config.level, own) for c, a, b in tasks)
+    yield from _dispatch(_task, args, n_tasks_hint, config, client)
+
+
+def _dispatch(fn, args, n_tasks_hint: int, config: RunConfig, client=None) -> Iterable:
+    """Yield ``fn(*a)`` for every ``a`` of ``args`` as they complete, on the configured backend."""
     if n_tasks_hint == 0:
         return
-    own = config.jobs > 1 and config.backend == "loky" or config.backend == "dask"
-    args = ((cells[c].scenario, c, cell_keys[c], config.seed, a, b, config.level, own) for c, a, b in tasks)
     if config.backend == "dask":
-        yield from _execute_dask(args, config, client)
+        yield from _execute_dask(fn, args, config, client)
         return
     if config.jobs == 1:
         for a in args:
-            yield _task(*a)
+            yield fn(*a)
         return
     from joblib import Parallel, delayed, parallel_config
 
@@ -604,10 +770,10 @@ def _execute(tasks, n_tasks_hint: int, cells: dict[int, GridCell], cell_keys: li
     else:
         par = Parallel(n_jobs=config.jobs, backend="threading", return_as="generator_unordered",
                        pre_dispatch="2*n_jobs")
-    yield from par(delayed(_task)(*a) for a in args)
+    yield from par(delayed(fn)(*a) for a in args)
 
 
-def _execute_dask(args, config: RunConfig, client=None):
+def _execute_dask(fn, args, config: RunConfig, client=None):
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -620,7 +786,7 @@ def _execute_dask(args, config: RunConfig, client=None):
         pending = as_completed()
         window = 4 * max(1, config.jobs) if own_client else 256
         for a in args:  # a bounded window of submitted tasks (a huge run is not submitted at once)
-            pending.add(client.submit(_task, *a, pure=False))
+            pending.add(client.submit(fn, *a, pure=False))
             if pending.count() >= window:
                 fut = next(pending)
                 yield fut.result()

@@ -102,7 +102,7 @@ from . import __version__
 from .assumptions import ASSUMPTIONS, BY_KEY, Assumption, SweepPlan
 from .assumptions import design as make_design
 from .errors import SimulateError
-from .runner import RunConfig, code_version, read_rows, run
+from .runner import BatchRun, RunConfig, code_version, read_rows, run_batch
 from .scenario import GridCell, from_dict, set_path
 
 __all__ = ["StressSettings", "StressError", "Sweep", "stress_test", "plan_sweeps", "read_design",
@@ -669,19 +669,23 @@ def _say(settings: StressSettings, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _run_cell(cell: GridCell, run_dir: Path, reps: int, settings: StressSettings) -> None:
-    held = 0
-    if (run_dir / "manifest.json").exists():
-        from .runner import part_files
+def _complete(run_dir: Path, reps: int) -> bool:
+    """Whether ``run_dir`` holds a finished run of ``reps`` replications with its summary."""
+    if not (run_dir / "manifest.json").exists() or not (run_dir / "summary.csv").exists():
+        return False
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return bool(manifest.get("complete")) and manifest.get("reps") == reps
 
-        held = max((b for _, _, b, _ in part_files(run_dir)), default=0)
-        if held >= reps and (run_dir / "summary.csv").exists():
-            manifest = json.loads((run_dir / "manifest.json").read_text())
-            if manifest.get("complete") and manifest.get("reps") == reps:
-                return
-    cfg = RunConfig(reps=reps, seed=settings.seed, jobs=settings.jobs, quiet=settings.quiet,
-                    resume=(run_dir / "manifest.json").exists())
-    run([replace(cell, index=0)], run_dir, cfg, truth_sites=settings.truth_sites)
+
+def _held(run_dir: Path) -> bool:
+    return (run_dir / "manifest.json").exists()
+
+
+def _run_cells(todo: list[tuple[GridCell, Path, int]], settings: StressSettings) -> None:
+    """Run every (cell, directory, replications) of a pass as one batch: one pool, one warm-up."""
+    cfg = RunConfig(reps=max((r for *_, r in todo), default=1), seed=settings.seed, jobs=settings.jobs,
+                    quiet=settings.quiet)
+    run_batch([BatchRun([replace(c, index=0)], d, r) for c, d, r in todo], cfg, truth_sites=settings.truth_sites)
 
 
 def _evaluate(sweeps, cell_of, out: Path, kinds, reps_of: dict, cache: dict):
@@ -876,11 +880,15 @@ def _stress_test(design, out, *, jobs, quiet, reps, pdf) -> Path:
     k = len(plan["passes"]) - 1  # a resumed stress test replays its last recorded pass, then decides on
     while True:
         reps_of = plan["passes"][k]
-        for j, h in enumerate(cells):
-            if k > 0 and reps_of[h] == plan["passes"][k - 1].get(h):
-                continue
-            _say(settings, f"[pass {k + 1}: {j + 1}/{len(cells)}] {label_of[h]} ({reps_of[h]} replications)")
-            _run_cell(cells[h], out / "cells" / h, reps_of[h], settings)
+        todo = [h for h in cells if not (k > 0 and reps_of[h] == plan["passes"][k - 1].get(h))
+                and not _complete(out / "cells" / h, reps_of[h])]
+        if todo:
+            before = plan["passes"][k - 1] if k else {}
+            new = sum(reps_of[h] - (before.get(h, 0) if _held(out / "cells" / h) else 0) for h in todo)
+            _say(settings, f"[pass {k + 1}] {len(todo)} of {len(cells)} cells, up to {new:,} replications, "
+                           f"one batch on {settings.jobs} worker(s): "
+                           + ", ".join(dict.fromkeys(label_of[h].split(" (")[0].split(":")[0] for h in todo)))
+            _run_cells([(cells[h], out / "cells" / h, reps_of[h]) for h in todo], settings)
         measures, checks = _evaluate(sweeps, cell_of, out, kinds, reps_of, cache)
         ver, requests = _judge(sweeps, measures, exact, settings, kinds)
         grow = {h: r for h, r in requests.items() if r > reps_of[h]}

@@ -317,3 +317,32 @@ def test_default_tasks_are_not_tiny_and_even_over_the_workers():
             chunk = _auto_chunk(small, n, jobs)
             tasks = -(-n // chunk)
             assert 1 <= chunk <= 2000 and tasks >= min(n, jobs)  # no worker left without a task
+
+
+def test_a_batch_stores_what_separate_runs_store_and_resumes(tmp_path, monkeypatch):
+    """run_batch: each directory holds exactly the rows and summary of its own run (issue 17)."""
+    from simulate.runner import BatchRun, run_batch
+    from simulate.scenario import validate_file
+
+    grid = validate_file(_file(tmp_path, GRID, "g.toml"))
+    alone = []
+    for i, cell in enumerate(grid):
+        out = tmp_path / f"alone{i}"
+        run([cell.__class__(0, cell.values, cell.scenario)], out,
+            RunConfig(reps=12 + 6 * i, seed=5, quiet=True), truth_sites=10_000)
+        alone.append(out)
+    batch = [BatchRun([cell.__class__(0, cell.values, cell.scenario)], tmp_path / f"batch{i}", 12 + 6 * i)
+             for i, cell in enumerate(grid)]
+    manifests = run_batch(batch, RunConfig(reps=1, seed=5, jobs=2, quiet=True), truth_sites=10_000)
+    assert [m["reps"] for m in manifests] == [12, 18] and all(m["complete"] for m in manifests)
+    for a, b in zip(alone, batch):
+        assert_same_rows(a, b.out)
+        assert (a / "summary.csv").read_text() == (b.out / "summary.csv").read_text()
+    # a batch with more replications resumes both directories and runs only the missing ones
+    more = [BatchRun(b.cells, b.out, b.reps + 6) for b in batch]
+    manifests = run_batch(more, RunConfig(reps=1, seed=5, quiet=True), truth_sites=10_000)
+    assert [m["runs"][-1]["replications"] for m in manifests] == [6, 6]
+    full = tmp_path / "full"
+    run([grid[1].__class__(0, grid[1].values, grid[1].scenario)], full, RunConfig(reps=24, seed=5, quiet=True),
+        truth_sites=10_000)
+    assert_same_rows(full, more[1].out)
