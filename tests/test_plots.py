@@ -8,6 +8,7 @@ the replication it draws; ``simulate plot DIR`` writes PNG and PDF and fails in 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -74,7 +75,8 @@ def _legend_texts(fig: Figure) -> list[str]:
 
 
 def _estimators(summary, measure="bias", target="ate"):
-    sel = summary[(summary["measure"] == measure) & (summary["target"] == target) & (summary["mediator"] == "M1")]
+    t = summary.table
+    sel = t[(t["measure"] == measure) & (t["target"] == target) & (t["mediator"] == "M1")]
     return [e for e in P._order_estimators(sel["estimator"])
             if np.isfinite(sel.loc[sel["estimator"] == e, "value"]).any()]
 
@@ -131,7 +133,8 @@ def test_bias_plot_has_title_labels_legend_and_mc_bands(summary):
         assert texts.count(P.ESTIMATOR_LABELS[e]) == 1, e
     assert any("Monte Carlo 95% band" in t for t in texts)
     # the band of 2SLS spans value +- 1.96 MCSE of the summary at each grid value
-    sel = summary[(summary["measure"] == "bias") & (summary["target"] == "ate") & (summary["estimator"] == "2sls")]
+    t = summary.table
+    sel = t[(t["measure"] == "bias") & (t["target"] == "ate") & (t["estimator"] == "2sls")]
     sel = sel.sort_values("cell")
     band = _band_of(ax, P.ESTIMATOR_STYLES["2sls"][0])
     ys = band.get_paths()[0].vertices[:, 1]
@@ -185,8 +188,7 @@ def test_dial_plot_errors_name_the_problem(summary):
         P.dial_plot(summary, PATH, "nonsense")
     with pytest.raises(P.PlotError, match="mediator 'X'"):
         P.bias_plot(summary, PATH, mediator="X")
-    bare = summary.copy()
-    bare.attrs = {}
+    bare = dataclasses.replace(summary, cells={})
     with pytest.raises(P.PlotError, match="no grid values"):
         P.bias_plot(bare, PATH)
 
@@ -196,8 +198,9 @@ def test_bias_decomposition_adds_up_and_bands_the_finite_sample_part(summary):
     left, right = fig.axes
     assert "identification" in _title(fig) and left.get_xlabel() == P.DIAL_LABELS[PATH]
     assert left.get_ylabel().startswith("identification bias") and right.get_ylabel().startswith("finite-sample")
-    ident = summary[(summary["measure"] == "identification_bias") & (summary["target"] == "ate")
-                    & (summary["estimator"] == "2sls")].sort_values("cell")["value"].to_numpy()
+    t = summary.table
+    ident = t[(t["measure"] == "identification_bias") & (t["target"] == "ate") & (t["estimator"] == "2sls")]
+    ident = ident.sort_values("cell")["value"].to_numpy()
     line = next(ln for ln in left.get_lines() if ln.get_label() == "2SLS")
     assert np.allclose(line.get_ydata(), ident)
     assert ident[-1] > 0.05  # within-site correlation 0.8 biases 2SLS away from the ATE
@@ -266,10 +269,11 @@ def test_sampling_distribution_plot(rows, rundir):
 
 
 def test_zip_plot_reports_the_summary_coverage(rows, summary):
-    cov = summary[(summary["cell"] == 2) & (summary["estimator"] == "2sls") & (summary["target"] == "ate")
-                  & (summary["measure"] == "coverage")].iloc[0]
-    ate = summary[(summary["cell"] == 2) & (summary["estimator"] == "2sls") & (summary["target"] == "ate")
-                  & (summary["measure"] == "target_value")]["value"].iloc[0]
+    t = summary.table
+    cov = t[(t["cell"] == 2) & (t["estimator"] == "2sls") & (t["target"] == "ate")
+            & (t["measure"] == "coverage")].iloc[0]
+    ate = t[(t["cell"] == 2) & (t["estimator"] == "2sls") & (t["target"] == "ate")
+            & (t["measure"] == "target_value")]["value"].iloc[0]
     fig = P.zip_plot(rows, cell=2, estimator="2sls", target_value=ate)
     (ax,) = fig.axes
     assert f"coverage {100 * cov['value']:.1f}%" in ax.get_title()
@@ -377,10 +381,10 @@ def test_command_writes_figures(rundir, capsys):
 
 def test_dial_plot_takes_a_target_per_mediator(summary):
     # a second mediator "B" whose rows exist only under the LATE, with values of its own
-    b = summary[(summary.mediator == "M1") & (summary.target == "ate")].copy()
+    t = summary.table
+    b = t[(t.mediator == "M1") & (t.target == "ate")].copy()
     b["mediator"], b["target"], b["value"] = "B", "late", b["value"] + 1.0
-    both = pd.concat([summary, b], ignore_index=True)
-    both.attrs = summary.attrs
+    both = dataclasses.replace(summary, table=pd.concat([t, b], ignore_index=True))
     fig = P.dial_plot(both, PATH, "bias", target={"M1": "ate", "B": "late"}, estimators=["2sls"])
     axes = {ax.get_title(): ax for ax in fig.axes if ax.get_title().startswith("mediator")}
     assert axes["mediator M1"].get_ylabel().endswith("vs population ATE")
@@ -396,9 +400,10 @@ def test_figures_take_the_summary_dataclass_as_they_take_its_frame(summary, rund
     from simulate.summary import Summary, summarize_run
 
     s = summarize_run(rundir)
-    assert isinstance(s, Summary) and s.level == 0.95 and s.cells == summary.attrs["cells"]
+    assert isinstance(summary, Summary) and isinstance(s, Summary)
+    assert s.level == 0.95 and {c: [tuple(v) for v in vals] for c, vals in s.cells.items()} == summary.cells
     a = P.dial_plot(s, PATH, "bias")
-    b = P.dial_plot(summary, PATH, "bias")
+    b = P.dial_plot(summary.frame(), PATH, "bias")  # the long frame with its attrs, as older code passes it
     assert _title(a) == _title(b) and _legend_texts(a) == _legend_texts(b)
     band_a = _band_of(a.axes[0], P.ESTIMATOR_STYLES["2sls"][0])
     band_b = _band_of(b.axes[0], P.ESTIMATOR_STYLES["2sls"][0])

@@ -90,16 +90,14 @@ def cmd_run(args) -> int:
 
 def cmd_summarize(args) -> int:
     """``simulate summarize DIR``: the performance measures of a run, in the chosen format."""
-    from ..summary import SummaryError, render, summarize_directory
+    from ..summary import SummaryError, render, summarize_run
 
     if not 0 < args.alpha < 1:
         raise SummaryError(f"--alpha must be in (0, 1), got {args.alpha}")
-    frame = summarize_directory(args.directory, alpha=args.alpha)
+    summary = summarize_run(args.directory, alpha=args.alpha)
     if args.target:
-        attrs = dict(frame.attrs)  # the summary's notes travel in attrs (see simulate.summary)
-        frame = frame[frame["target"].isin(args.target)].reset_index(drop=True)
-        frame.attrs.update(attrs)
-    text = render(frame, args.format)
+        summary = summary.select(args.target)
+    text = render(summary, args.format)
     if args.out == "-":
         sys.stdout.write(text)
     else:

@@ -24,9 +24,16 @@ class PlotError(SimulateError):
     """A figure that cannot be made from what it was given; the message is one line."""
 
 
-def _as_frame(summary) -> pd.DataFrame:
-    """The long frame of a :class:`simulate.measures.Summary` (metadata in ``attrs``), or the frame itself."""
-    return summary.frame() if isinstance(summary, Summary) else summary
+def _as_summary(summary) -> Summary:
+    """A :class:`simulate.measures.Summary`, read from a long frame (metadata in ``attrs``) when given one."""
+    return Summary.from_frame(summary)
+
+
+def _nominal(nominal, summary: Summary) -> float:
+    """The nominal coverage: the one asked for, else the run's confidence level, else 0.95."""
+    if nominal is not None:
+        return float(nominal)
+    return float(summary.level) if summary.level is not None else 0.95
 
 
 

@@ -11,10 +11,11 @@ from matplotlib.figure import Figure
 from .base import (
     Z95,
     PlotError,
-    _as_frame,
+    _as_summary,
     _band_alpha,
     _finish_legend,
     _mediators,
+    _nominal,
     _nominal_band,
     _panel_grid,
     _select,
@@ -80,8 +81,9 @@ def dial_plot(summary: pd.DataFrame, path: str, measure: str, *, target: str | M
     -------
     matplotlib.figure.Figure
     """
-    summary = _as_frame(summary)
-    grid = _cells_of(summary, cells)
+    run = _as_summary(summary)
+    summary = run.table
+    grid = _cells_of(run, cells)
     line, xs, fixed, companions = _line_cells(grid, path, where)
     x, ticks = _x_positions(xs)
     per_panel = isinstance(target, Mapping)
@@ -94,7 +96,7 @@ def dial_plot(summary: pd.DataFrame, path: str, measure: str, *, target: str | M
     fig, axes = (ax.figure, [ax]) if own_ax else _panel_grid(len(mediators))
     estimators = _chosen_estimators(summary, sel, estimators)
     position = {c: i for i, c in enumerate(line)}
-    nominal = float(nominal if nominal is not None else summary.attrs.get("level", 0.95))
+    nominal = _nominal(nominal, run)
     band_alpha = _band_alpha(len(estimators))
     for a, med in zip(axes, mediators):
         part = sel[sel["mediator"] == med]

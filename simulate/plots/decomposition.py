@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .base import Z95, _as_frame, _band_alpha, _finish_legend, _mediators, _select, _wrap
+from .base import Z95, _as_summary, _band_alpha, _finish_legend, _mediators, _select, _wrap
 from .grid import _cells_of, _dial_axis, _fixed_note, _line_cells, _x_positions
 from .labels import TARGET_LABELS, _line_kwargs, _order_estimators, dial_label
 
@@ -35,8 +35,9 @@ def bias_decomposition_plot(summary: pd.DataFrame, path: str, *, target: str = "
     -------
     matplotlib.figure.Figure
     """
-    summary = _as_frame(summary)
-    grid = _cells_of(summary, cells)
+    run = _as_summary(summary)
+    summary = run.table
+    grid = _cells_of(run, cells)
     line, xs, fixed, companions = _line_cells(grid, path, where)
     x, ticks = _x_positions(xs)
     ident = _select(summary, "identification_bias", target)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..measures import Summary
 from ..rundir import read_manifest
 from .base import PlotError, save
 from .curves import dial_plot
@@ -28,11 +29,16 @@ def _manifest(directory: Path) -> dict:
     return manifest
 
 
-def load_summary(directory: str | Path) -> pd.DataFrame:
-    """The long summary of a complete run directory, with ``attrs["cells"]`` and ``attrs["level"]``.
+def load_summary(directory: str | Path) -> Summary:
+    """The summary of a complete run directory: its long table, grid values per cell and confidence level.
 
     Reads ``DIR/summary.csv`` when present (the runner writes it at the end of a run),
-    else computes it (:func:`simulate.summary.summarize_directory`).
+    else computes it (:func:`simulate.summary.summarize_run`).
+
+    Returns
+    -------
+    Summary
+        ``table`` (the long frame), ``cells`` (from the manifest), ``level``.
 
     Raises
     ------
@@ -43,15 +49,14 @@ def load_summary(directory: str | Path) -> pd.DataFrame:
     manifest = _manifest(directory)
     path = directory / "summary.csv"
     if path.is_file():
-        frame = pd.read_csv(path, keep_default_na=False, na_values=[""])  # "none" is a target
+        table = pd.read_csv(path, keep_default_na=False, na_values=[""])  # "none" is a target
     else:
-        from ..run_summary import summarize_directory
+        from ..run_summary import summarize_run
 
-        frame = summarize_directory(directory)
+        table = summarize_run(directory).table
     entries = {int(e.get("index", i)): e for i, e in enumerate(manifest["cells"])}
-    frame.attrs["cells"] = {c: [tuple(v) for v in (e.get("values") or [])] for c, e in entries.items()}
-    frame.attrs["level"] = float(manifest.get("level", 0.95))
-    return frame
+    cells = {c: [tuple(v) for v in (e.get("values") or [])] for c, e in entries.items()}
+    return Summary(table, cells, level=float(manifest.get("level", 0.95)))
 
 
 def _slug(s: str) -> str:
@@ -112,9 +117,9 @@ def plot_directory(directory: str | Path, *, formats: Sequence[str] = ("png", "p
     return written
 
 
-def _summary_figures(summary: pd.DataFrame, put) -> None:
+def _summary_figures(run: Summary, put) -> None:
     """Dial curves and bias decompositions along each grid direction, heat maps over each pair of them."""
-    cells = summary.attrs["cells"]
+    cells, summary = run.cells, run.table
     dims = grid_dimensions(cells)
     targets = ["ate"] + (["late"] if "late" in set(summary["target"]) else [])
     for dim in dims:
@@ -122,15 +127,15 @@ def _summary_figures(summary: pd.DataFrame, put) -> None:
         slug = _slug(path)
         for target in targets:
             for measure in _DIAL_MEASURES:
-                put(dial_plot(summary, path, measure, target=target), f"dial_{measure}_{target}_{slug}")
+                put(dial_plot(run, path, measure, target=target), f"dial_{measure}_{target}_{slug}")
         if "identification_bias" in set(summary["measure"]):
-            put(bias_decomposition_plot(summary, path), f"bias_decomposition_{slug}")
+            put(bias_decomposition_plot(run, path), f"bias_decomposition_{slug}")
     if len(dims) >= 2 and "2sls" in set(summary["estimator"]):
         for i in range(len(dims)):
             for j in range(i + 1, len(dims)):
                 px, py = dims[i][0], dims[j][0]
                 for measure in _DIAL_MEASURES:
-                    put(heatmap(summary, px, py, measure), f"heatmap_{measure}_2sls_{_slug(px)}__{_slug(py)}")
+                    put(heatmap(run, px, py, measure), f"heatmap_{measure}_2sls_{_slug(px)}__{_slug(py)}")
 
 
 def _replication_figures(directory: Path, manifest: dict, entries: list, put) -> None:

@@ -8,17 +8,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .base import PlotError
 from .labels import dial_label
 
 
-def _cells_of(summary: pd.DataFrame, cells: Mapping | None = None) -> dict[int, list[tuple[str, Any]]]:
-    cells = cells if cells is not None else summary.attrs.get("cells")
+def _cells_of(summary, cells: Mapping | None = None) -> dict[int, list[tuple[str, Any]]]:
+    """The grid values of each cell: ``cells`` when given, else the summary's (a :class:`Summary`)."""
+    cells = cells if cells is not None else (summary.cells or None)
     if cells is None:
-        raise PlotError("the summary has no grid values (frame.attrs['cells']); use simulate.plots.load_summary "
-                        "or simulate.summary.summarize_directory")
+        raise PlotError("the summary has no grid values (Summary.cells); use simulate.plots.load_summary "
+                        "or simulate.summary.summarize_run")
     return {int(c): [(str(p), v) for p, v in vals] for c, vals in cells.items()}
 
 

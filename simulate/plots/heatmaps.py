@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .base import Z95, PlotError, _as_frame, _mediators, _select, _wrap
+from .base import Z95, PlotError, _as_summary, _mediators, _nominal, _select, _wrap
 from .grid import _cells_of, _fixed_note, _fmt_value, _line_cells, _sort_key, _value_key
 from .labels import _COVERAGE, _ZERO_LINE, _est_label, _measure_label, dial_label
 
@@ -37,8 +37,9 @@ def heatmap(summary: pd.DataFrame, path_x: str, path_y: str, measure: str, *, es
     -------
     matplotlib.figure.Figure
     """
-    summary = _as_frame(summary)
-    grid = _cells_of(summary, cells)
+    run = _as_summary(summary)
+    summary = run.table
+    grid = _cells_of(run, cells)
     line_cells, _, fixed, companions = _line_cells(grid, path_x, where, also=[path_y])
     # every cell with the other paths at the chosen values, whatever path_x and path_y are
     chosen = [c for c in sorted(grid)
@@ -58,7 +59,7 @@ def heatmap(summary: pd.DataFrame, path_x: str, path_y: str, measure: str, *, es
     mediators = _mediators(sel, mediator)
     fig = Figure(figsize=(5.8 * len(mediators) + 1.2, 4.8 + 0.25 * max(len(ys) - 4, 0)), layout="constrained")
     axes = fig.subplots(1, len(mediators), squeeze=False).ravel()
-    nominal = float(nominal if nominal is not None else summary.attrs.get("level", 0.95))
+    nominal = _nominal(nominal, run)
     for a, med in zip(axes, mediators):
         V = np.full((len(ys), len(xs)), np.nan)
         S = np.full_like(V, np.nan)
