@@ -121,132 +121,167 @@ def _img(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
-def report_data(*, design: Path, base, settings, sweeps, verdicts, measures, checks, exact, baseline,
-                baseline_checks, figures, elapsed: float, version: str, code: str, out: Path) -> dict:
-    """Everything the templates show, as plain strings and lists."""
-    ver = verdicts
+def report_data(result, out: Path) -> dict:
+    """Everything the templates show, as plain strings and lists.
+
+    Parameters
+    ----------
+    result : simulate.stress.StressResult
+        The stress test's numbers: design, settings, sweeps, verdicts, measures, checks, exact curves,
+        baseline, figures, timing and versions.
+    out : Path
+        The report's directory (named in the command that reproduces it).
+
+    Returns
+    -------
+    dict
+        The templates' variables.
+    """
+    ver = result.verdicts
     order = list(dict.fromkeys(ver.estimator)) if len(ver) else []
     iv = [e for e in order if e != "ols"]
-    meds = list(base.mediator_names)
-    kinds = dict(zip(base.mediator_names, base.mediator_kind))
-    command = f"simulate stress-test {design} --out {out} --jobs {settings.jobs}"
+    meds = list(result.base.mediator_names)
+    st = result.settings
+    return {"name": result.base.name, "description": result.base.description,
+            "settings": _settings_rows(result, out), "design": _design_rows(result),
+            "estimators": [label(e) for e in iv], "mediators": meds,
+            "overview": [_overview_row(result, sw, iv, meds) for sw in result.sweeps],
+            "baseline": _baseline_rows(result),
+            "baseline_checks": [{"check": _CHECK_WORDS.get(k, k), "rate": _pct(v[0], v[1])}
+                                for k, v in result.baseline_checks.items()],
+            "sections": [_section(result, sw, order, meds) for sw in result.sweeps],
+            "check_cols": list(_CHECK_WORDS.items()), "tolerance": f"{st.tolerance:.0%}",
+            "floor": f"{st.coverage_floor:.0%}", "rmse_ratio": f"{st.rmse_ratio:g}"}
+
+
+def _settings_rows(result, out: Path) -> list[tuple[str, str]]:
+    """How the report was made: the command, replications, seed, thresholds, versions."""
+    st = result.settings
+    measures = result.measures
+    command = f"simulate stress-test {result.design} --out {out} --jobs {st.jobs}"
     when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     passes = sorted({int(r) for r in measures.reps}) if len(measures) else []
-    settings_rows = [
+    return [
         ("reproduce", command),
-        ("replications per dial value", f"{settings.reps} first, more where a verdict is undecided, up to "
-                                        f"{settings.max_reps} (run: {', '.join(map(str, passes))})"),
-        ("seed", str(settings.seed)),
-        ("dial values", f"{settings.steps} simulated, from 0 (the assumption holds) to the severe value; the exact "
-                        f"part on {settings.fine_count}"),
-        ("bias tolerance", f"{settings.tolerance:.0%} of the target where the assumption holds (LATE for binary "
+        ("replications per dial value", f"{st.reps} first, more where a verdict is undecided, up to "
+                                        f"{st.max_reps} (run: {', '.join(map(str, passes))})"),
+        ("seed", str(st.seed)),
+        ("dial values", f"{st.steps} simulated, from 0 (the assumption holds) to the severe value; the exact "
+                        f"part on {st.fine_count}"),
+        ("bias tolerance", f"{st.tolerance:.0%} of the target where the assumption holds (LATE for binary "
                            "mediators, ATE for continuous ones)"),
-        ("coverage floor", f"{settings.coverage_floor:.0%} for the 95% intervals"),
-        ("RMSE", f"fails beyond {settings.rmse_ratio:g} times the best IV estimator's at the same dial value"),
+        ("coverage floor", f"{st.coverage_floor:.0%} for the 95% intervals"),
+        ("RMSE", f"fails beyond {st.rmse_ratio:g} times the best IV estimator's at the same dial value"),
         ("decided", "a Monte Carlo comparison only when its threshold lies outside the estimate +- 1.96 MCSE; "
-                    f"an exact one beyond t({settings.truth_batches - 1}) SEs of its {settings.truth_batches} "
-                    f"batches of {settings.truth_batch_sites:,} simulated sites"),
-        ("truth of each simulated cell", f"{settings.truth_sites:,} simulated sites"),
-        ("version", f"simulate {version} (code {code})"), ("made", f"{when}, {elapsed:.0f} s")]
+                    f"an exact one beyond t({st.truth_batches - 1}) SEs of its {st.truth_batches} "
+                    f"batches of {st.truth_batch_sites:,} simulated sites"),
+        ("truth of each simulated cell", f"{st.truth_sites:,} simulated sites"),
+        ("version", f"simulate {result.version} (code {result.code})"), ("made", f"{when}, {result.elapsed:.0f} s")]
+
+
+def _design_rows(result) -> list[tuple[str, str]]:
+    """The planned design: sites, sizes, arms, mediators, and each mediator's target and 2SLS limit."""
+    base, exact, baseline = result.base, result.exact, result.baseline
+    kinds = dict(zip(base.mediator_names, base.mediator_kind))
     e0 = exact[exact.t == 0] if len(exact) else exact
-    design_rows = [("sites", str(base.n_sites)),
-                   ("persons per site", _sizes(base)),
-                   ("arms", f"{base.arms} (shares {', '.join(f'{s:g}' for s in base.arm_shares[0])})"),
-                   ("mediators", ", ".join(f"{n} ({k})" for n, k in zip(meds, base.mediator_kind)))]
-    for med in meds:
+    rows = [("sites", str(base.n_sites)),
+            ("persons per site", _sizes(base)),
+            ("arms", f"{base.arms} (shares {', '.join(f'{s:g}' for s in base.arm_shares[0])})"),
+            ("mediators", ", ".join(f"{n} ({k})" for n, k in zip(base.mediator_names, base.mediator_kind)))]
+    for med in base.mediator_names:
         g = baseline[(baseline.mediator == med) & (baseline.estimator == "2sls")]
         tv = g.target_value.iloc[0] if len(g) else math.nan
         t = "LATE" if kinds[med] == "binary" else "ATE"
         lim = e0[(e0.mediator == med) & (e0.estimator == "2sls")].limit
-        design_rows.append((f"target, {med}", f"{t} {_f(tv, 4)}; 2SLS large-sample limit "
-                                              f"{_f(lim.iloc[0] if len(lim) else math.nan, 4)}"))
+        rows.append((f"target, {med}", f"{t} {_f(tv, 4)}; 2SLS large-sample limit "
+                                       f"{_f(lim.iloc[0] if len(lim) else math.nan, 4)}"))
+    return rows
 
-    # the overview: one row per dial, one column per IV estimator
-    overview = []
-    for sw in sweeps:
-        if sw.skipped is not None:
-            overview.append({"dial": sw.dial.label, "key": sw.dial.key, "title": sw.dial.title, "skipped": sw.skipped,
-                             "path": "", "unit": sw.dial.unit, "severe": "", "cells": []})
-            continue
-        cells = []
-        for est in iv:
-            bits = []
-            for med in meds:
-                r = ver[(ver.dial == sw.dial.key) & (ver.estimator == est) & (ver.mediator == med)]
-                if len(r):
-                    r = r.iloc[0]
-                    bits.append({"mediator": med, "verdict": r.verdict, "text": _verdict_text(r)})
-            cells.append(bits)
-        overview.append({"dial": sw.dial.label, "key": sw.dial.key, "title": sw.dial.title, "skipped": None,
-                         "path": sw.axis, "unit": sw.dial.unit, "severe": _f(sw.plan.axis_at(1.0)), "cells": cells})
 
-    base_rows = []
-    zero_state = {}
-    first = next((sw for sw in sweeps if sw.skipped is None and not sw.changes), None)
-    if first is not None:
-        for _, r in ver[ver.dial == first.dial.key].iterrows():
-            zero_state[(r.estimator, r.mediator)] = r
-    for _, r in baseline.iterrows():
-        base_rows.append({"estimator": label(r.estimator), "mediator": r.mediator,
-                          "target": f"{r.target.upper()} {_f(r.target_value, 4)}",
-                          "bias": _pm(r.bias, r.bias_mcse), "relative_bias": _pct(r.relative_bias / 100)
-                          if math.isfinite(r.relative_bias) else "–",
-                          "rmse": _pm(r.rmse, r.rmse_mcse), "coverage": _pct(r.coverage, r.coverage_mcse),
-                          "power": _pct(r.power, r.power_mcse), "width": _f(r.width),
-                          "reps": str(int(r.reps))})
-    base_checks = [{"check": _CHECK_WORDS.get(k, k), "rate": _pct(v[0], v[1])} for k, v in baseline_checks.items()]
-
-    sections = []
-    for sw in sweeps:
-        sec = {"key": sw.dial.key, "label": sw.dial.label, "title": sw.dial.title, "meaning": sw.dial.meaning,
-               "skipped": sw.skipped}
-        if sw.skipped is not None:
-            sections.append(sec)
-            continue
-        v = ver[ver.dial == sw.dial.key]
-        m = measures[measures.dial == sw.dial.key]
-        c = checks[checks.dial == sw.dial.key]
-        sec.update({
-            "path": sw.axis, "unit": sw.dial.unit, "also": sw.paths[1:],
-            "dial_values": ", ".join(_f(x) for x in sw.dial_values), "changes": sw.changes,
-            "headline": _headline(sw, ver, order),
-            "figures": [{"name": p.name, "src": _img(p)} for p in figures.get(sw.dial.key, [])],
-            "verdicts": [{"estimator": label(r.estimator), "mediator": r.mediator, "verdict": r.verdict,
-                          "text": _verdict_text(r), "driver": _DRIVER_WORDS.get(r.driver if isinstance(r.driver, str)
-                                                                                else "", ""),
-                          "exact": _f(r.breakdown_exact) if r.breakdown_exact == r.breakdown_exact else "",
-                          "mc": _f(r.breakdown_mc) if r.breakdown_mc == r.breakdown_mc else "",
-                          "note": r.note if isinstance(r.note, str) else "",
-                          "reference": r.estimator == "ols"} for _, r in v.iterrows()],
-            "tables": [],
-            "checks": [],
-        })
+def _overview_row(result, sw, iv: list[str], meds: list[str]) -> dict:
+    """One dial's row of the overview: its verdict per IV estimator and mediator."""
+    head = {"dial": sw.dial.label, "key": sw.dial.key, "title": sw.dial.title, "unit": sw.dial.unit}
+    if sw.skipped is not None:
+        return {**head, "skipped": sw.skipped, "path": "", "severe": "", "cells": []}
+    ver = result.verdicts
+    cells = []
+    for est in iv:
+        bits = []
         for med in meds:
-            rows = []
-            for est in order:
-                g = m[(m.estimator == est) & (m.mediator == med)].sort_values("t")
-                for _, r in g.iterrows():
-                    rows.append({"estimator": label(est), "value": _f(r.value), "bias": _pm(r.bias, r.bias_mcse),
-                                 "identification": _f(r.identification_bias),
-                                 "finite_sample": _pm(r.finite_sample_bias, r.finite_sample_bias_mcse),
-                                 "rmse": _pm(r.rmse, r.rmse_mcse), "coverage": _pct(r.coverage, r.coverage_mcse),
-                                 "power": _pct(r.power, r.power_mcse), "width": _f(r.width),
-                                 "reps": str(int(r.reps)), "reference": est == "ols"})
-            if rows:
-                t = m[m.mediator == med].target.iloc[0]
-                sec["tables"].append({"mediator": med, "target": "LATE" if t == "late" else "ATE", "rows": rows})
-        for value, g in c.groupby("value", sort=True):
-            row = {"value": _f(value)}
+            r = ver[(ver.dial == sw.dial.key) & (ver.estimator == est) & (ver.mediator == med)]
+            if len(r):
+                r = r.iloc[0]
+                bits.append({"mediator": med, "verdict": r.verdict, "text": _verdict_text(r)})
+        cells.append(bits)
+    return {**head, "skipped": None, "path": sw.axis, "severe": _f(sw.plan.axis_at(1.0)), "cells": cells}
+
+
+def _baseline_rows(result) -> list[dict]:
+    """Every estimator where every assumption holds: bias, RMSE, coverage, power, width with their MCSEs."""
+    rows = []
+    for _, r in result.baseline.iterrows():
+        rows.append({"estimator": label(r.estimator), "mediator": r.mediator,
+                     "target": f"{r.target.upper()} {_f(r.target_value, 4)}",
+                     "bias": _pm(r.bias, r.bias_mcse), "relative_bias": _pct(r.relative_bias / 100)
+                     if math.isfinite(r.relative_bias) else "–",
+                     "rmse": _pm(r.rmse, r.rmse_mcse), "coverage": _pct(r.coverage, r.coverage_mcse),
+                     "power": _pct(r.power, r.power_mcse), "width": _f(r.width),
+                     "reps": str(int(r.reps))})
+    return rows
+
+
+def _verdict_rows(v) -> list[dict]:
+    return [{"estimator": label(r.estimator), "mediator": r.mediator, "verdict": r.verdict,
+             "text": _verdict_text(r), "driver": _DRIVER_WORDS.get(r.driver if isinstance(r.driver, str) else "", ""),
+             "exact": _f(r.breakdown_exact) if r.breakdown_exact == r.breakdown_exact else "",
+             "mc": _f(r.breakdown_mc) if r.breakdown_mc == r.breakdown_mc else "",
+             "note": r.note if isinstance(r.note, str) else "",
+             "reference": r.estimator == "ols"} for _, r in v.iterrows()]
+
+
+def _measure_tables(m, order: list[str], meds: list[str]) -> list[dict]:
+    """Per mediator, the simulated measures of every estimator at every dial value."""
+    tables = []
+    for med in meds:
+        rows = []
+        for est in order:
+            g = m[(m.estimator == est) & (m.mediator == med)].sort_values("t")
             for _, r in g.iterrows():
-                row[r.check] = _pct(r.rate, r.mcse)
-            sec["checks"].append(row)
-        sections.append(sec)
-    check_cols = [(k, w) for k, w in _CHECK_WORDS.items()]
-    return {"name": base.name, "description": base.description, "settings": settings_rows,
-            "design": design_rows, "estimators": [label(e) for e in iv], "mediators": meds,
-            "overview": overview, "baseline": base_rows, "baseline_checks": base_checks, "sections": sections,
-            "check_cols": check_cols, "tolerance": f"{settings.tolerance:.0%}",
-            "floor": f"{settings.coverage_floor:.0%}", "rmse_ratio": f"{settings.rmse_ratio:g}"}
+                rows.append({"estimator": label(est), "value": _f(r.value), "bias": _pm(r.bias, r.bias_mcse),
+                             "identification": _f(r.identification_bias),
+                             "finite_sample": _pm(r.finite_sample_bias, r.finite_sample_bias_mcse),
+                             "rmse": _pm(r.rmse, r.rmse_mcse), "coverage": _pct(r.coverage, r.coverage_mcse),
+                             "power": _pct(r.power, r.power_mcse), "width": _f(r.width),
+                             "reps": str(int(r.reps)), "reference": est == "ols"})
+        if rows:
+            t = m[m.mediator == med].target.iloc[0]
+            tables.append({"mediator": med, "target": "LATE" if t == "late" else "ATE", "rows": rows})
+    return tables
+
+
+def _section(result, sw, order: list[str], meds: list[str]) -> dict:
+    """One dial's section: its headline, figures, verdicts, measures and the design's checks."""
+    sec = {"key": sw.dial.key, "label": sw.dial.label, "title": sw.dial.title, "meaning": sw.dial.meaning,
+           "skipped": sw.skipped}
+    if sw.skipped is not None:
+        return sec
+    c = result.checks[result.checks.dial == sw.dial.key]
+    checks = []
+    for value, g in c.groupby("value", sort=True):
+        row = {"value": _f(value)}
+        for _, r in g.iterrows():
+            row[r.check] = _pct(r.rate, r.mcse)
+        checks.append(row)
+    sec.update({
+        "path": sw.axis, "unit": sw.dial.unit, "also": sw.paths[1:],
+        "dial_values": ", ".join(_f(x) for x in sw.dial_values), "changes": sw.changes,
+        "headline": _headline(sw, result.verdicts, order),
+        "figures": [{"name": p.name, "src": _img(p)} for p in result.figures.get(sw.dial.key, [])],
+        "verdicts": _verdict_rows(result.verdicts[result.verdicts.dial == sw.dial.key]),
+        "tables": _measure_tables(result.measures[result.measures.dial == sw.dial.key], order, meds),
+        "checks": checks,
+    })
+    return sec
 
 
 def _sizes(base) -> str:
@@ -258,10 +293,10 @@ def _sizes(base) -> str:
     return f"{min(n)}-{max(n)}"
 
 
-def write_report(out: Path, **kwargs) -> Path:
-    """Write ``out/report.html`` and ``out/report.md`` from the same data; returns the HTML path."""
+def write_report(out: Path, result) -> Path:
+    """Write ``out/report.html`` and ``out/report.md`` from :func:`report_data`; returns the HTML path."""
     out = Path(out)
-    data = report_data(out=out, **kwargs)
+    data = report_data(result, out)
     env = _env()
     env.filters["md"] = lambda s: str(s).replace("|", "\\|")
     (out / "report.html").write_text(env.get_template("stress_report.html.j2").render(**data), encoding="utf-8")

@@ -831,24 +831,77 @@ def stress_test(design: str | Path, out: str | Path, *, jobs: int = 1, quiet: bo
         return _stress_test(design, out, jobs=jobs, quiet=quiet, reps=reps, pdf=pdf)
 
 
-def _stress_test(design, out, *, jobs, quiet, reps, pdf) -> Path:
-    raw, settings = read_design(design, jobs, quiet, reps, pdf)
-    source = str(design)
-    out = Path(out)
-    sweeps = plan_sweeps(raw, settings, source)
+@dataclass
+class StressResult:
+    """What a stress test found: the report's input (:func:`simulate.report.write_report`).
+
+    Attributes
+    ----------
+    design : Path
+        The design file (a bundled design resolved to its file).
+    base : Scenario
+        The design with every assumption holding.
+    settings : StressSettings
+    sweeps : list of Sweep
+    verdicts, measures, checks, exact, baseline : pandas.DataFrame
+        The verdicts per dial x estimator x mediator, the simulated measures per dial value, the design's
+        checks' rates, the exact curves, and the measures where every assumption holds.
+    baseline_checks : dict
+        The checks' rates where every assumption holds.
+    figures : dict
+        The figure files of each dial.
+    elapsed : float
+        Seconds the stress test took.
+    version, code : str
+        The package version and the code version.
+    """
+
+    design: Path
+    base: object
+    settings: StressSettings
+    sweeps: list
+    verdicts: pd.DataFrame
+    measures: pd.DataFrame
+    checks: pd.DataFrame
+    exact: pd.DataFrame
+    baseline: pd.DataFrame
+    baseline_checks: dict
+    figures: dict
+    elapsed: float
+    version: str
+    code: str
+
+
+@dataclass
+class _Cells:
+    """The stress test's simulated cells, each once: by hash, the hash of each (dial, value), labels."""
+
+    cells: dict[str, GridCell]
+    cell_of: dict[tuple[str, int], str]
+    base_hash: str
+    label_of: dict[str, str]
+
+
+def _stress_cells(sweeps, raw: dict, source: str, base) -> _Cells:
+    """Every dial value's grid cell, validated before any work, the baseline among them."""
     cells: dict[str, GridCell] = {}
     cell_of: dict[tuple[str, int], str] = {}
-    for sw in sweeps:  # validate every cell before any work
+    for sw in sweeps:
         if sw.skipped is None:
             for i, c in enumerate(_cells(sw, source)):
-                h = c.hash
-                cells.setdefault(h, c)
-                cell_of[(sw.dial.key, i)] = h
-    base = from_dict(copy.deepcopy(raw), source)
+                cells.setdefault(c.hash, c)
+                cell_of[(sw.dial.key, i)] = c.hash
     base_hash = base.hash
     cells.setdefault(base_hash, GridCell(0, (), base))
-    kinds = dict(zip(base.mediator_names, base.mediator_kind))
-    t0 = time.perf_counter()
+    label_of = {base_hash: "baseline (every assumption holds)"}
+    for (key, i), h in cell_of.items():
+        sw = next(s for s in sweeps if s.dial.key == key)
+        label_of.setdefault(h, f"{sw.dial.label}: {sw.axis} = {sw.plan.axis_at(sw.ts[i]):.4g}")
+    return _Cells(cells, cell_of, base_hash, label_of)
+
+
+def _open_plan(out: Path, base_hash: str, settings: StressSettings) -> tuple[Path, dict]:
+    """The directory's plan of passes: new, or the one of a stress test of the same design, settings and code."""
     for sub in ("figures", "tables", "cells"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     plan_path = out / "plan.json"
@@ -860,18 +913,12 @@ def _stress_test(design, out, *, jobs, quiet, reps, pdf) -> Path:
             raise StressError(f"{out}: holds a stress test of another design, settings or code version; "
                               "choose another --out")
         plan = old
+    return plan_path, plan
 
-    from .estimators import ESTIMATORS
 
-    active = [sw for sw in sweeps if sw.skipped is None]
-    _say(settings, f"exact part: {len(active)} dials x {settings.fine_count} values "
-                   f"({settings.truth_batches} x {settings.truth_batch_sites:,} simulated sites each)")
-    exact = exact_curves(sweeps, settings, source, list(ESTIMATORS))
-
-    label_of = {h: "baseline (every assumption holds)" for h in [base_hash]}
-    for (key, i), h in cell_of.items():
-        sw = next(s for s in sweeps if s.dial.key == key)
-        label_of.setdefault(h, f"{sw.dial.label}: {sw.axis} = {sw.plan.axis_at(sw.ts[i]):.4g}")
+def _simulate_passes(sweeps, sc: _Cells, plan_path: Path, plan: dict, out: Path, exact, settings, kinds):
+    """Up to three passes of replications, each adding them where a verdict is undecided; the last verdicts."""
+    cells = sc.cells
     max_passes = 3
     if not plan["passes"]:
         plan["passes"].append({h: settings.reps for h in cells})
@@ -887,24 +934,25 @@ def _stress_test(design, out, *, jobs, quiet, reps, pdf) -> Path:
             new = sum(reps_of[h] - (before.get(h, 0) if _held(out / "cells" / h) else 0) for h in todo)
             _say(settings, f"[pass {k + 1}] {len(todo)} of {len(cells)} cells, up to {new:,} replications, "
                            f"one batch on {settings.jobs} worker(s): "
-                           + ", ".join(dict.fromkeys(label_of[h].split(" (")[0].split(":")[0] for h in todo)))
+                           + ", ".join(dict.fromkeys(sc.label_of[h].split(" (")[0].split(":")[0] for h in todo)))
             _run_cells([(cells[h], out / "cells" / h, reps_of[h]) for h in todo], settings)
-        measures, checks = _evaluate(sweeps, cell_of, out, kinds, reps_of, cache)
+        measures, checks = _evaluate(sweeps, sc.cell_of, out, kinds, reps_of, cache)
         ver, requests = _judge(sweeps, measures, exact, settings, kinds)
         grow = {h: r for h, r in requests.items() if r > reps_of[h]}
         if not grow or k + 1 >= max_passes:
-            break
+            return ver, measures, checks
         _say(settings, f"adding replications where a verdict is undecided: {len(grow)} dial values, "
                        f"up to {max(grow.values()):,} replications")
         plan["passes"].append({**reps_of, **grow})
         _write_json(plan_path, plan)
         k += 1
-    ver = _with_detection(ver, checks)
-    baseline, base_checks = _cell_measures(out / "cells" / base_hash, kinds)
-    elapsed = time.perf_counter() - t0
-    _write_tables(out, ver, measures, checks, exact, baseline)
+
+
+def _figures(sweeps, measures, exact, ver, out: Path, settings: StressSettings) -> dict:
+    """Every dial's figures (in parallel over the dials); the files of each dial."""
     from .stress_figures import dial_figures
 
+    active = [sw for sw in sweeps if sw.skipped is None]
     args = [(sw, measures[measures.dial == sw.dial.key], exact[exact.dial == sw.dial.key],
              ver[ver.dial == sw.dial.key], out / "figures", settings) for sw in active]
     if settings.jobs > 1 and len(args) > 1:
@@ -913,13 +961,38 @@ def _stress_test(design, out, *, jobs, quiet, reps, pdf) -> Path:
         paths = Parallel(n_jobs=settings.jobs, backend="loky")(delayed(dial_figures)(*a) for a in args)
     else:
         paths = [dial_figures(*a) for a in args]
-    figs = {sw.dial.key: p for sw, p in zip(active, paths)}
+    return {sw.dial.key: p for sw, p in zip(active, paths)}
+
+
+def _stress_test(design, out, *, jobs, quiet, reps, pdf) -> Path:
+    raw, settings = read_design(design, jobs, quiet, reps, pdf)
+    source = str(design)
+    out = Path(out)
+    sweeps = plan_sweeps(raw, settings, source)
+    base = from_dict(copy.deepcopy(raw), source)
+    sc = _stress_cells(sweeps, raw, source, base)
+    kinds = dict(zip(base.mediator_names, base.mediator_kind))
+    t0 = time.perf_counter()
+    plan_path, plan = _open_plan(out, sc.base_hash, settings)
+
+    from .estimators import ESTIMATORS
+
+    active = [sw for sw in sweeps if sw.skipped is None]
+    _say(settings, f"exact part: {len(active)} dials x {settings.fine_count} values "
+                   f"({settings.truth_batches} x {settings.truth_batch_sites:,} simulated sites each)")
+    exact = exact_curves(sweeps, settings, source, list(ESTIMATORS))
+    ver, measures, checks = _simulate_passes(sweeps, sc, plan_path, plan, out, exact, settings, kinds)
+    ver = _with_detection(ver, checks)
+    baseline, base_checks = _cell_measures(out / "cells" / sc.base_hash, kinds)
+    elapsed = time.perf_counter() - t0
+    _write_tables(out, ver, measures, checks, exact, baseline)
+    figs = _figures(sweeps, measures, exact, ver, out, settings)
     from .report import write_report
 
-    return write_report(out, design=_resolve(design), base=base, settings=settings, sweeps=sweeps, verdicts=ver,
-                        measures=measures, checks=checks, exact=exact, baseline=baseline,
-                        baseline_checks=base_checks, figures=figs, elapsed=elapsed, version=__version__,
-                        code=code_version())
+    return write_report(out, StressResult(
+        design=_resolve(design), base=base, settings=settings, sweeps=sweeps, verdicts=ver, measures=measures,
+        checks=checks, exact=exact, baseline=baseline, baseline_checks=base_checks, figures=figs, elapsed=elapsed,
+        version=__version__, code=code_version()))
 
 
 def _with_detection(ver: pd.DataFrame, checks: pd.DataFrame) -> pd.DataFrame:
