@@ -348,3 +348,77 @@ def test_rciv_coverage_and_effect_sd_by_monte_carlo():
         assert abs(cover - 0.95) < 3 * mcse, (name, cover)
         v = rows["effect_sd"][ok] ** 2
         assert abs(v.mean() - tau**2) < 3 * v.std() / np.sqrt(len(v)) + 0.1 * tau**2, (name, v.mean(), tau**2)
+
+
+# --------------------------------------------------------------- AK80 (ManyIV's data set)
+def _group_mean(v, g):
+    s = np.bincount(g, weights=v)
+    c = np.bincount(g)
+    return (s / c)[g], c[g]
+
+
+def test_ak80_new_standard_errors_match_person_level_numpy():
+    """AK80 (sites = year of birth, arms = quarter of birth, as in ManyIV's Table V tests).
+
+    ManyIV's tests publish AK80 figures for the conventional and robust SEs of TSLS and MBTSLS (checked in
+    tests/test_analyze.py); its heterogeneity-robust UJIVE and complete MBTSLS SEs are checked there only against
+    their own matrix forms.  Here both are recomputed person by person: UJIVE from the leave-one-out means, the
+    complete KCFGI SE from the vec-form formula with the residuals' third and fourth moments.
+    """
+    from simulate.datasets import ak80
+
+    df = ak80()
+    site = (df["yob"] - df["yob"].min()).to_numpy(np.int64)
+    arm = df["qob"].str[1:].astype(int).to_numpy(np.int64) - 1  # Q1..Q4
+    y = df["lwage"].to_numpy(float)
+    x = df["education"].to_numpy(float)
+    K, A = site.max() + 1, arm.max() + 1
+    r = fit(site, arm, x[:, None], y)
+    cell = site * A + arm
+    # UJIVE, Kolesar (2013): Xdot_i = leave-one-out cell mean - leave-one-out site mean
+    xc, nc = _group_mean(x, cell)
+    xs, ns = _group_mean(x, site)
+    xdot = (nc * xc - x) / (nc - 1) - (ns * xs - x) / (ns - 1)
+    beta = np.sum(xdot * y) / np.sum(xdot * x)
+    yc, _ = _group_mean(y, cell)
+    ys, _ = _group_mean(y, site)
+    u = (y - ys) - (x - xs) * beta
+    res = y - x * beta
+    rc, _ = _group_mean(res, cell)
+    rs, _ = _group_mean(res, site)
+    a = (1 / nc - 1 / ns) / (1 - 1 / nc)
+    gy = (rc - rs) - a * (res - rc)
+    psi = u * xdot + gy * (x - xc)
+    e = E["ujive"]
+    np.testing.assert_allclose(r.estimate[e, 0], beta, rtol=1e-9)
+    np.testing.assert_allclose(r.se[e, codes.SE_HETEROGENEITY_JIVE, 0], np.sqrt(psi @ psi) / abs(np.sum(xdot * x)),
+                               rtol=1e-7)
+    # complete KCFGI (2015) SE of MBTSLS, vec form
+    e = E["bias_corrected_2sls"]
+    b_mb = r.estimate[e, 0]
+    n, k, l = len(y), K * (A - 1), K
+    nu = n - k - l
+    V = np.column_stack([y - yc, x - xc])
+    Yh = np.column_stack([yc - ys, xc - xs])  # P_Z~ [y, x]
+    T = Yh.T @ Yh / n
+    S = V.T @ V / nu
+    Xi = T - k / n * S
+    tau = (k / n) * (n - l) / nu
+    Nm = 0.5 * (np.eye(4) + np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]]))
+    h = (1 / nc - 1 / ns) - k / nu * (1 - 1 / nc)
+    delta = np.sum(h**2) / k
+    mu = Yh.T @ h / np.sqrt(n * k)
+    m2, m3, m4 = np.sum((1 - 1 / nc) ** 2), n - 3 * (k + l), n - 4 * (k + l)
+    Psi3 = np.einsum("ia,ib,ic->bac", V, V, V).reshape(4, 2) / m3
+    vecS = S.reshape(-1, order="F")
+    Psi4 = np.einsum("ia,ib,ic,id->badc", V, V, V, V).reshape(4, 4)
+    Psi4 = (Psi4 - (m2 - m4) * (2 * Nm @ np.kron(S, S) + np.outer(vecS, vecS))) / m4
+    D = (2 * Nm @ (np.kron(Xi, S) + np.kron(S, Xi) + tau * np.kron(S, S))
+         + (k / n) * delta * (Psi4 - np.outer(vecS, vecS) - 2 * Nm @ np.kron(S, S)))
+    D3 = 2 * np.sqrt(k / n) * Nm @ np.kron(Psi3.T, mu[:, None])
+    D = D + D3 + D3.T
+    g = np.array([0.0, 1.0, 0.0, -b_mb]) / Xi[1, 1]  # d beta / d vec(Xi): Xi_21 and Xi_22
+    np.testing.assert_allclose(r.se[e, codes.SE_MANY_INSTRUMENT_COMPLETE, 0], np.sqrt(g @ D @ g / n), rtol=1e-7)
+    # the published MBTSLS estimate (ManyIV test_stata.R) and the Gaussian SE it extends
+    np.testing.assert_allclose(b_mb, 0.0937333665, rtol=1e-8)
+    assert np.isfinite(r.se[e, codes.SE_MANY_INSTRUMENT, 0])
