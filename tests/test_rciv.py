@@ -340,7 +340,8 @@ def test_rciv_coverage_and_effect_sd_by_monte_carlo():
     tau = site_effect_sd(sc)[0]
     for name in ("rciv_meta", "rciv_bivariate"):
         keep = rows["estimator"] == name
-        assert (rows["status"][keep] == "ok").mean() > 0.99
+        # a site's own F < 3.84 happens with P(estimated compliance < 0.2) ~ 1.7e-4 per site: ~1% of replications
+        assert (rows["status"][keep] == "ok").mean() > (0.97 if name == "rciv_meta" else 0.999)
         ok = keep & (rows["status"] == "ok")
         lo, hi = rows["conf_low"][ok], rows["conf_high"][ok]
         cover = ((lo <= 0.5) & (0.5 <= hi)).mean()

@@ -99,7 +99,10 @@ A rule giving zero or fewer degrees of freedom gives NaN (no interval)."""
 _CLUSTER_REASON = (
     "site-clustered: the effects vary between sites (delta_s, kappa_s), which makes the errors of persons in a "
     "site dependent; person-level HC0, Bekker or KCFGI standard errors then understate the sampling variance "
-    "(they are still reported as columns)"
+    "(they are still reported as columns). That holds for the heterogeneity-robust SEs too (Kolesar 2013: "
+    "se_heterogeneity, and se_heterogeneity_jive for UJIVE) and for the complete KCFGI (2015) SE of "
+    "bias-corrected 2SLS (se_many_instrument_complete): they allow heterogeneous effects and many instruments "
+    "but treat persons as independent, so none of them replaces the site-clustered SE"
 )
 _RCIV_REASON = (
     "the sandwich over sites of the pooled mean (each site one observation, its weight fixed): it stays valid when "
