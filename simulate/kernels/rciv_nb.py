@@ -50,6 +50,71 @@ from .codes_nb import (
 from .linalg_nb import sym_inverse
 
 
+@njit(inline="always")
+def _site_blocks(count, mean, cross, s, dev):
+    """Site s's between-cell and within-cell matrices ``(B_s, W_s, n_s)``; ``dev`` (A, Q) gets its cell deviations."""
+    A, Q = dev.shape
+    ns = 0
+    sm = np.zeros(Q)
+    for t in range(A):
+        ns += count[s, t]
+        for q in range(Q):
+            sm[q] += count[s, t] * mean[s, t, q]
+    for q in range(Q):
+        sm[q] /= ns
+    Bs = np.zeros((Q, Q))
+    Ws = np.zeros((Q, Q))
+    for t in range(A):
+        for q in range(Q):
+            dev[t, q] = mean[s, t, q] - sm[q]
+        for a in range(Q):
+            for c in range(Q):
+                Bs[a, c] += count[s, t] * dev[t, a] * dev[t, c]
+                Ws[a, c] += cross[s, t, a, c]
+    return Bs, Ws, ns
+
+
+@njit(inline="always")
+def _site_first_stage(Bxx, Wxx, L):
+    """The smallest eigenvalue of ``Wxx^{-1/2} (Bxx / L) Wxx^{-1/2}`` (the F when P = 1); 0 when Wxx is not PD."""
+    P = Bxx.shape[0]
+    if P == 1:
+        return (Bxx[0, 0] / L) / Wxx[0, 0] if Wxx[0, 0] > 0 else 0.0
+    ev = np.linalg.eigvalsh(Wxx)
+    if not ev[0] > 0:
+        return 0.0
+    Li = np.linalg.inv(np.linalg.cholesky(Wxx))
+    C = Li @ (Bxx / L) @ Li.T
+    return np.linalg.eigvalsh(0.5 * (C + C.T))[0]
+
+
+@njit(inline="always")
+def _site_fit(count, cross, s, dev, Bs, Bi, beta_s):
+    """Site s's own IV estimate into ``beta_s`` and its delta-method covariance (returned)."""
+    A, Q = dev.shape
+    P = Q - 1
+    b = np.empty(Q)
+    b[0] = 1.0
+    for p in range(P):
+        acc = 0.0
+        for r in range(P):
+            acc += Bi[p, r] * Bs[r + 1, 0]
+        beta_s[p] = acc
+        b[p + 1] = -acc
+    meat = np.zeros((P, P))
+    for t in range(A):
+        nc = count[s, t]
+        bWb = 0.0
+        for a in range(Q):
+            for c in range(Q):
+                bWb += b[a] * cross[s, t, a, c] * b[c]
+        f = nc * bWb / (nc - 1.0)
+        for p in range(P):
+            for r in range(P):
+                meat[p, r] += f * dev[t, p + 1] * dev[t, r + 1]
+    return Bi @ meat @ Bi
+
+
 @njit(cache=True)
 def site_iv(count, mean, cross):
     """Each site's own IV estimate, its sampling covariance and its first-stage statistic.
@@ -86,66 +151,16 @@ def site_iv(count, mean, cross):
     weak = False
     dev = np.empty((A, Q))
     for s in range(K):
-        ns = 0
-        sm = np.zeros(Q)
-        for t in range(A):
-            ns += count[s, t]
-            for q in range(Q):
-                sm[q] += count[s, t] * mean[s, t, q]
-        for q in range(Q):
-            sm[q] /= ns
-        Bs = np.zeros((Q, Q))
-        Ws = np.zeros((Q, Q))
-        for t in range(A):
-            for q in range(Q):
-                dev[t, q] = mean[s, t, q] - sm[q]
-            for a in range(Q):
-                for c in range(Q):
-                    Bs[a, c] += count[s, t] * dev[t, a] * dev[t, c]
-                    Ws[a, c] += cross[s, t, a, c]
+        Bs, Ws, ns = _site_blocks(count, mean, cross, s, dev)
         if ns - A <= 0:
             return beta, cov, fs, STATUS_SINGLETON_CELL
         Bxx = np.ascontiguousarray(Bs[1:, 1:])
-        Wxx = np.ascontiguousarray(Ws[1:, 1:]) / (ns - A)
-        # first-stage statistic: the smallest eigenvalue of Wxx^{-1/2} (Bxx / L) Wxx^{-1/2}
-        if P == 1:
-            fs[s] = (Bxx[0, 0] / L) / Wxx[0, 0] if Wxx[0, 0] > 0 else 0.0
-        else:
-            ev = np.linalg.eigvalsh(Wxx)
-            if not ev[0] > 0:
-                fs[s] = 0.0
-            else:
-                Lc = np.linalg.cholesky(Wxx)
-                Li = np.linalg.inv(Lc)
-                C = Li @ (Bxx / L) @ Li.T
-                fs[s] = np.linalg.eigvalsh(0.5 * (C + C.T))[0]
-        if not fs[s] >= RCIV_MIN_SITE_F:
-            weak = True
-            continue
+        fs[s] = _site_first_stage(Bxx, np.ascontiguousarray(Ws[1:, 1:]) / (ns - A), L)
         Bi, ok = sym_inverse(Bxx, np.bool_(True))
-        if not ok:
+        if not (fs[s] >= RCIV_MIN_SITE_F and ok):
             weak = True
             continue
-        b = np.empty(Q)
-        b[0] = 1.0
-        for p in range(P):
-            acc = 0.0
-            for r in range(P):
-                acc += Bi[p, r] * Bs[r + 1, 0]
-            beta[s, p] = acc
-            b[p + 1] = -acc
-        meat = np.zeros((P, P))
-        for t in range(A):
-            nc = count[s, t]
-            bWb = 0.0
-            for a in range(Q):
-                for c in range(Q):
-                    bWb += b[a] * cross[s, t, a, c] * b[c]
-            f = nc * bWb / (nc - 1.0)
-            for p in range(P):
-                for r in range(P):
-                    meat[p, r] += f * dev[t, p + 1] * dev[t, r + 1]
-        cov[s] = Bi @ meat @ Bi
+        cov[s] = _site_fit(count, cross, s, dev, Bs, Bi, beta[s])
     if weak:
         return beta, cov, fs, STATUS_WEAK_SITE_COMPLIANCE
     for s in range(K):
