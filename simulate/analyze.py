@@ -41,6 +41,9 @@ JSON_FIELDS = (
     "status",
     "first_stage_f",
     "conditional_f",
+    "se_heterogeneity_jive",
+    "se_many_instrument_complete",
+    "effect_sd",
 )
 """Fields of each ``--json`` record (the first eight are the contract)."""
 

@@ -41,9 +41,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels import codes_nb as codes
 from ..kernels import estimators_nb as nb
 
-__all__ = ["EstimatorSpec", "REGISTRY", "SPECS", "SE_TYPES", "STATUS_NAMES", "DF_RULES", "DIRECT_EFFECT",
+__all__ = ["EstimatorSpec", "REGISTRY", "SPECS", "SE_TYPES", "NOT_PRIMARY", "STATUS_NAMES", "DF_RULES", "DIRECT_EFFECT",
            "ESTIMATORS", "PRIMARY_SE", "ESTIMATOR_LABELS", "ESTIMATOR_STYLES", "LIMIT_OF", "primary_df",
            "estimators_for", "spec"]
 
@@ -54,8 +55,19 @@ SE_TYPES: tuple[str, ...] = (
     "cluster",
     "many_instrument",
     "heterogeneity",
+    "heterogeneity_jive",
+    "many_instrument_complete",
+    "effect_sd",
 )
-"""Standard-error kinds, in the column order of ``EstimateArrays.se`` (the kernels' ``SE_*``)."""
+"""Standard-error kinds, in the column order of ``EstimateArrays.se`` (the kernels' ``SE_*``).
+
+The last slot, ``effect_sd``, is not a standard error: the random-coefficient IV rows carry
+their estimated cross-site SD of the effect there, so that every path (analysis, the fused
+simulation kernel) carries it without a new kernel output; it is never a primary SE
+(:data:`NOT_PRIMARY`)."""
+
+NOT_PRIMARY: tuple[str, ...] = ("effect_sd",)
+"""Slots of :data:`SE_TYPES` that no estimator may name as its primary standard error."""
 
 STATUS_NAMES: dict[int, str] = {
     nb.STATUS_OK: "ok",
@@ -65,6 +77,8 @@ STATUS_NAMES: dict[int, str] = {
     nb.STATUS_NOT_APPLICABLE: "not_applicable",
     nb.STATUS_SINGLETON_CELL: "singleton_cell",
     nb.STATUS_NUMERICAL: "numerical",
+    codes.STATUS_SITE_UNDERIDENTIFIED: "site_underidentified",
+    codes.STATUS_WEAK_SITE_COMPLIANCE: "weak_site_compliance",
 }
 """Status code -> name. Any status other than ``ok`` comes with NaN estimates."""
 
@@ -85,7 +99,19 @@ A rule giving zero or fewer degrees of freedom gives NaN (no interval)."""
 _CLUSTER_REASON = (
     "site-clustered: the effects vary between sites (delta_s, kappa_s), which makes the errors of persons in a "
     "site dependent; person-level HC0, Bekker or KCFGI standard errors then understate the sampling variance "
-    "(they are still reported as columns)"
+    "(they are still reported as columns). That holds for the heterogeneity-robust SEs too (Kolesar 2013: "
+    "se_heterogeneity, and se_heterogeneity_jive for UJIVE) and for the complete KCFGI (2015) SE of "
+    "bias-corrected 2SLS (se_many_instrument_complete): they allow heterogeneous effects and many instruments "
+    "but treat persons as independent, so none of them replaces the site-clustered SE"
+)
+_RCIV_REASON = (
+    "the sandwich over sites of the pooled mean (each site one observation, its weight fixed): it stays valid when "
+    "the weights 1 / (v_s + tau^2) are wrong, unlike the model-based (sum w)^(-1/2) reported as se_conventional, "
+    "which ignores the estimation of tau^2 and of v_s and under-covers with few sites; t with K - 1 df"
+)
+_RCIV_BIVARIATE_REASON = (
+    "the delta method on the sample covariance over sites of the site ITT effects on Y and on M: the only SE, it "
+    "includes the sampling and the effect variation alike (site-clustered by construction); t with K - 1 df"
 )
 _BETWEEN_REASON = (
     "site-level sandwich (HC0 over sites): the regression has one observation per site contrast, with "
@@ -143,7 +169,7 @@ class EstimatorSpec:
     direct_effect_row: bool = False
 
     def __post_init__(self):
-        if self.primary_se not in SE_TYPES:
+        if self.primary_se not in SE_TYPES or self.primary_se in NOT_PRIMARY:
             raise ValueError(f"{self.name}: primary_se {self.primary_se!r} is not one of {SE_TYPES}")
         if self.df_rule not in DF_RULES:
             raise ValueError(f"{self.name}: df_rule {self.df_rule!r} is not one of {tuple(DF_RULES)}")
@@ -242,6 +268,27 @@ REGISTRY: tuple[EstimatorSpec, ...] = (
         primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites", limit="limit_wald",
         style=(_BLACK, "d", "--"), single_mediator=True,
         description="Pooled Wald (P = 1 only): T's value as the single instrument, site fixed effects.",
+    ),
+    EstimatorSpec(
+        name="rciv_meta", label="RCIV, site IV pooled (DL)", kernel_row=codes.E_RCIV_META,
+        primary_se="cluster", primary_se_reason=_RCIV_REASON, df_rule="sites",
+        limit=None,  # a weighted mean of the site ratios, the weights 1 / (v_s + tau^2) depending on n_s
+        style=(_SKY_BLUE, "p", "-"),
+        description="Raudenbush, Reardon & Nomi (2012) random-coefficient IV: each site's own IV estimate (2SLS "
+                    "within the site, the Wald ratio for a binary treatment; needs at least P + 1 arms) with its "
+                    "delta-method variance, pooled per mediator by DerSimonian-Laird into the cross-site mean and "
+                    "the cross-site SD of the effect (column effect_sd). Fails (weak_site_compliance) when a "
+                    "site's own first-stage F is below 3.84.",
+    ),
+    EstimatorSpec(
+        name="rciv_bivariate", label="RCIV, ratio of mean ITTs", kernel_row=codes.E_RCIV_BIVARIATE,
+        primary_se="cluster", primary_se_reason=_RCIV_BIVARIATE_REASON, df_rule="sites",
+        limit=None,  # E[pi_Y] / E[pi_M] over sites; no Truth attribute holds it
+        style=(_VERMILLION, "8", ":"), single_mediator=True,
+        description="Raudenbush, Reardon & Nomi (2012) bivariate random-effects alternative (P = 1): the mean "
+                    "over sites of the ITT effect on Y over that on M, and, assuming site compliance independent "
+                    "of the site effect, the cross-site SD of the effect from the moments' between-site "
+                    "covariance (column effect_sd).",
     ),
 )
 """Every estimator, in the row order of the kernel outputs."""

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..kernels import codes_nb as codes
 from ..kernels import estimators_nb as nb
 from .inference import diagnostic_columns, direct_effect_inference_arrays, primary_standard_error, t_inference
 from .registry import DIRECT_EFFECT, ESTIMATORS, PRIMARY_SE, SPECS, STATUS_NAMES, primary_df
@@ -107,6 +108,12 @@ COLUMNS: dict[str, Column] = {
     "seed": Column("int64", "the run seed (entropy)", "simulation"),
     "cell_key": Column("int64", "spawn key: SeedSequence(seed, spawn_key=(cell_key, rep)) replays the replication",
                        "simulation"),
+    "se_heterogeneity_jive": Column(_F, "Kolesar (2013) heterogeneity-robust standard error of UJIVE (person "
+                                    "level; NaN for the other estimators and on the cell-statistics path)"),
+    "se_many_instrument_complete": Column(_F, "complete KCFGI (2015) standard error of bias-corrected 2SLS, "
+                                          "the Gaussian part plus the third- and fourth-moment terms (person level)"),
+    "effect_sd": Column(_F, "estimated cross-site SD of the mediator's effect (RCIV rows; NaN elsewhere); its "
+                        "truth: simulate.truth.site_effect_sd"),
 }
 """Every column: name -> :class:`Column` (dtype, meaning, the path that carries it), in column order."""
 
@@ -118,7 +125,10 @@ SIMULATION_COLUMNS: dict[str, str] = {k: c.dtype for k, c in COLUMNS.items() if 
 
 _PER_MEDIATOR_SE = (("se_conventional", nb.SE_CONVENTIONAL), ("se_robust", nb.SE_HC0), ("se_hc1", nb.SE_HC1),
                     ("se_cluster", nb.SE_CLUSTER), ("se_many_instrument", nb.SE_MANY_INSTRUMENT),
-                    ("se_heterogeneity", nb.SE_HETEROGENEITY))
+                    ("se_heterogeneity", nb.SE_HETEROGENEITY),
+                    ("se_heterogeneity_jive", codes.SE_HETEROGENEITY_JIVE),
+                    ("se_many_instrument_complete", codes.SE_MANY_INSTRUMENT_COMPLETE),
+                    ("effect_sd", codes.SE_EFFECT_SD))
 # the direct-effect row's standard errors (diagnostic keys); the others are NaN
 _DIRECT_SE = {"se_conventional": "direct_effect_se_conventional", "se_robust": "direct_effect_se_hc0",
               "se_hc1": "direct_effect_se_hc1"}

@@ -12,6 +12,8 @@ STATUS_TOO_FEW_SITES = 3  # fewer site contrasts than mediators (or regressors)
 STATUS_NOT_APPLICABLE = 4  # e.g. the pooled Wald estimator with P > 1
 STATUS_SINGLETON_CELL = 5  # a cell with one person (UJIVE, precision weights)
 STATUS_NUMERICAL = 6  # a non-finite result or a failed decomposition
+STATUS_SITE_UNDERIDENTIFIED = 7  # fewer arms than P + 1 in a site: its own IV is not defined (RCIV)
+STATUS_WEAK_SITE_COMPLIANCE = 8  # a site's own first stage below RCIV_MIN_SITE_F (RCIV)
 
 # ---------------------------------------------------------------- estimator rows
 E_OLS = 0
@@ -24,7 +26,9 @@ E_BETWEEN_OLS = 6
 E_BETWEEN_PRECISION = 7
 E_BETWEEN_INTERCEPT = 8
 E_WALD = 9
-N_ESTIMATORS = 10
+E_RCIV_META = 10  # Raudenbush, Reardon & Nomi (2012): site IV estimates pooled by DerSimonian-Laird
+E_RCIV_BIVARIATE = 11  # RRN (2012): ratio of the cross-site mean ITT effects on Y and on M (P = 1)
+N_ESTIMATORS = 12
 
 # ---------------------------------------------------------------- standard errors
 SE_CONVENTIONAL = 0
@@ -33,7 +37,13 @@ SE_HC1 = 2
 SE_CLUSTER = 3
 SE_MANY_INSTRUMENT = 4
 SE_HETEROGENEITY = 5
-N_SE = 6
+SE_HETEROGENEITY_JIVE = 6  # Kolesar (2013) heterogeneity-robust SE of UJIVE (person level)
+SE_MANY_INSTRUMENT_COMPLETE = 7  # KCFGI (2015) SE with its non-Gaussian terms (MBTSLS, person level)
+SE_EFFECT_SD = 8  # not a standard error: the RCIV rows' estimated cross-site SD of the effect
+N_SE = 9
+
+# ---------------------------------------------------------------- RCIV constants
+RCIV_MIN_SITE_F = 3.841458820694124  # chi2_1 0.95 quantile: below it a site's own 95% Fieller set is unbounded
 
 # ---------------------------------------------------------------- scalar diagnostics
 D_N = 0

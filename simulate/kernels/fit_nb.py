@@ -43,6 +43,8 @@ from .codes_nb import (
     E_FULLER,
     E_LIML,
     E_OLS,
+    E_RCIV_BIVARIATE,
+    E_RCIV_META,
     E_TSLS,
     E_UJIVE,
     E_WALD,
@@ -53,17 +55,20 @@ from .codes_nb import (
     SE_HC0,
     SE_HC1,
     SE_HETEROGENEITY,
+    SE_HETEROGENEITY_JIVE,
     SE_MANY_INSTRUMENT,
+    SE_MANY_INSTRUMENT_COMPLETE,
     STATUS_EMPTY_CELL,
     STATUS_NOT_APPLICABLE,
     STATUS_OK,
     STATUS_SINGULAR,
     STATUS_TOO_FEW_SITES,
 )
-from .jive_nb import person_meats, ujive_from_deviations
-from .kclass_nb import bekker_se, kcfgi_se, kclass_from_deviations, liml_kappa, wald_fit
+from .jive_nb import person_meats_all, ujive_from_deviations
+from .kclass_nb import bekker_se, kcfgi_complete_se, kcfgi_se, kclass_from_deviations, liml_kappa, wald_fit
 from .linalg_nb import coef_vector, quad, sandwich_se, sym_inverse
 from .moments_nb import between_within_from_deviations, cell_deviations, cell_statistics, site_moments
+from .rciv_nb import rciv_bivariate_fit, rciv_meta_fit
 from .sitelevel_nb import cr3_cov, precision_weights, site_contrasts, site_gls
 
 
@@ -329,6 +334,15 @@ def _fit_wald(est, se, status, count, dev, cross, B, Wc, arm_mean):
     status[E_WALD] = stw2
 
 
+@njit(inline="always")
+def _fit_rciv(est, se, status, count, mean, cross):
+    """The random-coefficient IV estimators of Raudenbush, Reardon & Nomi (2012) (:mod:`.rciv_nb`)."""
+    b_m, s_m, st_m = rciv_meta_fit(count, mean, cross)
+    _put_kclass(est, se, status, E_RCIV_META, b_m, s_m, st_m)
+    b_b, s_b, st_b = rciv_bivariate_fit(count, mean, cross)
+    _put_kclass(est, se, status, E_RCIV_BIVARIATE, b_b, s_b, st_b)
+
+
 # ============================================================ the whole fit
 @njit(cache=True)
 def fit_from_statistics(count, mean, cross, fuller_alpha):
@@ -404,6 +418,7 @@ def fit_with_breads(count, mean, cross, fuller_alpha):
     _fit_between_intercept(est, se, status, diag, itt, comp, tval, srow, ones)
     _nonlinearity_test(diag, itt, comp, tval, srow, ones)
     _fit_wald(est, se, status, count, dev, cross, B, Wc, arm_mean)
+    _fit_rciv(est, se, status, count, mean, cross)
     return est, se, status, diag, fs_f, sw_f, ols_bread_inv, ujive_bread_inv
 
 
@@ -444,8 +459,9 @@ def fit_with_statistics(site, arm, mediators, outcome, count, mean, cross, n_sit
     )
     P = mediators.shape[1]
     n = outcome.shape[0]
-    meat_ols, meat_uj = person_meats(
-        site, arm, mediators, outcome, count, mean, est[E_OLS], est[E_UJIVE]
+    beta_mb = est[E_BTSLS] if status[E_BTSLS] == STATUS_OK else np.full(P, np.nan)
+    meat_ols, meat_uj, meat_uh, m_wwuu, m_wuu, m_wwu = person_meats_all(
+        site, arm, mediators, outcome, count, mean, est[E_OLS], est[E_UJIVE], beta_mb
     )
     dof = n - n_sites - P
     if status[E_OLS] == STATUS_OK:
@@ -456,4 +472,11 @@ def fit_with_statistics(site, arm, mediators, outcome, count, mean, cross, n_sit
         se[E_UJIVE, SE_HC0] = sandwich_se(ujive_bread_inv, meat_uj, 1.0)
         if dof > 0:
             se[E_UJIVE, SE_HC1] = se[E_UJIVE, SE_HC0] * np.sqrt(n / dof)
+        se[E_UJIVE, SE_HETEROGENEITY_JIVE] = sandwich_se(ujive_bread_inv, meat_uh, 1.0)
+    if status[E_BTSLS] == STATUS_OK:
+        _, site_mean, _ = site_moments(count, mean)
+        dev = cell_deviations(mean, site_mean)
+        B, Wc = between_within_from_deviations(count, dev, cross)
+        se[E_BTSLS, SE_MANY_INSTRUMENT_COMPLETE] = kcfgi_complete_se(B, Wc, est[E_BTSLS], n, count, dev, m_wwuu,
+                                                                     m_wuu, m_wwu)
     return est, se, status, diag, fs_f, sw_f

@@ -136,7 +136,32 @@ def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujiv
 
     One pass over persons, O(n P^2), in blocks: a block's ``h_i`` are stored by column
     and scaled by ``u_i``, then each meat entry adds the dot product of two rows
-    (:func:`dot4`).
+    (:func:`dot4`).  The first two outputs of :func:`person_meats_all`.
+    """
+    P = mediators.shape[1]
+    nanb = np.full(P, np.nan)
+    out = person_meats_all(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujive, nanb)
+    return out[0], out[1]
+
+
+@njit(cache=True)
+def person_meats_all(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujive, beta_mbtsls):
+    r"""The person-level meats and moments: OLS and UJIVE HC0, UJIVE heterogeneity, MBTSLS third and fourth moments.
+
+    Returns ``(meat_ols, meat_uj, meat_uh, m_wwuu, m_wuu, m_wwu)``.  The first two are those
+    of :func:`person_meats` (the same operations in the same order).
+
+    ``meat_uh = sum_i psi_i psi_i'`` is the meat of the heterogeneity-robust SE of UJIVE
+    (Kolesar 2013; ManyIV's ``se_hte``): ``psi_i = u_i Xdot_i + GY_i (x_i - xbar_c)`` with
+    ``GY_i = g_c - a_c e_i``, ``g_c = b'(vbar_c - vbar_s)`` (the reduced-form residual of the
+    cell), ``e_i = b'(v_i - vbar_c)`` and ``a_c = (1/n_c - 1/n_s) / (1 - 1/n_c)``
+    (``(P_[Z,W] - P_W)_ii / (1 - (P_[Z,W])_ii)``), ``b = (1, -beta_ujive')``.  The second
+    term is the first stage's estimation error, which matters when effects vary.
+
+    ``m_wwuu = sum_i w_i w_i' r_i^2``, ``m_wuu = sum_i w_i r_i^2``, ``m_wwu = sum_i w_i w_i' r_i``
+    with ``w_i = x_i - xbar_c`` and ``r_i = b'(v_i - vbar_c)``, ``b = (1, -beta_mbtsls')``:
+    the moments of :func:`simulate.kernels.kclass_nb.kcfgi_complete_se` (zeros when
+    ``beta_mbtsls`` is NaN).
     """
     P = mediators.shape[1]
     K, A = count.shape
@@ -145,6 +170,8 @@ def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujiv
     C2 = 1 + P
     ALPHA = 2 + P
     cell = np.zeros((K * A, 2 + 2 * P))
+    # per cell: g_c of UJIVE, a_c
+    cell_h = np.zeros((K * A, 2))
     for s in range(K):
         ns = n_site[s]
         for t in range(A):
@@ -159,14 +186,26 @@ def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujiv
                 cell[c, C2] = c2
                 for p in range(P):
                     cell[c, ALPHA + p] = (c1 - c2) * (mean[s, t, p + 1] - site_mean[s, p + 1])
+                g = mean[s, t, 0] - site_mean[s, 0]
+                for p in range(P):
+                    g -= beta_ujive[p] * (mean[s, t, p + 1] - site_mean[s, p + 1])
+                cell_h[c, 0] = g
+                cell_h[c, 1] = (1.0 / nc - 1.0 / ns) / (1.0 - 1.0 / nc)
     n = outcome.shape[0]
     score_ols = np.empty((P, _PERSON_BLOCK))
     score_uj = np.empty((P, _PERSON_BLOCK))
+    score_uh = np.empty((P, _PERSON_BLOCK))
     u_ols = np.empty(_PERSON_BLOCK)
     u_uj = np.empty(_PERSON_BLOCK)
     meat_ols = np.zeros((P, P))
     meat_uj = np.zeros((P, P))
+    meat_uh = np.zeros((P, P))
+    m_wwuu = np.zeros((P, P))
+    m_wuu = np.zeros(P)
+    m_wwu = np.zeros((P, P))
+    w = np.empty(P)
     do_uj = np.isfinite(beta_ujive[0])
+    do_mb = np.isfinite(beta_mbtsls[0])
     for i0 in range(0, n, _PERSON_BLOCK):
         m = min(_PERSON_BLOCK, n - i0)
         # h_i of both fits by column, and their residuals u_i
@@ -184,6 +223,27 @@ def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujiv
                 uu -= hp * beta_ujive[p]
             u_ols[j] = uo
             u_uj[j] = uu
+            if do_uj or do_mb:
+                s_i = site[i]
+                t_i = arm[i]
+                y_c = outcome[i] - mean[s_i, t_i, 0]
+                e = y_c
+                rr = y_c
+                for p in range(P):
+                    w[p] = mediators[i, p] - mean[s_i, t_i, p + 1]
+                    e -= w[p] * beta_ujive[p]
+                    rr -= w[p] * beta_mbtsls[p]
+                if do_uj:
+                    gy = cell_h[c, 0] - cell_h[c, 1] * e
+                    for p in range(P):
+                        score_uh[p, j] = uu * score_uj[p, j] + gy * w[p]
+                if do_mb:
+                    r2 = rr * rr
+                    for p in range(P):
+                        m_wuu[p] += w[p] * r2
+                        for q in range(P):
+                            m_wwuu[p, q] += w[p] * w[q] * r2
+                            m_wwu[p, q] += w[p] * w[q] * rr
         for p in range(P):
             for j in range(m):
                 score_ols[p, j] *= u_ols[j]
@@ -193,8 +253,10 @@ def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujiv
                 meat_ols[p, r] += dot4(score_ols[p], score_ols[r], m)
                 if do_uj:
                     meat_uj[p, r] += dot4(score_uj[p], score_uj[r], m)
+                    meat_uh[p, r] += dot4(score_uh[p], score_uh[r], m)
     for p in range(P):
         for r in range(p + 1, P):
             meat_ols[r, p] = meat_ols[p, r]
             meat_uj[r, p] = meat_uj[p, r]
-    return meat_ols, meat_uj
+            meat_uh[r, p] = meat_uh[p, r]
+    return meat_ols, meat_uj, meat_uh, m_wwuu, m_wuu, m_wwu

@@ -268,6 +268,100 @@ def kcfgi_se(B, Wc, beta, n, n_sites, n_instruments):
 
 
 @njit(cache=True)
+def kcfgi_complete_se(B, Wc, beta, n, count, dev, m_wwuu, m_wuu, m_wwu):
+    r"""The complete many-invalid-instrument SE of MBTSLS (KCFGI 2015): :func:`kcfgi_se` plus its non-Gaussian terms.
+
+    With the notation of :func:`kcfgi_se` (``Xi``, ``S``, ``b``, ``k = K L``, ``l = K``),
+    within-cell residuals ``V_i = v_i - vbar_c``, ``u_i = b'V_i`` and ``w_i`` the mediator
+    part of ``V_i``, the variance of ``sqrt(n) vec(Xi)`` gains (KCFGI 2015; Kolesar 2018,
+    ManyIV ``MDDelta`` with ``invalid=TRUE``) the fourth-moment term
+    ``D2 = (k/n) delta (Psi4 - vec S vec S' - 2 N (S x S))`` and the third-moment terms
+    ``D3 + D3'``, ``D3 = 2 sqrt(k/n) N (Psi3' x mu)``.  Here, with the cell dummies as
+    ``[Z, W]``, the diagonal ``h_i = (P_Z~)_ii - (k/nu)(1 - (P_[Z,W])_ii)`` is
+    ``h_c = 1/n_c - 1/n_s - (k/nu)(1 - 1/n_c)``, ``delta = sum_i h_i^2 / k``,
+    ``mu = sum_c n_c (vbar_c - vbar_s) h_c / sqrt(n k)``, ``Psi3`` and ``Psi4`` the residuals'
+    third and fourth moments over ``m3 = n - 3(k + l)`` and ``m4 = n - 4(k + l)``
+    (ManyIV's default approximation), ``Psi4`` less ``(m2 - m4)(2 N (S x S) + vec S vec S')``,
+    ``m2 = sum_i (1 - (P_[Z,W])_ii)^2``.  Contracted with the gradient of ``beta``, the
+    (p, r) entry added to ``G`` of :func:`kcfgi_se` is
+
+    ``(k/n) delta [Psi4(w_p w_r u u) - S_pr b'Sb - 2 (Sb)_p (Sb)_r]
+    + sqrt(k/n) [mu_p E(w_r u^2) + mu_r E(w_p u^2) + 2 (b'mu) E(w_p w_r u)]``.
+
+    In a balanced design (equal cells) every ``h_c`` is 0 and the SE equals :func:`kcfgi_se`.
+
+    Parameters
+    ----------
+    B, Wc : (Q, Q)
+    beta : (P,)
+    n : int
+    count : int64 (K, A)
+    dev : (K, A, Q)
+        Cell deviations vbar_c - vbar_s.
+    m_wwuu, m_wuu, m_wwu : (P, P), (P,), (P, P)
+        ``sum_i w_ip w_ir u_i^2``, ``sum_i w_ip u_i^2``, ``sum_i w_ip w_ir u_i``.
+
+    Returns
+    -------
+    (P,) standard errors (NaN where not defined).
+    """
+    K, A, Q = dev.shape
+    P = Q - 1
+    out = np.full(P, np.nan)
+    k = K * (A - 1)
+    l = K
+    nu = n - k - l
+    m3 = n - 3.0 * (k + l)
+    m4 = n - 4.0 * (k + l)
+    if nu <= 0 or m3 <= 0 or m4 <= 0 or k <= 0:
+        return out
+    T = B / n
+    S = Wc / nu
+    Xi = T - (k / n) * S
+    tau = (k / n) * (n - l) / nu
+    b = coef_vector(beta)
+    Xb = Xi @ b
+    Sb = S @ b
+    bXb = b @ Xb
+    bSb = b @ Sb
+    delta = 0.0
+    m2 = 0.0
+    mu = np.zeros(Q)
+    for s in range(K):
+        ns = 0
+        for t in range(A):
+            ns += count[s, t]
+        for t in range(A):
+            nc = count[s, t]
+            if nc == 0:
+                continue
+            h = 1.0 / nc - 1.0 / ns - (k / nu) * (1.0 - 1.0 / nc)
+            delta += nc * h * h
+            m2 += nc * (1.0 - 1.0 / nc) ** 2
+            for q in range(Q):
+                mu[q] += nc * dev[s, t, q] * h
+    delta /= k
+    mu /= np.sqrt(n * float(k))
+    bmu = b @ mu
+    G = np.empty((P, P))
+    for p in range(P):
+        a = p + 1
+        for r in range(P):
+            c = r + 1
+            gauss = (bXb * S[a, c] + Xb[a] * Sb[c] + Sb[a] * Xb[c] + bSb * Xi[a, c]
+                     + tau * (bSb * S[a, c] + Sb[a] * Sb[c]))
+            psi4 = (m_wwuu[p, r] - (m2 - m4) * (S[a, c] * bSb + 2.0 * Sb[a] * Sb[c])) / m4
+            d2 = (k / n) * delta * (psi4 - S[a, c] * bSb - 2.0 * Sb[a] * Sb[c])
+            d3 = np.sqrt(k / n) * (mu[a] * m_wuu[r] + mu[c] * m_wuu[p] + 2.0 * bmu * m_wwu[p, r]) / m3
+            G[p, r] = gauss + d2 + d3
+    Xxx = np.ascontiguousarray(Xi[1:, 1:])
+    Xi_inv, ok = sym_inverse(Xxx, np.bool_(True))
+    if not ok:
+        return out
+    return sandwich_se(Xi_inv, G, 1.0 / n)
+
+
+@njit(cache=True)
 def wald_fit(count, dev, cross, B, Wc, arm_mean):
     r"""Pooled Wald / IV with instrument ``z_i = t_i - tbar_s`` and site effects (P = 1).
 

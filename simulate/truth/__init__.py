@@ -68,5 +68,7 @@ from .moments import _hafnian as _hafnian
 from .moments import _Phi as _Phi
 from .moments import _phi as _phi
 from .moments import _xphi as _xphi
+from .site_effects import site_effect_sd, site_effect_sd_applies
 
-__all__ = ["Truth", "truth", "targets", "LIMIT_OF", "TRUTH_SEED", "TRUTH_SITES"]
+__all__ = ["Truth", "truth", "targets", "LIMIT_OF", "TRUTH_SEED", "TRUTH_SITES", "site_effect_sd",
+           "site_effect_sd_applies"]
