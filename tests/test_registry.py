@@ -10,7 +10,7 @@ import simulate as sm
 from simulate import estimators as est
 from simulate.estimators import registry as reg
 from simulate.estimators import rows
-from simulate.kernels import estimators_nb as nb
+from simulate.kernels import codes_nb as nb
 from simulate.replicate import ROW_COLUMNS, replication_seed, run_replications
 
 SMALL = """
@@ -54,7 +54,7 @@ def test_registry_rows_are_the_kernel_rows():
     names = {"ols": nb.E_OLS, "2sls": nb.E_TSLS, "liml": nb.E_LIML, "fuller": nb.E_FULLER, "ujive": nb.E_UJIVE,
              "bias_corrected_2sls": nb.E_BTSLS, "between_ols": nb.E_BETWEEN_OLS,
              "between_precision": nb.E_BETWEEN_PRECISION, "between_intercept": nb.E_BETWEEN_INTERCEPT,
-             "wald": nb.E_WALD}
+             "wald": nb.E_WALD, "rciv_meta": nb.E_RCIV_META, "rciv_bivariate": nb.E_RCIV_BIVARIATE}
     assert [s.kernel_row for s in est.REGISTRY] == list(range(nb.N_ESTIMATORS))
     assert {s.name: s.kernel_row for s in est.REGISTRY} == names
     assert est.ESTIMATORS == tuple(names)
@@ -89,7 +89,7 @@ def test_primary_se_and_degrees_of_freedom_as_before(K, P):
 
 def test_estimators_for_and_spec():
     assert est.estimators_for(1) == est.ESTIMATORS
-    assert est.estimators_for(2) == tuple(e for e in est.ESTIMATORS if e != "wald")
+    assert est.estimators_for(2) == tuple(e for e in est.ESTIMATORS if e not in ("wald", "rciv_bivariate"))
     assert est.spec("liml").limit == "limit_liml"
     with pytest.raises(KeyError, match="unknown estimator 'jive9'"):
         est.spec("jive9")
