@@ -169,7 +169,9 @@ def test_truth_json_fields_and_ate(tmp_path, capsys):
     assert rec["scenario"] == "two"
     assert rec["hash"] == load(path).hash
     assert rec["grid"] == {}
-    assert rec["n_sites_simulated"] == int(SITES)
+    # every assumption holds: the limits are exact (quadrature of polynomials), no site simulated, error 0
+    assert rec["n_sites_simulated"] == 0 and rec["limit_method"] == "closed form"
+    assert all(m[f"{lim}_se"] == 0.0 for m in rec["mediators"] for lim in ("limit_2sls", "limit_liml"))
     meds = rec["mediators"]
     assert [m["mediator"] for m in meds] == ["income", "hours"]
     for m in meds:
