@@ -403,7 +403,8 @@ def test_the_flagship_design_plans_every_dial():
     sweeps = plan_sweeps(raw, settings, "flagship")
     assert [s.dial.key for s in sweeps if s.skipped is None] == [
         "spillover", "direct_effect", "mediator_curvature", "outcome_curvature", "mediator_paths", "selection",
-        "within_site_correlation", "defiers", "rank", "between_site_correlation", "nonlinear_dependence"]
+        "within_site_correlation", "defiers", "rank", "between_site_correlation", "nonlinear_dependence",
+        "cross_dependence"]
     for s in sweeps:
         assert s.values[0][0] == 0.0 or s.dial.key == "rank"
         assert np.all(np.diff(s.values[0]) > 0) or s.dial.key == "rank"
