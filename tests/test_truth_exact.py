@@ -339,3 +339,46 @@ def test_truth_command_says_closed_form_quadrature_or_the_se(tmp_path, capsys, m
     se_row = [line for line in out.splitlines() if line.strip().startswith("SE M1")]
     assert len(se_row) == 1 and "e-0" in se_row[0]
     assert rec["limit_method"] == "simulation" and rec["mediators"][0]["limit_2sls_se"] > 0
+
+
+# ---------------------------------------------------------------------------
+# the limit's SE in the MCSE of the bias decomposition
+# ---------------------------------------------------------------------------
+
+
+def test_limit_se_enters_the_mcse_of_the_bias_decomposition():
+    from simulate import measures as M
+    from simulate.accumulator import SummaryAccumulator
+
+    x = np.random.default_rng(3).normal(0.6, 0.2, 400)
+    mom = M.moments(x)
+    se_mean = x.std(ddof=1) / math.sqrt(len(x))
+    assert M.identification_bias(0.55, 0.5, 400) == M.Measure(pytest.approx(0.05), 0.0, 400)
+    assert M.identification_bias(0.55, 0.5, 400, 0.003).mcse == 0.003
+    fsb = M.finite_sample_bias(mom, 0.55, 0.003)
+    assert fsb.value == pytest.approx(x.mean() - 0.55, abs=1e-12)
+    assert fsb.mcse == pytest.approx(math.sqrt(se_mean ** 2 + 0.003 ** 2), rel=1e-12)
+    assert M.finite_sample_bias(mom, 0.55).mcse == pytest.approx(se_mean, rel=1e-12)
+    # the accumulator reads limit_se (and a site-moment target's own SE) from the targets
+    tg = {"ate": 0.5, "late": math.nan, "compliance_weighted": 0.52, "limit": 0.55, "limit_se": 0.003,
+          "compliance_weighted_se": 0.004}
+    out = {(t, m): q for t, m, q in SummaryAccumulator._fixed_target_measures(tg, x, mom, x - 1, x + 1, 0.6, 0.01)}
+    assert out[("ate", "identification_bias")].mcse == pytest.approx(0.003, rel=1e-12)
+    assert out[("compliance_weighted", "identification_bias")].mcse == pytest.approx(0.005, rel=1e-12)
+    assert out[("ate", "finite_sample_bias")].mcse == pytest.approx(fsb.mcse, rel=1e-12)
+    # a truth stored before the SEs (no key): exact, as before
+    del tg["limit_se"], tg["compliance_weighted_se"]
+    out = {(t, m): q for t, m, q in SummaryAccumulator._fixed_target_measures(tg, x, mom, x - 1, x + 1, 0.6, 0.01)}
+    assert out[("ate", "identification_bias")].mcse == 0.0
+
+
+def test_targets_carry_the_limit_se():
+    from simulate.truth import targets
+
+    sc = sm.loads(NONLINEAR.format(lam=1.0, r=0.0, rho=0.0))
+    exact = targets(truth(sc), sc)
+    assert all(v["limit_se"] == 0.0 for k, v in exact.items() if math.isfinite(v["limit"]))
+    sim = truth(sc, n_sites=20_000, method="simulate")
+    tg = targets(sim, sc)
+    assert tg[("2sls", "M1")]["limit_se"] == sim.limit_2sls_se[0] > 0
+    assert tg[("between_intercept", "direct_effect")]["limit_se"] == sim.limit_between_intercept_constant_se > 0
