@@ -3,8 +3,10 @@
 The population cell means mu_M(s, t) = E[M | site s, arm t] and mu_Y(s, t) are exact
 functions of a site's parameters (Gaussian moment identities, truncated-normal moments
 for selection, half-space moments for compliance types: :class:`_Model`); the limits
-average them over many simulated sites (:func:`site_moments`, moment-matched normals
-with a fixed seed) and solve the population normal equations (:func:`limits`).  The
+integrate them over the sites by tensor Gauss-Hermite quadrature (:func:`quadrature_moments`)
+or average them over many simulated sites (:func:`site_moments`, moment-matched normals
+with a fixed seed, in batches for a standard error) and solve the population normal
+equations (:func:`limits`).  The
 formulas are listed in :mod:`simulate.truth`.
 """
 
