@@ -448,8 +448,10 @@ class SummaryAccumulator:
             out += [(t, "rmse", M.rmse(x - theta)), (t, "coverage", M.coverage(lo_f, hi_f, theta)),
                     (t, "median_bias", Measure(med_x - theta, med_se, n))]
             if t in POPULATION_TARGETS and math.isfinite(limit):
-                out += [(t, "identification_bias", M.identification_bias(limit, theta, n)),
-                        (t, "finite_sample_bias", M.finite_sample_bias(mom, limit))]
+                limit_se = _target_error(tg, "limit_se")  # the limit's simulation SE (0 when exact)
+                ident_se = math.hypot(limit_se, _target_error(tg, f"{t}_se"))  # a target from site moments
+                out += [(t, "identification_bias", M.identification_bias(limit, theta, n, ident_se)),
+                        (t, "finite_sample_bias", M.finite_sample_bias(mom, limit, limit_se))]
         return out
 
     def _row_target_measures(self, g: _Group) -> list[tuple[str, str, Measure]]:
@@ -525,3 +527,9 @@ def summarize(rows, targets: TargetsArg = None, *, alpha: float = ALPHA, resampl
         for batch in rows:
             acc.add(batch)
     return acc.result()
+
+
+def _target_error(tg: Mapping, key: str) -> float:
+    """A numerical error from a targets dict: 0 when absent (a truth stored before the errors were)."""
+    v = tg.get(key, 0.0)
+    return math.nan if v is None else float(v)

@@ -306,6 +306,29 @@ def _nonlinear_dependence(d: Design, v: float):
     return d.plan(["site.nonlinear_dependence"], [v], changes=changes, extra=extra)
 
 
+CROSS_TERM = "site.cross_dependence.effect_2:compliance_1:compliance_2"
+"""The term the cross-mediator dial sweeps: delta_2 += lambda sd(delta_2) (z_1 z_2 - r) / sqrt(1 + r^2)."""
+
+
+def _cross_dependence(d: Design, v: float):
+    if d.P < 2:
+        return "needs two or more mediators (one mediator's effect depends on another's compliance)"
+    if not _varies(d):
+        return "needs compliance that varies between sites"
+    changes, extra = _site_effect_sd(d)
+    if not changes and d.scenario.site_sd[Layout(d.P).site_effect(1)] == 0:  # the term scales sd(delta_2)
+        sd2 = 0.5 * abs(d.effect(1)) or 0.1
+        changes = [f"between-site SD of the second mediator's effect set to {sd2:g} (zero in the design)"]
+
+        def extra(r):
+            site = r.setdefault("site", {})
+            cur = site.get("effect_sd", 0.0)
+            vals = list(cur) if isinstance(cur, list) else [cur] * d.P
+            vals[1] = sd2
+            site["effect_sd"] = vals
+    return d.plan([CROSS_TERM], [v], changes=changes, extra=extra)
+
+
 # ---------------------------------------------------------------------------
 # The catalogue
 # ---------------------------------------------------------------------------
@@ -357,6 +380,12 @@ ASSUMPTIONS: tuple[Assumption, ...] = (
                "a correlation check cannot see",
                "lambda of delta = ... + lambda sd(delta) (u^2 - 1)/sqrt 2", lambda d: 1.0, True,
                _nonlinear_dependence),
+    Assumption("cross_dependence", "ix", "between-site independence, across mediators",
+               "Nonlinear between-site dependence across mediators",
+               "the second mediator's effect depends on the product of the sites' compliances of the first and "
+               "second mediators, which neither a correlation check nor a test of the squared compliances sees",
+               "lambda of delta_2 = ... + lambda sd(delta_2) (u_1 u_2 - r)/sqrt(1 + r^2)", lambda d: 1.0, True,
+               _cross_dependence),
 )
 """Every assumption the stress test sweeps, in the paper's order."""
 

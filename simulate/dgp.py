@@ -9,6 +9,8 @@ correlated by the site correlation matrix R_site = F F' (u_s = F z_s), then
     gamma_ps = E[gamma_p] + sd(gamma_p) u_ps                          (continuous M_p)
     delta_ps = E[delta_p] + sd(delta_p) u_(P+p)s
                + lambda_p sd(delta_p) (u_ps^2 - 1) / sqrt(2)           (nonlinear dependence)
+               + sum_terms lambda sd(delta_p) (u_qs u_rs - R_qr) / sqrt(1 + R_qr^2)
+                                           (cross-mediator dependence, [site.cross_dependence])
     kappa_s  = E[kappa] + sd(kappa) u_(2P+1)s
 
 Persons i in site s carry a standard normal vector u_i of (compliance_1..P,
@@ -154,6 +156,11 @@ class KernelPlan(NamedTuple):
     site_mean: np.ndarray  # (2P+1,) means of the site components
     site_sd: np.ndarray  # (2P+1,)
     nonlinear: np.ndarray  # (P,) lambda_p sd(delta_p) / sqrt(2)
+    cross_effect: np.ndarray  # (T,) int64: the site-effect index each cross-mediator term adds to
+    cross_a: np.ndarray  # (T,) int64: the site-compliance indices of the term's two factors
+    cross_b: np.ndarray  # (T,) int64
+    cross_coef: np.ndarray  # (T,) lambda sd(delta_p) / sqrt(1 + r^2)
+    cross_centre: np.ndarray  # (T,) r = corr(z_a, z_b), the product's mean
     binary: np.ndarray  # (P,) bool
     bin_a: np.ndarray  # (P,) a_p, the mean latent complier threshold
     bin_tau: np.ndarray  # (P,) tau_p, its between-site sd
@@ -224,6 +231,35 @@ def binary_constants(sc: Scenario):
     return a, tau, q, d
 
 
+def cross_dependence_plan(sc: Scenario) -> dict:
+    """The ``cross_*`` fields of the plan: one entry per cross-mediator term (assumption ix).
+
+    A term (p, q, r, lambda) of ``sc.cross_dependence`` adds
+    lambda sd(delta_p) (u_q u_r - R_qr) / sqrt(1 + R_qr^2) to delta_p, u the standardized site
+    compliances and R_qr their correlation (1 when q = r: (u_q^2 - 1) / sqrt(2)); the term has
+    mean 0 and SD lambda sd(delta_p) and draws no random number.
+
+    Parameters
+    ----------
+    sc : Scenario
+
+    Returns
+    -------
+    dict
+        ``cross_effect``, ``cross_a``, ``cross_b`` (int64) and ``cross_coef``, ``cross_centre``.
+    """
+    L = Layout.of(sc)
+    terms = getattr(sc, "cross_dependence", ())
+    R = np.array(sc.site_correlation, float)
+    sd = np.array(sc.site_sd, float)
+    a = np.array([L.site_compliance(q) for _, q, _, _ in terms], np.int64)
+    b = np.array([L.site_compliance(r) for _, _, r, _ in terms], np.int64)
+    centre = np.array([R[i, j] for i, j in zip(a, b)], float)
+    coef = np.array([lam * sd[L.site_effect(p)] for p, _, _, lam in terms], float) / np.sqrt(1.0 + centre ** 2)
+    return {"cross_effect": np.array([L.site_effect(p) for p, _, _, _ in terms], np.int64), "cross_a": a,
+            "cross_b": b, "cross_coef": coef, "cross_centre": centre}
+
+
 def plan(sc: Scenario) -> KernelPlan:
     """Kernel constants of a scenario.
 
@@ -255,6 +291,7 @@ def plan(sc: Scenario) -> KernelPlan:
         F_site=psd_factor(np.array(sc.site_correlation, float)),
         site_mean=site_mean, site_sd=site_sd,
         nonlinear=lam * site_sd[L.site_effects] / np.sqrt(2.0),
+        **cross_dependence_plan(sc),
         binary=np.array(sc.is_binary, np.bool_), bin_a=a, bin_tau=tau, bin_q=q, bin_defier=d,
         med_base_sd=np.array(sc.mediator_baseline_sd, float), out_base_sd=float(sc.outcome_baseline_sd),
         F_person=psd_factor(np.array(sc.person_correlation, float)),

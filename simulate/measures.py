@@ -66,11 +66,15 @@ Measures (value; MCSE)
     :math:`\mathrm{median}_i\hat\theta_i - \theta` (or :math:`\mathrm{median}_i d_i`); MCSE by
     order statistics (below; the same for every fixed target).
 ``identification_bias``
-    For the population targets (ate, late, compliance_weighted): limit - target, an exact
-    number (MCSE 0): the bias an infinite study would still have because an assumption fails.
+    For the population targets (ate, late, compliance_weighted): limit - target, the bias an
+    infinite study would still have because an assumption fails.  Its MCSE is the limit's own
+    numerical error (``limit_se`` of the truth: 0 for a closed form or Gauss-Hermite
+    quadrature, the simulation SE where the truth had to simulate sites; with the target's
+    own error in quadrature for a compliance-weighted estimand computed from site moments).
 ``finite_sample_bias``
-    :math:`\bar\theta - \mathrm{limit}`; :math:`s/\sqrt n`: the part due to too few sites
-    or persons.  ``bias = identification_bias + finite_sample_bias`` up to rounding.
+    :math:`\bar\theta - \mathrm{limit}`; :math:`\sqrt{s^2/n + \mathrm{limit\_se}^2}`: the part
+    due to too few sites or persons.  ``bias = identification_bias + finite_sample_bias`` up to
+    rounding.
 
 MCSE of the median bias, the MAD and the F quantiles.  By default from order statistics
 (distribution-free, no resampling): the Maritz-Jarrett estimator, the SD of the sorted values
@@ -264,14 +268,51 @@ def relative_bias(m: Moments, theta: float) -> Measure:
     return Measure(100 * (m.mean - theta) / theta, 100 * _se_mean(m) / abs(theta), m.n)
 
 
-def finite_sample_bias(m: Moments, limit: float) -> Measure:
-    """Mean estimate - the estimator's large-sample limit; MCSE s / sqrt(n)."""
-    return Measure(m.mean - limit, _se_mean(m), m.n)
+def finite_sample_bias(m: Moments, limit: float, limit_se: float = 0.0) -> Measure:
+    """Mean estimate - the estimator's large-sample limit; MCSE sqrt(s^2 / n + limit_se^2).
+
+    Parameters
+    ----------
+    m : Moments
+        The estimates' moments.
+    limit : float
+        The estimator's large-sample limit.
+    limit_se : float
+        The limit's own numerical error (its simulation SE where the truth simulated sites;
+        0 for a closed form or quadrature), added in quadrature to the Monte Carlo SE.
+
+    Returns
+    -------
+    Measure
+    """
+    return Measure(m.mean - limit, math.hypot(_se_mean(m), _limit_se(limit_se)), m.n)
 
 
-def identification_bias(limit: float, theta: float, n: int) -> Measure:
-    """Limit - target: exact (MCSE 0)."""
-    return Measure(limit - theta, 0.0, n)
+def identification_bias(limit: float, theta: float, n: int, limit_se: float = 0.0) -> Measure:
+    """Limit - target; MCSE the limit's numerical error (0 for a closed form or quadrature).
+
+    Parameters
+    ----------
+    limit : float
+        The estimator's large-sample limit.
+    theta : float
+        The target.
+    n : int
+        Replications (reported with the measure).
+    limit_se : float
+        The limit's simulation SE where the truth simulated sites, else 0; an unknown
+        error (NaN) gives an MCSE of NaN.
+
+    Returns
+    -------
+    Measure
+    """
+    return Measure(limit - theta, _limit_se(limit_se), n)
+
+
+def _limit_se(se: float) -> float:
+    """A limit's numerical error as a float (None, as JSON writes an unknown value, is NaN)."""
+    return math.nan if se is None else abs(float(se))
 
 
 def rmse(e: np.ndarray) -> Measure:

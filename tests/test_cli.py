@@ -169,7 +169,9 @@ def test_truth_json_fields_and_ate(tmp_path, capsys):
     assert rec["scenario"] == "two"
     assert rec["hash"] == load(path).hash
     assert rec["grid"] == {}
-    assert rec["n_sites_simulated"] == int(SITES)
+    # every assumption holds: the limits are exact (quadrature of polynomials), no site simulated, error 0
+    assert rec["n_sites_simulated"] == 0 and rec["limit_method"] == "closed form"
+    assert all(m[f"{lim}_se"] == 0.0 for m in rec["mediators"] for lim in ("limit_2sls", "limit_liml"))
     meds = rec["mediators"]
     assert [m["mediator"] for m in meds] == ["income", "hours"]
     for m in meds:
@@ -489,7 +491,7 @@ def test_validate_takes_bundled_names_like_the_other_verbs(capsys):
     code, out, _ = _run(capsys, "validate", "baseline")
     assert code == 0 and out.strip() == "ok"
     code, out, _ = _run(capsys, "validate", "flagship")  # a stress-test design, found under designs/
-    assert code == 0 and out.startswith("ok (a stress-test design: 11 dials")
+    assert code == 0 and out.startswith("ok (a stress-test design: 12 dials")
     code, _, err = _run(capsys, "validate", "no_such_scenario")
     assert code == 2 and "no such file or bundled scenario" in err
 

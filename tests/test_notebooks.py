@@ -187,10 +187,10 @@ def test_c_stress_test(kernel, monkeypatch):
     # two continuous mediators and a binary treatment: every dial but the dose curvature and defiers
     assert got["dials"] == sorted(["spillover", "direct_effect", "outcome_curvature", "mediator_paths", "selection",
                                    "within_site_correlation", "rank", "between_site_correlation",
-                                   "nonlinear_dependence"])
-    assert got["rows"] == 9 * 2 * 9  # dials x mediators x estimators (no Wald with two mediators)
+                                   "nonlinear_dependence", "cross_dependence"])
+    assert got["rows"] == 10 * 2 * 9  # dials x mediators x estimators (no Wald with two mediators)
     # OLS is confounded by design: it fails where every assumption holds
-    assert got["ols"] == ["fails_at_zero"] * 9
+    assert got["ols"] == ["fails_at_zero"] * 10
     assert set(got["states"]) <= {"holds", "breaks_at", "fails_at_zero", "cannot_tell", "not_applicable"}
     # a direct effect up to half the outcome ITT moves the 2SLS limit beyond 10%: the exact part says where
     d = got["direct_2sls"]

@@ -29,7 +29,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("truth", help="print a scenario's truth: ATE, LATE, compliance-weighted estimand, limits")
     p.add_argument("file", help="a scenario file, or the name of a bundled scenario")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--sites", type=int, default=None, help="simulated sites for the site moments (default 1,000,000)")
+    p.add_argument("--sites", type=int, default=None,
+                   help="simulated sites where the site moments cannot be integrated by quadrature (default 1,000,000)")
     p.set_defaults(func=cmd_truth)
 
     p = sub.add_parser("draw", help="draw one replication's persons and write them as CSV")
@@ -81,6 +82,23 @@ def _fmt(x: float) -> str:
     return "." if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
+def _fmt_se(x: float) -> str:
+    return "." if x is None or math.isnan(x) else f"{x:.1e}"
+
+
+def _error_line(tr) -> str:
+    """How exact the limits are: 0 (closed form), quadrature (its error) or the simulation SEs (rows ``SE``)."""
+    method = tr.limit_method
+    if method == "closed form":
+        return (f"0 (closed form: Gauss-Hermite quadrature over the sites, exact for these polynomial integrands, "
+                f"{int(tr.quadrature_nodes):,} nodes)")
+    if method == "quadrature":
+        return (f"quadrature (Gauss-Hermite over the sites, {int(tr.quadrature_nodes):,} nodes; largest change "
+                f"between two orders {tr.quadrature_error:.0e})")
+    return (f"simulated over {tr.n_sites_simulated:,} sites: the rows SE give each limit's simulation standard "
+            f"error (intercept {_fmt_se(tr.limit_between_intercept_constant_se)})")
+
+
 def _truth_table(cell, tr) -> str:
     sc = cell.scenario
     lines = []
@@ -95,8 +113,14 @@ def _truth_table(cell, tr) -> str:
     lines.append(f"  {'mediator':<{width}} " + " ".join(f"{s:>16}" for s in short))
     for rec in tr.to_records():
         lines.append(f"  {rec['mediator']:<{width}} " + " ".join(f"{_fmt(rec[c]):>16}" for c in cols))
+    if tr.limit_method == "simulation":
+        se_cols = ["compliance_weighted", "limit_2sls", "limit_between_ols", "limit_between_intercept", "limit_wald"]
+        for p, name in enumerate(sc.mediator_names):
+            cells = ["", ""] + [_fmt_se(tr.se_of(c)[p]) for c in se_cols]
+            lines.append(f"  {'SE ' + name:<{width}} " + " ".join(f"{s:>16}" for s in cells))
     lines.append(f"  intercept of the between-site regression (mean direct effect) limit: "
-                 f"{_fmt(tr.limit_between_intercept_constant)}; site moments over {tr.n_sites_simulated:,} sites")
+                 f"{_fmt(tr.limit_between_intercept_constant)}")
+    lines.append(f"  error of the limits: {_error_line(tr)}")
     for note in tr.notes:
         lines.append(f"  note: {note}")
     return "\n".join(lines)

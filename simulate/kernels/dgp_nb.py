@@ -78,6 +78,8 @@ def draw_sites(states, K, plan):
     """
     F_site, site_mean, site_sd, nonlinear = plan.F_site, plan.site_mean, plan.site_sd, plan.nonlinear
     binary, bin_a, bin_tau = plan.binary, plan.bin_a, plan.bin_tau
+    cross_effect, cross_a, cross_b = plan.cross_effect, plan.cross_a, plan.cross_b
+    cross_coef, cross_centre = plan.cross_coef, plan.cross_centre
     med_base_sd, out_base_sd = plan.med_base_sd, plan.out_base_sd
     path_mean, path_site_sd = plan.path_mean, plan.path_site_sd
     E = plan.site_effect_at
@@ -110,6 +112,9 @@ def draw_sites(states, K, plan):
             e = E + p
             site_params[s, e] = site_mean[e] + site_sd[e] * u[e] + nonlinear[p] * (u[p] * u[p] - 1.0)
             base_m[s, p] = med_base_sd[p] * z[B + p]
+        for k in range(cross_coef.shape[0]):  # cross-mediator dependence: no random number drawn
+            e = cross_effect[k]
+            site_params[s, e] = site_params[s, e] + cross_coef[k] * (u[cross_a[k]] * u[cross_b[k]] - cross_centre[k])
         site_params[s, kap] = site_mean[kap] + site_sd[kap] * u[kap]
         base_y[s] = out_base_sd * z[BY]
     path_site = np.empty((K, R))

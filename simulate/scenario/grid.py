@@ -1,7 +1,8 @@
 """Grids: a ``[grid]`` table sweeps any number of a scenario by its dotted path.
 
 Paths such as ``site.effect_sd``, ``site.compliance_mean[2]`` (mediator 2),
-``paths[1].mean`` or a pair ``person.correlations.compliance_1:effect_1``.  Listed
+``paths[1].mean``, a pair ``person.correlations.compliance_1:effect_1`` or a term
+``site.cross_dependence.effect_2:compliance_1:compliance_2``.  Listed
 paths form a cartesian product; paths named together in ``zip = [["a", "b"]]`` move
 together.  Each grid cell (:class:`GridCell`) is a full scenario with a stable
 content hash.
@@ -85,9 +86,12 @@ def set_path(raw: dict, path: str, value, source: str = "<grid>") -> dict:
             hint = f"; did you mean '{near[0]}'?" if near else ""
             raise _err(source, f"grid.{shown}", f"'{where}' names no field of the scenario{hint}")
         sub_schema = schema.get(key) if isinstance(schema, dict) else None
-        if sub_schema in ("site_pairs", "person_pairs"):
+        if sub_schema in ("site_pairs", "person_pairs", "site_terms"):
             if last or len(steps) != depth + 2:
-                raise _err(source, f"grid.{shown}", "name a pair, e.g. site.correlations.compliance_1:effect_1")
+                example = ("site.cross_dependence.effect_2:compliance_1:compliance_2" if sub_schema == "site_terms"
+                           else "site.correlations.compliance_1:effect_1")
+                raise _err(source, f"grid.{shown}", f"name a {'term' if sub_schema == 'site_terms' else 'pair'}, "
+                                                    f"e.g. {example}")
             pair = steps[depth + 1][0]
             table = node.get(key, {})
             node[key] = dict(table) if isinstance(table, dict) else {}

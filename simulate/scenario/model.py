@@ -133,6 +133,7 @@ class SiteSpec:
     mean: tuple[float, ...]
     sd: tuple[float, ...]
     correlation: tuple[tuple[float, ...], ...]
+    cross_dependence: Pairs = Pairs()  # [site.cross_dependence]: "effect_p:compliance_q:compliance_r" = lambda
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,9 @@ class Scenario:
     spillover_mediator: tuple[float, ...]
     spec: str  # canonical JSON of the normalised table
     warnings: tuple[str, ...] = ()
+    # cross-mediator nonlinear dependence (assumption ix): (p, q, r, lambda) adds
+    # lambda sd(delta_p) (z_q z_r - corr(z_q, z_r)) / sqrt(1 + corr^2) to delta_p (0-based, q <= r)
+    cross_dependence: tuple[tuple[int, int, int, float], ...] = ()
 
     @property
     def n_mediators(self) -> int:
@@ -316,6 +320,7 @@ class Scenario:
         values["compliance_mean"] = self.site_mean[:P]
         values["compliance_sd"] = self.site_sd[:P]
         return SiteSpec(**values, correlations=Pairs(spec.get("site", {}).get("correlations", {})),
+                        cross_dependence=Pairs(spec.get("site", {}).get("cross_dependence", {})),
                         names=tuple(_component_names("site", P)), mean=self.site_mean, sd=self.site_sd,
                         correlation=self.site_correlation)
 
@@ -414,6 +419,8 @@ def build(t: dict, source: str) -> Scenario:
     else:
         del spec_table["treatment"]["arm_shares"]
         spec_table["treatment"]["share"] = [row[1] for row in shares]
+    if not t["site"].get("cross_dependence"):  # off: left out, so the hashes of scenarios without it stay
+        spec_table["site"] = {k: v for k, v in spec_table["site"].items() if k != "cross_dependence"}
     kinds = spec_table["mediators"]["kind"]
     if "binary" not in kinds:  # keys that do not apply are left out, so from_dict reads the table back
         del spec_table["binary"]
@@ -467,7 +474,18 @@ def build(t: dict, source: str) -> Scenario:
         spillover_mediator=tuple(t["spillover"]["mediator"]),
         spec=spec,
         warnings=warnings,
+        cross_dependence=_cross_terms(site.get("cross_dependence", {})),
     )
+
+
+def _cross_terms(table: dict) -> tuple[tuple[int, int, int, float], ...]:
+    """The non-zero ``[site.cross_dependence]`` terms as (p, q, r, lambda), 0-based, in name order."""
+    out = []
+    for name in sorted(table):
+        if table[name] != 0.0:
+            p, q, r = (int(part.split("_")[1]) - 1 for part in name.split(":"))
+            out.append((p, q, r, float(table[name])))
+    return tuple(out)
 
 
 def _distinct(rows) -> set[tuple]:

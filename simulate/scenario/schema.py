@@ -103,6 +103,9 @@ SCHEMA: dict[str, Any] = {
         "mediator_baseline_sd": _f(0.0, 0.0, pm=True, doc="SD of site means of M_p(0)"),
         "outcome_baseline_sd": _f(0.0, 0.0, doc="SD of site means of Y(0)"),
         "correlations": "site_pairs",
+        # [site.cross_dependence]: "effect_p:compliance_q:compliance_r" = lambda adds
+        # lambda sd(delta_p) (z_q z_r - r_qr) / sqrt(1 + r_qr^2) to delta_p (assumption ix across mediators)
+        "cross_dependence": "site_terms",
     },
     "person": {
         "mediator_mean": _f(0.0, pm=True, doc="E[M_p(0)] (continuous mediators)"),

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .model import Scenario, _distinct, arm_counts, build, correlation_matrix
-from .schema import MAX_DEPTH, MAX_PERSONS, SCHEMA, Field, ScenarioError, _component_names
+from .schema import MAX_DEPTH, MAX_MAGNITUDE, MAX_PERSONS, SCHEMA, Field, ScenarioError, _component_names
 
 __all__ = ["load", "loads", "from_dict", "normalise", "replication_bytes", "physical_memory"]
 
@@ -345,7 +345,65 @@ def _normalise_table(raw: dict, source: str, table: str, P: int) -> dict:
             t_out[key] = _check_scalar(source, name, f, v)
     if table in ("site", "person"):
         t_out["correlations"] = _pairs(source, table, t_raw.get("correlations", {}), P)
+    if table == "site":
+        t_out["cross_dependence"] = _cross_terms(source, t_raw.get("cross_dependence", {}), P)
     return t_out
+
+
+def _cross_terms(source: str, table, P: int) -> dict:
+    """``[site.cross_dependence]``: terms ``"effect_p:compliance_q:compliance_r" = lambda`` (assumption ix).
+
+    The two compliances are put in mediator order, so each term has one name.
+    """
+    if not isinstance(table, dict):
+        raise _err(source, "site.cross_dependence", "must be a table of terms such as "
+                                                    "\"effect_2:compliance_1:compliance_2\" = 0.5")
+    effects = [f"effect_{p + 1}" for p in range(P)]
+    comps = [f"compliance_{p + 1}" for p in range(P)]
+    out: dict[str, float] = {}
+    for key, v in table.items():
+        field = f"site.cross_dependence.{_clean(key)}"
+        parts = key.split(":")
+        if len(parts) != 3:
+            raise _err(source, field, "a term is written \"effect_p:compliance_q:compliance_r\", e.g. "
+                                      "\"effect_2:compliance_1:compliance_2\" (q = r for a square)")
+        for part, names, what in ((parts[0], effects, "an effect"), (parts[1], comps, "a compliance"),
+                                  (parts[2], comps, "a compliance")):
+            if part not in names:
+                near = difflib.get_close_matches(part, names, n=1, cutoff=0.5)
+                hint = f"; did you mean '{near[0]}'?" if near else f"; they are {', '.join(names)}"
+                raise _err(source, field, f"'{_clean(part)}' is not {what} of the {P} mediator(s){hint}")
+        q, r = sorted((comps.index(parts[1]), comps.index(parts[2])))
+        name = f"{parts[0]}:{comps[q]}:{comps[r]}"
+        if name in out:
+            raise _err(source, field, f"names the same term as \"{name}\" (the compliances' order does not matter)")
+        p = effects.index(parts[0])
+        if q == r == p:
+            raise _err(source, field, "is the mediator's dependence on its own compliance; set "
+                                      f"site.nonlinear_dependence{f'[{p + 1}]' if P > 1 else ''} instead")
+        out[name] = _check_scalar(source, field, Field("float", None, -MAX_MAGNITUDE, MAX_MAGNITUDE), v)
+    return out
+
+
+def _check_cross_dependence(t: dict, source: str, binary: list) -> None:
+    """A cross-mediator term needs a site effect SD to scale and compliances that vary between sites."""
+    site = t["site"]
+    for name, v in site["cross_dependence"].items():
+        if v == 0.0:
+            continue
+        eff, *comps = name.split(":")
+        p = int(eff.split("_")[1]) - 1
+        field = f"site.cross_dependence.{name}"
+        if site["effect_sd"][p] == 0.0:
+            raise _err(source, field, f"has no effect while site.effect_sd is 0 for mediator {p + 1} (it scales "
+                                      "sd(delta)); set it above 0")
+        for c in comps:
+            q = int(c.split("_")[1]) - 1
+            spread = t["binary"]["complier_share_site_sd"][q] if binary[q] else site["compliance_sd"][q]
+            if spread == 0.0:
+                raise _err(source, field, f"needs mediator {q + 1}'s compliance to vary between sites "
+                                          "(site.compliance_sd > 0, or binary.complier_share_site_sd > 0 for a "
+                                          "binary mediator)")
 
 
 def _normalise_paths(raw: dict, source: str) -> list:
@@ -475,6 +533,7 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
             if spread == 0.0:
                 raise _err(source, f"site.nonlinear_dependence[{p + 1}]", "needs compliance that varies between sites "
                            "(site.compliance_sd > 0, or binary.complier_share_site_sd > 0 for a binary mediator)")
+    _check_cross_dependence(t, source, binary)
     sel = t["selection"]
     if sel["mediator"] > P:
         raise _err(source, "selection.mediator", f"must name a mediator 1..{P}, got {sel['mediator']}")

@@ -29,8 +29,12 @@ For a scenario, per mediator p:
     population cell means mu_M(s, t) = E[M | site s, arm t] and mu_Y(s, t), which
     are exact functions of the site parameters (Gaussian moment identities,
     truncated-normal moments for selection, half-space moments for compliance
-    types), averaged over ``n_sites`` simulated sites (1,000,000 by default, drawn
-    without persons, fixed seed).  With shares p_st and site size n_s, let
+    types), integrated over the site distribution by tensor Gauss-Hermite quadrature
+    (exact where the integrands are polynomials in the site normals, every continuous
+    Gaussian scenario; to 1e-10 along a binary mediator's latent complier index), or,
+    where the grid would be too large, averaged over ``n_sites`` simulated sites
+    (1,000,000 by default, fixed seed) with each limit's simulation SE stored beside it
+    (``limit_*_se``; 0 for quadrature).  With shares p_st and site size n_s, let
     x_st = mu_M(s,t) - sum_t' p_st' mu_M(s,t') and y_st likewise; then
 
     - 2SLS with site fixed effects and site-by-arm instruments:
@@ -43,12 +47,13 @@ For a scenario, per mediator p:
     - the pooled Wald estimator (P = 1): E[n Cov_s(T, Y)] / E[n Cov_s(T, M)];
     - LIML and Fuller: argmin_b (1,-b) G (1,-b)' / (1,-b) W (1,-b)', G the between-site
       moments above and W the within-cell covariance of (Y, M) (exact Gaussian moments,
-      first 250,000 sites); it equals the 2SLS limit when the between-site relation is
+      integrated like the rest); it equals the 2SLS limit when the between-site relation is
       exact and differs under heterogeneity.  UJIVE and the bias-corrected 2SLS share the
       2SLS limit (their corrections vanish as n_s grows).
 
-    Identification bias is limit minus the target; the estimator's finite-sample
-    bias is its Monte Carlo mean minus the limit.  Where no exact cell mean is
+    Identification bias is limit minus the target (MCSE: the limit's SE); the
+    estimator's finite-sample bias is its Monte Carlo mean minus the limit (MCSE:
+    s / sqrt(n) and the limit's SE in quadrature).  Where no exact cell mean is
     implemented (binary mediators with selection; outcome curvature on a mediator
     that a binary mediator's path feeds) the limits are NaN and ``notes`` says why.
 """

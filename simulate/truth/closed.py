@@ -53,7 +53,10 @@ def closed_forms(sc: Scenario, pl, binary: tuple) -> tuple[list, list, list]:
             r = Rs[sg, sd]
             rho = Rp[ug, ud]
             sd_d = pl.site_sd[sd]
-            nl = pl.nonlinear[p]
+            # E[(u_a u_b - R_ab) Phi(a + tau u_g)] = R_ga R_gb E[(u_g^2 - 1) Phi(...)]: a cross-mediator term
+            # enters like nonlinear dependence, scaled by its factors' correlations with u_g
+            nl = pl.nonlinear[p] + sum(c * Rs[sg, a] * Rs[sg, b] for e, a, b, c in
+                                       zip(pl.cross_effect, pl.cross_a, pl.cross_b, pl.cross_coef) if e == sd)
             ph = float(_phi(b))
             curve = nl * (tau[p] ** 2 / s ** 2) * b * ph if np.isfinite(b) else 0.0  # b phi(b) -> 0 as pi_c -> 1
             dc = mean_delta * pc + sd_d * r * (tau[p] / s) * ph - curve  # E[delta Phi(c)]

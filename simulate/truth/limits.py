@@ -3,8 +3,10 @@
 The population cell means mu_M(s, t) = E[M | site s, arm t] and mu_Y(s, t) are exact
 functions of a site's parameters (Gaussian moment identities, truncated-normal moments
 for selection, half-space moments for compliance types: :class:`_Model`); the limits
-average them over many simulated sites (:func:`site_moments`, moment-matched normals
-with a fixed seed) and solve the population normal equations (:func:`limits`).  The
+integrate them over the sites by tensor Gauss-Hermite quadrature (:func:`quadrature_moments`)
+or average them over many simulated sites (:func:`site_moments`, moment-matched normals
+with a fixed seed, in batches for a standard error) and solve the population normal
+equations (:func:`limits`).  The
 formulas are listed in :mod:`simulate.truth`.
 """
 
@@ -50,7 +52,28 @@ def _sites(sc: Scenario, pl, rng, K):
     L = Layout.of(sc)
     site_cols, path_cols, base_cols = L.truth_site_columns
     Z = _site_normals(rng, K, L.truth_site_draws)
-    U = Z[:, site_cols] @ pl.F_site.T
+    return _site_params(sc, pl, Z[:, site_cols] @ pl.F_site.T, Z[:, path_cols], Z[:, base_cols])
+
+
+def _site_params(sc: Scenario, pl, U, Zpath, Zbase):
+    """Site parameters from the standardized site vector U (K, 2P + 1) and the path and baseline normals.
+
+    Parameters
+    ----------
+    sc : Scenario
+    pl : simulate.dgp.KernelPlan
+    U : ndarray, shape (K, 2P + 1)
+        The standardized site components (correlation ``sc.site_correlation``).
+    Zpath, Zbase : ndarray, shapes (K, R) and (K, P)
+        Independent standard normals of the path coefficients and the mediator baselines.
+
+    Returns
+    -------
+    (gamma, delta, kappa, beta, base_m)
+        ``gamma`` holds the latent complier index ``a + tau u`` of a binary mediator.
+    """
+    L = Layout.of(sc)
+    K = U.shape[0]
     gamma = np.empty((K, L.P))
     for p in range(L.P):
         g = L.site_compliance(p)
@@ -60,10 +83,12 @@ def _sites(sc: Scenario, pl, rng, K):
             gamma[:, p] = pl.site_mean[g] + pl.site_sd[g] * U[:, g]
     eff, comp = L.site_effects, L.site_compliances
     delta = pl.site_mean[eff] + pl.site_sd[eff] * U[:, eff] + pl.nonlinear * (U[:, comp] ** 2 - 1.0)
+    for e, a, b, coef, centre in zip(pl.cross_effect, pl.cross_a, pl.cross_b, pl.cross_coef, pl.cross_centre):
+        delta[:, e - L.site_effect(0)] += coef * (U[:, a] * U[:, b] - centre)  # cross-mediator dependence
     kap = L.site_direct
     kappa = pl.site_mean[kap] + pl.site_sd[kap] * U[:, kap]
-    beta = pl.path_mean + pl.path_site_sd * Z[:, path_cols]
-    base_m = pl.med_base_sd * Z[:, base_cols]
+    beta = pl.path_mean + pl.path_site_sd * Zpath
+    base_m = pl.med_base_sd * Zbase
     return gamma, delta, kappa, beta, base_m
 
 
@@ -396,13 +421,16 @@ def _compliance_weighted_moments(model: _Model, gamma, delta, beta):
 
 @dataclass
 class SiteMoments:
-    """The population moments accumulated over the simulated sites (each weighted by n_s).
+    """The population moments accumulated over sites (each weighted by n_s and by its site weight).
 
     ``A2, b2, c2``: E[n sum_t p_t x x'], E[n sum_t p_t x y], E[n sum_t p_t y^2] (2SLS);
-    ``W``: the within-cell covariance of (Y, M) (first chunk; ``w_ok`` False where not
-    available); ``Ab, bb``: the between-site moments through the origin; ``Ai, bi``: with
-    an intercept; ``wald_num, wald_den``: the pooled Wald ratio's (P = 1);
-    ``cw_num, cw_den``: the compliance-weighted estimand's numerator and denominator.
+    ``W``: the within-cell covariance of (Y, M), a weighted sum over sites (``w_ok`` False
+    where not available; divide by ``w_weight``); ``Ab, bb``: the between-site moments
+    through the origin; ``Ai, bi``: with an intercept; ``wald_num, wald_den``: the pooled
+    Wald ratio's (P = 1); ``cw_num, cw_den``: the compliance-weighted estimand's numerator
+    and denominator.  Every moment is a sum over sites of a site weight times the site's
+    value: the weight is 1 for a simulated site (so ``weight`` is the number of sites) and
+    the Gauss-Hermite weight of a quadrature node (so ``weight`` is 1).
     """
 
     P: int
@@ -410,6 +438,8 @@ class SiteMoments:
     w_ok: bool = True
     wald_num: float = 0.0
     wald_den: float = 0.0
+    weight: float = 0.0
+    w_weight: float = 0.0
     A2: np.ndarray = field(init=False)
     b2: np.ndarray = field(init=False)
     W: np.ndarray = field(init=False)
@@ -428,6 +458,19 @@ class SiteMoments:
         self.Ai, self.bi = np.zeros((P + 1, P + 1)), np.zeros(P + 1)  # the intercept, then the P slopes
         self.cw_num, self.cw_den = np.zeros(P), np.zeros(P)
 
+    def __add__(self, other: SiteMoments) -> SiteMoments:
+        out = SiteMoments(self.P)
+        for name in ("c2", "wald_num", "wald_den", "weight", "w_weight", "A2", "b2", "W", "Ab", "bb", "Ai", "bi",
+                     "cw_num", "cw_den"):
+            setattr(out, name, getattr(self, name) + getattr(other, name))
+        out.w_ok = self.w_ok and other.w_ok
+        return out
+
+    @property
+    def W_mean(self) -> np.ndarray:
+        """The within-cell covariance of (Y, M) per person (the weighted mean over sites)."""
+        return self.W / self.w_weight if self.w_weight > 0 else np.full_like(self.W, np.nan)
+
 
 def _patterns(sc: Scenario):
     """Per pattern of arm shares: its share of persons and of sites, and the mean site size."""
@@ -441,7 +484,48 @@ def _patterns(sc: Scenario):
     return shares_by_pattern, sites_by_pattern, float(np.mean(sizes))
 
 
-def site_moments(model: _Model, n_sites: int, seed: int) -> SiteMoments:
+def accumulate(model: _Model, site: tuple, wt: np.ndarray, m: SiteMoments | None = None,
+               with_w: bool = True) -> SiteMoments:
+    """Add the moments of a set of weighted sites to ``m`` (a new :class:`SiteMoments` when None).
+
+    Parameters
+    ----------
+    model : _Model
+        The scenario's exact cell means.
+    site : tuple
+        ``(gamma, delta, kappa, beta, base_m)`` of :func:`_site_params`, K sites.
+    wt : ndarray, shape (K,)
+        The sites' weights (1 for simulated sites, the quadrature weights of nodes).
+    m : SiteMoments, optional
+    with_w : bool
+        Whether to add these sites to the within-cell covariance of LIML.
+
+    Returns
+    -------
+    SiteMoments
+    """
+    sc, P = model.sc, model.P
+    if m is None:
+        m = SiteMoments(P)
+    shares_by_pattern, sites_by_pattern, mean_size = _patterns(sc)
+    gamma, delta, kappa, beta, base_m = site
+    # compliance-weighted estimand from site moments (potential outcomes, no selection)
+    cwn, cwd = _compliance_weighted_moments(model, gamma, delta, beta)
+    m.cw_num += wt @ cwn
+    m.cw_den += wt @ cwd
+    for row, weight in shares_by_pattern.items():
+        _add_pattern(m, model, row, weight / mean_size, sites_by_pattern[row], with_w, site, wt)
+    m.weight += float(wt.sum())
+    if with_w:
+        m.w_weight += float(wt.sum())
+    return m
+
+
+SE_BATCHES = 16
+"""Independent batches of simulated sites whose spread gives a simulated limit's standard error."""
+
+
+def site_moments(model: _Model, n_sites: int, seed: int, batches: int = 1) -> SiteMoments | list[SiteMoments]:
     """Accumulate the population moments over ``n_sites`` simulated sites.
 
     Parameters
@@ -449,35 +533,201 @@ def site_moments(model: _Model, n_sites: int, seed: int) -> SiteMoments:
     model : _Model
         The scenario's exact cell means.
     n_sites : int
-        Number of simulated sites, drawn ``_CHUNK`` at a time.
+        Number of simulated sites, drawn in ``batches`` moment-matched batches (each at most
+        ``_CHUNK`` sites at a time).
     seed : int
         Seed of the site simulation.
+    batches : int
+        With 1 (the default), the pooled moments; with more, one :class:`SiteMoments` per
+        batch (their sum is the pooled moments), for a standard error from their spread.
+
+    Returns
+    -------
+    SiteMoments or list of SiteMoments
+    """
+    sc, pl, P = model.sc, model.pl, model.P
+    rng = np.random.Generator(np.random.PCG64(seed))
+    sizes = [n_sites // batches + (1 if b < n_sites % batches else 0) for b in range(batches)]
+    out = []
+    for size in sizes:
+        m = SiteMoments(P)
+        done = 0
+        while done < size:
+            K = min(_CHUNK, size - done)
+            site = _sites(sc, pl, rng, K)
+            accumulate(model, site, np.ones(K), m, with_w=done == 0)
+            done += K
+        out.append(m)
+    return out[0] if batches == 1 else out
+
+
+# -- Gauss-Hermite quadrature over the site distribution ---------------------------------
+
+QUADRATURE_MAX_NODES = 300_000
+"""The largest tensor grid the truth integrates by quadrature; beyond it the sites are simulated."""
+
+BINARY_ORDERS = (48, 80, 128)
+"""Gauss-Hermite orders tried along the latent complier index of a binary mediator (not a polynomial)."""
+
+QUADRATURE_TOLERANCE = 1e-10
+"""The largest change of any limit between two binary orders for the quadrature to be accepted."""
+
+
+def _gh(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Hermite nodes and weights for the standard normal (weights sum to 1): exact to degree 2n - 1."""
+    x, w = np.polynomial.hermite_e.hermegauss(n)
+    return x, w / w.sum()
+
+
+def _rank_cholesky(R: np.ndarray, tol: float = 1e-12) -> np.ndarray:
+    """Lower-trapezoidal F (m, r) with F F' = R, r the rank of R: a Cholesky factor that drops dependent rows.
+
+    Row i of F has non-zeros only in the columns opened by rows up to i, so the first
+    components (the binary mediators' latent indices, which are not polynomials) depend only
+    on the first normals.
+    """
+    m = R.shape[0]
+    F = np.zeros((m, m))
+    cols: list[int] = []
+    for i in range(m):
+        for c, k in enumerate(cols):
+            F[i, c] = (R[i, k] - F[i, :c] @ F[k, :c]) / F[k, c]
+        v = R[i, i] - F[i, :len(cols)] @ F[i, :len(cols)]
+        if v > tol:
+            F[i, len(cols)] = math.sqrt(v)
+            cols.append(i)
+    return F[:, :len(cols)]
+
+
+@dataclass(frozen=True)
+class QuadratureDesign:
+    """Which normals the site parameters depend on, and the polynomial degree of the limits' integrands.
+
+    ``components``: the site-vector indices that vary (binary latent indices first);
+    ``factor``: (len(components), r), the rank factor of their correlation; ``n_binary``:
+    the normals that the binary latent indices load on (the first ones); ``paths``, ``bases``:
+    the path coefficients and mediator baselines that vary; ``degree``: a bound on the total
+    degree, in the normals, of every integrand (cell means and their products), so a tensor
+    Gauss-Hermite rule of order ``degree // 2 + 1`` along each polynomial normal is exact.
+    """
+
+    components: tuple[int, ...]
+    factor: np.ndarray
+    n_binary: int
+    paths: tuple[int, ...]
+    bases: tuple[int, ...]
+    degree: int
+
+    @property
+    def poly_order(self) -> int:
+        """The Gauss-Hermite order along a normal on which the integrands are polynomials."""
+        return self.degree // 2 + 1
+
+    def n_nodes(self, binary_order: int) -> int:
+        """Nodes of the tensor grid with ``binary_order`` along the binary normals."""
+        n_poly = self.factor.shape[1] - self.n_binary + len(self.paths) + len(self.bases)
+        return binary_order ** self.n_binary * self.poly_order ** n_poly
+
+
+def quadrature_design(sc: Scenario, pl) -> QuadratureDesign:
+    """The normals the limits integrate over and the degree of their integrands.
+
+    Parameters
+    ----------
+    sc : Scenario
+    pl : simulate.dgp.KernelPlan
+
+    Returns
+    -------
+    QuadratureDesign
+    """
+    L = Layout.of(sc)
+    binary, other = [], []
+    for p in range(L.P):
+        g = L.site_compliance(p)
+        if sc.is_binary[p]:
+            if pl.bin_tau[p] > 0:
+                binary.append(g)
+            elif pl.nonlinear[p] != 0:
+                other.append(g)
+        elif pl.site_sd[g] > 0 or pl.nonlinear[p] != 0:
+            other.append(g)
+    other += [L.site_effect(p) for p in range(L.P) if pl.site_sd[L.site_effect(p)] > 0]
+    other += [L.site_direct] if pl.site_sd[L.site_direct] > 0 else []
+    comps = binary + other
+    R = np.array(sc.site_correlation, float)[np.ix_(comps, comps)]
+    F = _rank_cholesky(R)
+    n_bin = int(np.count_nonzero(np.any(F[:len(binary)] != 0, axis=0))) if binary else 0
+    d_delta = 2 if np.any(pl.nonlinear != 0) or np.any(pl.cross_coef != 0) else 1
+    d_m = 2 if np.any(pl.path_site_sd > 0) else 1
+    d_y = d_delta + (2 * d_m if np.any(pl.phi != 0) else d_m)
+    return QuadratureDesign(tuple(comps), F, n_bin,
+                            tuple(int(r) for r in np.flatnonzero(pl.path_site_sd > 0)),
+                            tuple(int(p) for p in np.flatnonzero(pl.med_base_sd > 0)), 2 * d_y)
+
+
+def quadrature_nodes(sc: Scenario, pl, design: QuadratureDesign, binary_order: int):
+    """The tensor Gauss-Hermite grid as site parameters and weights.
+
+    Parameters
+    ----------
+    sc : Scenario
+    pl : simulate.dgp.KernelPlan
+    design : QuadratureDesign
+    binary_order : int
+        The order along the normals of the binary latent indices.
+
+    Returns
+    -------
+    (site, weights)
+        ``site`` as :func:`_site_params` returns it, one row per node; ``weights`` sum to 1.
+    """
+    L = Layout.of(sc)
+    r = design.factor.shape[1]
+    orders = [binary_order] * design.n_binary + [design.poly_order] * (r - design.n_binary
+                                                                      + len(design.paths) + len(design.bases))
+    rules = [_gh(n) for n in orders]
+    if rules:
+        X = np.stack([g.ravel() for g in np.meshgrid(*[x for x, _ in rules], indexing="ij")], axis=1)
+        wt = np.ones(X.shape[0])
+        for g in np.meshgrid(*[w for _, w in rules], indexing="ij"):
+            wt = wt * g.ravel()
+    else:
+        X, wt = np.zeros((1, 0)), np.ones(1)
+    K = X.shape[0]
+    U = np.zeros((K, L.site_size))
+    U[:, list(design.components)] = X[:, :r] @ design.factor.T
+    Zpath = np.zeros((K, L.n_paths))
+    Zpath[:, list(design.paths)] = X[:, r:r + len(design.paths)]
+    Zbase = np.zeros((K, L.P))
+    Zbase[:, list(design.bases)] = X[:, r + len(design.paths):]
+    return _site_params(sc, pl, U, Zpath, Zbase), wt
+
+
+def quadrature_moments(model: _Model, design: QuadratureDesign, binary_order: int) -> SiteMoments:
+    """The population moments integrated over the site distribution by tensor Gauss-Hermite quadrature.
+
+    Parameters
+    ----------
+    model : _Model
+    design : QuadratureDesign
+    binary_order : int
 
     Returns
     -------
     SiteMoments
+        With ``weight`` 1 (the weights sum to 1).
     """
-    sc, pl, P = model.sc, model.pl, model.P
-    shares_by_pattern, sites_by_pattern, mean_size = _patterns(sc)
-    rng = np.random.Generator(np.random.PCG64(seed))
-    m = SiteMoments(P)
-    done = 0
-    while done < n_sites:
-        K = min(_CHUNK, n_sites - done)
-        gamma, delta, kappa, beta, base_m = _sites(sc, pl, rng, K)
-        # compliance-weighted estimand from site moments (potential outcomes, no selection)
-        cwn, cwd = _compliance_weighted_moments(model, gamma, delta, beta)
-        m.cw_num += cwn.sum(axis=0)
-        m.cw_den += cwd.sum(axis=0)
-        for row, weight in shares_by_pattern.items():
-            _add_pattern(m, model, row, weight / mean_size, sites_by_pattern[row], done == 0,
-                         (gamma, delta, kappa, beta, base_m))
-        done += K
+    site, wt = quadrature_nodes(model.sc, model.pl, design, binary_order)
+    m = SiteMoments(model.P)
+    for lo in range(0, len(wt), _CHUNK):
+        chunk = tuple(a[lo:lo + _CHUNK] for a in site)
+        accumulate(model, chunk, wt[lo:lo + _CHUNK], m)
     return m
 
 
-def _add_pattern(m: SiteMoments, model: _Model, row, w, frac, first, site):
-    """Add the sites of one pattern of arm shares (relative weight ``w`` = n_s, site share ``frac``)."""
+def _add_pattern(m: SiteMoments, model: _Model, row, w, frac, with_w, site, wt):
+    """Add one pattern of arm shares' sites (person weight ``w`` = n_s, site share ``frac``, site weights ``wt``)."""
     P, arms = model.P, model.sc.arms
     gamma = site[0]
     K = gamma.shape[0]
@@ -494,29 +744,30 @@ def _add_pattern(m: SiteMoments, model: _Model, row, w, frac, first, site):
     ybar = mY @ p_arm
     x = mM - xbar[:, None, :]
     y = mY - ybar[:, None]
-    m.A2 += w * np.einsum("t,ktp,ktq->pq", p_arm, x, x)
-    m.b2 += w * np.einsum("t,ktp,kt->p", p_arm, x, y)
-    m.c2 += w * np.einsum("t,kt,kt->", p_arm, y, y)
-    if first and m.w_ok:  # within-cell covariance of (Y, M) for LIML: the first chunk of sites
+    m.A2 += w * np.einsum("k,t,ktp,ktq->pq", wt, p_arm, x, x)
+    m.b2 += w * np.einsum("k,t,ktp,kt->p", wt, p_arm, x, y)
+    m.c2 += w * np.einsum("k,t,kt,kt->", wt, p_arm, y, y)
+    if with_w and m.w_ok:  # within-cell covariance of (Y, M) for LIML
         for t in range(arms):
             second = model.second(t, bands[t], share, *site)
             if second is None:
                 m.w_ok = False
                 break
             mu = np.concatenate([mY[:, t, None], mM[:, t]], axis=1)
-            m.W += w * p_arm[t] * (second - mu[:, :, None] * mu[:, None, :]).mean(axis=0)
+            m.W += w * p_arm[t] * np.einsum("k,kij->ij", wt, second - mu[:, :, None] * mu[:, None, :])
     itt_m = (mM[:, 1:] - mM[:, :1]).reshape(-1, P)
     itt_y = (mY[:, 1:] - mY[:, :1]).reshape(-1)
-    m.Ab += frac * itt_m.T @ itt_m
-    m.bb += frac * itt_m.T @ itt_y
+    wr = frac * np.repeat(wt, arms - 1)
+    m.Ab += (itt_m * wr[:, None]).T @ itt_m
+    m.bb += (itt_m * wr[:, None]).T @ itt_y
     Xi = np.column_stack([np.tile(np.arange(1, arms, dtype=float), K), itt_m])  # T's value: kappa_s t
-    m.Ai += frac * Xi.T @ Xi
-    m.bi += frac * Xi.T @ itt_y
+    m.Ai += (Xi * wr[:, None]).T @ Xi
+    m.bi += (Xi * wr[:, None]).T @ itt_y
     if P == 1:
         tv = np.arange(arms, dtype=float)
         tc = tv - p_arm @ tv
-        m.wald_num += w * np.sum((p_arm * tc) @ mY.T)
-        m.wald_den += w * np.sum((p_arm * tc) @ mM[:, :, 0].T)
+        m.wald_num += w * wt @ (mY @ (p_arm * tc))
+        m.wald_den += w * wt @ (mM[:, :, 0] @ (p_arm * tc))
 
 
 @dataclass(frozen=True)
@@ -531,7 +782,7 @@ class Limits:
     wald: tuple
 
 
-def limits(model: _Model, m: SiteMoments, n_sites: int) -> Limits:
+def limits(model: _Model, m: SiteMoments, n_sites: int | None = None) -> Limits:
     """Solve the population normal equations; a singular system gives NaN and a note in ``model.notes``.
 
     Parameters
@@ -539,8 +790,8 @@ def limits(model: _Model, m: SiteMoments, n_sites: int) -> Limits:
     model : _Model
     m : SiteMoments
         From :func:`site_moments`.
-    n_sites : int
-        The number of simulated sites (the moments are sums over them).
+    n_sites : int, optional
+        Unused (the moments carry their total site weight); kept for old callers.
 
     Returns
     -------
@@ -564,8 +815,8 @@ def limits(model: _Model, m: SiteMoments, n_sites: int) -> Limits:
     hetero = float((c2 - 2 * lim2 @ b2 + lim2 @ A2 @ lim2) / c2) if c2 > 0 else math.nan
     if np.isfinite(hetero) and abs(hetero) < 1e-9:
         lim_liml = lim2
-    elif m.w_ok and np.all(np.isfinite(lim2)) and np.all(np.isfinite(m.W)):
-        lim_liml, why = _liml_limit(c2 / n_sites, b2 / n_sites, A2 / n_sites, m.W)
+    elif m.w_ok and np.all(np.isfinite(lim2)) and np.all(np.isfinite(m.W_mean)):
+        lim_liml, why = _liml_limit(c2 / m.weight, b2 / m.weight, A2 / m.weight, m.W_mean)
         if why:
             model.notes.append(f"LIML/Fuller: {why}; the estimator has no large-sample limit")
     else:
