@@ -173,8 +173,9 @@ def _settings_rows(result, out: Path) -> list[tuple[str, str]]:
         ("coverage floor", f"{st.coverage_floor:.0%} for the 95% intervals"),
         ("RMSE", f"fails beyond {st.rmse_ratio:g} times the best IV estimator's at the same dial value"),
         ("decided", "a Monte Carlo comparison only when its threshold lies outside the estimate +- 1.96 MCSE; "
-                    f"an exact one beyond t({st.truth_batches - 1}) SEs of its {st.truth_batches} "
-                    f"batches of {st.truth_batch_sites:,} simulated sites"),
+                    "an exact one at once where the limit is a closed form or a quadrature (error 0), else "
+                    f"beyond t(15) SEs of 16 batches of {st.truth_batches * st.truth_batch_sites:,} simulated "
+                    "sites in all"),
         ("truth of each simulated cell", f"{st.truth_sites:,} simulated sites"),
         ("version", f"simulate {result.version} (code {result.code})"), ("made", f"{when}, {result.elapsed:.0f} s")]
 

@@ -8,11 +8,12 @@ mediator gets a verdict a methodologist can sign, decided in this order.
 
 **The exact part.**  The identification bias (large-sample limit minus target) needs no
 replication: it is evaluated on a fine grid of the dial (``fine_steps`` values, 41 by
-default) from the truth's site moments, each value from ``truth_batches`` independent
-batches of simulated sites so that it carries its own standard error (zero up to rounding
-where the limit is a closed form).  The *exact breakdown* is the smallest dial value where
-|identification bias| exceeds the tolerance, decided beyond ``t(B-1)`` standard errors and
-interpolated linearly between grid values.
+default) from the truth (:func:`simulate.truth.truth`): by Gauss-Hermite quadrature, exact
+(error 0) for Gaussian scenarios; where a scenario has none, from ``truth_batches x
+truth_batch_sites`` simulated sites in :data:`simulate.truth.SE_BATCHES` batches, so that the
+limit carries its own standard error.  The *exact breakdown* is the smallest dial value where
+|identification bias| exceeds the tolerance, decided beyond ``t(B-1)`` standard errors (no
+margin for an exact limit) and interpolated linearly between grid values.
 
 **The Monte Carlo part.**  At each simulated dial value (``steps`` of them, 0 included) every
 comparison of a Monte Carlo measure with its threshold is *decided* only when the threshold
@@ -67,7 +68,7 @@ their MCSE.
     coverage_floor = 0.90
     rmse_ratio = 3.0        # RMSE beyond this multiple of the best IV estimator's fails
     truth_sites = 50000     # simulated sites for each simulated cell's truth
-    truth_batches = 4       # batches of the exact part (its standard error)
+    truth_batches = 4       # exact part, where a limit has no quadrature: 4 x 2,500 simulated sites
     truth_batch_sites = 2500
     defier_effect_shift = -0.4   # defiers' effect minus compliers' (default: defiers gain nothing)
     [stress.dials]          # a dial's severe value, or false to leave it out
@@ -356,36 +357,35 @@ def _limit_of():
     return LIMIT_OF
 
 
-def _exact_point(raw: dict, source: str, batches: int, batch_sites: int, estimators: list[str]) -> list[dict]:
-    """Targets and limits at one dial value, each limit the mean of ``batches`` batches (with its SE)."""
-    from .truth import TRUTH_SEED, truth
+def _exact_point(raw: dict, source: str, sites: int, estimators: list[str]) -> list[dict]:
+    """Targets and limits at one dial value, each limit with its numerical error.
+
+    The truth's limits come from Gauss-Hermite quadrature (error 0: exact for the polynomial
+    integrands of Gaussian scenarios, converged to 1e-10 along a binary mediator's index);
+    where a scenario has no quadrature, ``sites`` simulated sites in
+    :data:`simulate.truth.SE_BATCHES` batches give each limit with its standard error.
+    """
+    from .truth import truth
 
     sc = from_dict(raw, source)
     limit_of = _limit_of()
-    runs = []
-    note = ""
-    for b in range(batches):
-        try:
-            runs.append(truth(sc, n_sites=batch_sites, seed=TRUTH_SEED + 1 + b))
-        except Exception as exc:  # a limit that does not exist: NaN with the reason
-            note = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            break
+    try:
+        tr, note = truth(sc, n_sites=sites), ""
+    except Exception as exc:  # a limit that does not exist: NaN with the reason
+        tr, note = None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     rows = []
     kinds = dict(zip(sc.mediator_names, sc.mediator_kind))
     for p, med in enumerate(sc.mediator_names):
         target = _target_name(kinds[med])
         for est in estimators:
             lim = limit_of.get(est)
-            tv = getattr(runs[0], target)[p] if runs else math.nan
-            vals = np.array([getattr(r, lim)[p] for r in runs], float) if (lim and len(runs) == batches) else None
-            if vals is not None and np.isfinite(vals).all():
-                limit, se = float(vals.mean()), float(vals.std(ddof=1) / math.sqrt(batches))
-                if se < 1e-12 * max(1.0, abs(limit)):
-                    se = 0.0  # a closed form up to rounding
-            else:
-                limit, se = math.nan, math.nan
+            tv = getattr(tr, target)[p] if tr is not None else math.nan
+            limit = float(getattr(tr, lim)[p]) if (tr is not None and lim) else math.nan
+            se = float(tr.se_of(lim)[p]) if math.isfinite(limit) else math.nan
             rows.append({"estimator": est, "mediator": med, "target": target, "target_value": tv,
-                         "limit": limit, "limit_se": se, "note": note})
+                         "limit": limit, "limit_se": se,
+                         "limit_method": tr.limit_method if math.isfinite(limit) else "",
+                         "note": note})
     return rows
 
 
@@ -402,8 +402,8 @@ def exact_curves(sweeps: list[Sweep], settings: StressSettings, source: str, est
             for i in range(n):
                 t = round(i / (n - 1), 12)
                 tasks.append((sw, t))
-    args = [(sw.raw_at(t), f"{source} [stress dial {sw.dial.key}]", settings.truth_batches,
-             settings.truth_batch_sites, estimators) for sw, t in tasks]
+    sites = settings.truth_batches * settings.truth_batch_sites
+    args = [(sw.raw_at(t), f"{source} [stress dial {sw.dial.key}]", sites, estimators) for sw, t in tasks]
     if settings.jobs > 1 and len(args) > 8:
         from joblib import Parallel, delayed
 
@@ -748,7 +748,9 @@ def _flat(exact: pd.DataFrame, dial: str) -> tuple[bool, float]:
 def _judge(sweeps, measures: pd.DataFrame, exact: pd.DataFrame, settings: StressSettings, kinds):
     """Verdict rows (one per dial x estimator x mediator) and, per cell, the replications that would decide more."""
     tol = _tolerances(exact, measures, settings)
-    crit = _t_crit(settings.truth_batches)
+    from .truth.limits import SE_BATCHES
+
+    crit = _t_crit(SE_BATCHES)  # a simulated limit's SE is from its batches (quadrature: SE 0)
     rows, requests = [], {}
     by_dial = dict(tuple(measures.groupby("dial", sort=False)))
     exact_of = {k: g.sort_values("t") for k, g in exact.groupby(["dial", "estimator", "mediator"], sort=False)}
@@ -978,8 +980,8 @@ def _stress_test(design, out, *, jobs, quiet, reps, pdf) -> Path:
     from .estimators import ESTIMATORS
 
     active = [sw for sw in sweeps if sw.skipped is None]
-    _say(settings, f"exact part: {len(active)} dials x {settings.fine_count} values "
-                   f"({settings.truth_batches} x {settings.truth_batch_sites:,} simulated sites each)")
+    _say(settings, f"exact part: {len(active)} dials x {settings.fine_count} values (large-sample limits by "
+                   "quadrature where they have one)")
     exact = exact_curves(sweeps, settings, source, list(ESTIMATORS))
     ver, measures, checks = _simulate_passes(sweeps, sc, plan_path, plan, out, exact, settings, kinds)
     ver = _with_detection(ver, checks)
