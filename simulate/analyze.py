@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import SimulateError
-from .estimators import ESTIMATORS, estimate
+from .estimators import ESTIMATORS, estimate, unknown_estimator_message
 
 JSON_FIELDS = (
     "estimator",
@@ -169,6 +169,9 @@ def analyze(
         Missing columns, non-numeric or missing values, fewer than two arms, or a
         site that lacks one of the arms.
     """
+    refused = unknown_estimator_message(estimators)
+    if refused:
+        raise AnalysisError(refused)
     mediators = _check_columns(frame, site, treatment, mediators, outcome)
     y = _numeric(frame, outcome)
     M = np.column_stack([_numeric(frame, c) for c in mediators])

@@ -71,7 +71,7 @@ COLUMNS: dict[str, Column] = {
     "se_robust": Column(_F, "heteroskedasticity-robust HC0 standard error"),
     "se_hc1": Column(_F, "HC1 standard error (HC0 with a degrees-of-freedom correction)"),
     "se_cluster": Column(_F, "site-clustered standard error"),
-    "se_many_instrument": Column(_F, "many-instrument standard error (Bekker; KCFGI for bias-corrected 2SLS)"),
+    "se_many_instrument": Column(_F, "many-instrument standard error (Bekker; KCFGI for MBTSLS)"),
     "se_heterogeneity": Column(_F, "standard error allowing for heterogeneous effects"),
     "conf_low": Column(_F, "lower end of the confidence interval (t reference, simulate.estimators.primary_df)"),
     "conf_high": Column(_F, "upper end of the confidence interval"),

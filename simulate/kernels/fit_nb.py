@@ -39,9 +39,9 @@ from .codes_nb import (
     E_BETWEEN_INTERCEPT,
     E_BETWEEN_OLS,
     E_BETWEEN_PRECISION,
-    E_BTSLS,
     E_FULLER,
     E_LIML,
+    E_MBTSLS,
     E_OLS,
     E_TSLS,
     E_UJIVE,
@@ -230,17 +230,17 @@ def _fit_liml_fuller(est, se, status, diag, count, dev, cross, B, Wc, n, df2, fu
 
 
 @njit(inline="always")
-def _fit_btsls(est, se, status, count, dev, cross, B, Wc, n, n_inst, df2):
-    """Bias-corrected 2SLS of KCFGI (2015), kappa = 1 + K L / (n - K A), with its many-instrument SE."""
+def _fit_mbtsls(est, se, status, count, dev, cross, B, Wc, n, n_inst, df2):
+    """MBTSLS (KCFGI 2015, modified bias-corrected 2SLS): kappa = 1 + K L / (n - K A), many-instrument SE."""
     K = count.shape[0]
     if df2 <= 0:
-        status[E_BTSLS] = STATUS_SINGULAR
+        status[E_MBTSLS] = STATUS_SINGULAR
         return
     kb = 1.0 + n_inst / df2
     b_b, s_b, st_b, _ = kclass_from_deviations(count, dev, cross, B, Wc, kb, np.bool_(False))
-    _put_kclass(est, se, status, E_BTSLS, b_b, s_b, st_b)
+    _put_kclass(est, se, status, E_MBTSLS, b_b, s_b, st_b)
     if st_b == STATUS_OK:
-        se[E_BTSLS, SE_MANY_INSTRUMENT] = kcfgi_se(B, Wc, b_b, n, K, n_inst)
+        se[E_MBTSLS, SE_MANY_INSTRUMENT] = kcfgi_se(B, Wc, b_b, n, K, n_inst)
 
 
 @njit(inline="always")
@@ -398,7 +398,7 @@ def fit_with_breads(count, mean, cross, fuller_alpha):
     _fit_liml_fuller(est, se, status, diag, count, dev, cross, B, Wc, n, df2, fuller_alpha)
     b_u, s_u, st_u, ujive_bread_inv = ujive_from_deviations(count, dev, cross, B, Wc)
     _put_kclass(est, se, status, E_UJIVE, b_u, s_u, st_u)
-    _fit_btsls(est, se, status, count, dev, cross, B, Wc, n, n_inst, df2)
+    _fit_mbtsls(est, se, status, count, dev, cross, B, Wc, n, n_inst, df2)
     ones = _unit_weights(K, L)
     _fit_between_site(est, se, status, count, cross, itt, comp, srow, ones)
     _fit_between_intercept(est, se, status, diag, itt, comp, tval, srow, ones)
