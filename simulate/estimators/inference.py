@@ -14,7 +14,10 @@ take the same floating-point operations and give the same bits.
   :data:`simulate.estimators.PRIMARY_SE` from the kernels' (..., E, SE kinds, P) array;
 * :func:`direct_effect_inference_arrays`: the between-site intercept (mean direct effect);
 * :func:`diagnostic_columns`: the dataset-level diagnostics with their p-values
-  (overidentification, many-instrument, nonlinearity).
+  (overidentification, many-instrument, nonlinearity);
+* :func:`ar_tests` and :func:`ar_sets`: weak-instrument-robust Anderson-Rubin tests (joint, any P) and
+  confidence sets (P = 1; an interval, two rays, the whole line or empty), conventional and
+  site-clustered, from the sufficient statistics of :mod:`simulate.kernels.ar_nb`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from ..kernels import estimators_nb as nb
 from .registry import PRIMARY_SE, REGISTRY, SE_TYPES, SPECS
 
 __all__ = ["t_inference", "primary_standard_error", "direct_effect_inference_arrays", "diagnostic_columns",
-           "nonlinearity_p", "DIAGNOSTIC_KEYS"]
+           "nonlinearity_p", "DIAGNOSTIC_KEYS", "AR_SET_KINDS", "ar_matrices", "ar_tests", "ar_sets", "quadratic_set",
+           "in_ar_set"]
 
 _ROWS = np.arange(len(REGISTRY))
 _PRIMARY_INDEX = np.array([SE_TYPES.index(PRIMARY_SE[s.name]) for s in REGISTRY])
@@ -197,3 +201,191 @@ def diagnostic_columns(diag: np.ndarray, n_sites: int, n_mediators: int) -> dict
         "direct_effect_se_hc0": d[:, nb.D_DIRECT_SE_HC0],
         "direct_effect_se_hc1": d[:, nb.D_DIRECT_SE_HC1],
     }
+
+
+# ---------------------------------------------------------------------------------------------- Anderson-Rubin
+AR_SET_KINDS: tuple[str, ...] = ("interval", "two_rays", "whole_line", "empty")
+"""What an Anderson-Rubin confidence set (P = 1) can be.  ``interval``: ``[ar_low, ar_high]``, one end
+possibly infinite (a ray); ``two_rays``: ``(-inf, ar_low] U [ar_high, inf)``; ``whole_line``: every value
+(``ar_low = -inf``, ``ar_high = inf``); ``empty``: no value (both NaN).  NaN kind (None): not computed."""
+
+
+def _upper(d: np.ndarray, first: int, Q: int) -> np.ndarray:
+    """(R, Q, Q) symmetric matrices from their row-major upper triangles stored at ``d[:, first:]``."""
+    R = d.shape[0]
+    out = np.empty((R, Q, Q))
+    k = first
+    for i in range(Q):
+        for j in range(i, Q):
+            out[:, i, j] = out[:, j, i] = d[:, k]
+            k += 1
+    return out
+
+
+def ar_matrices(diag: np.ndarray, n_mediators: int) -> dict[str, np.ndarray]:
+    """The AR sufficient statistics of R datasets (:mod:`simulate.kernels.ar_nb`), unpacked.
+
+    Parameters
+    ----------
+    diag : numpy.ndarray
+        (R, N_DIAGNOSTICS).
+    n_mediators : int
+        P.
+
+    Returns
+    -------
+    dict
+        ``B``, ``Wc``, ``V`` (R, Q, Q) and ``g`` (R, Q); all NaN when Q = P + 1 exceeds
+        ``AR_MAX_Q``; ``df1`` (K L), ``df2`` (n - K A) and ``K`` (R,).
+    """
+    d = np.asarray(diag, float)
+    R, Q = d.shape[0], n_mediators + 1
+    if Q > nb.AR_MAX_Q:
+        nanm = np.full((R, Q, Q), np.nan)
+        out = {"B": nanm, "Wc": nanm, "V": nanm, "g": np.full((R, Q), np.nan)}
+    else:
+        out = {"B": _upper(d, nb.D_AR_B, Q), "Wc": _upper(d, nb.D_AR_W, Q), "V": _upper(d, nb.D_AR_V, Q),
+               "g": d[:, nb.D_AR_G:nb.D_AR_G + Q].copy()}
+    out.update(df1=d[:, nb.D_FIRST_STAGE_DF1], df2=d[:, nb.D_FIRST_STAGE_DF2], K=d[:, nb.D_SITES])
+    return out
+
+
+def ar_tests(diag: np.ndarray, beta0, n_mediators: int) -> dict[str, np.ndarray]:
+    """Joint Anderson-Rubin tests of H0: beta = beta0 (any P), conventional and site-clustered.
+
+    Conventional: ``[a'B a / (K L)] / [a'Wc a / (n - K A)]``, ``a = (1, -beta0')``, against
+    F(K L, n - K A).  Site-clustered (the pooled instrument, see :mod:`simulate.kernels.ar_nb`):
+    ``(a'g)^2 / ((K / (K - 1)) a'V a)`` against F(1, K - 1).
+
+    Parameters
+    ----------
+    diag : numpy.ndarray
+        (R, N_DIAGNOSTICS).
+    beta0 : array_like
+        (P,) or (R, P): the hypothesised effects.
+    n_mediators : int
+        P.
+
+    Returns
+    -------
+    dict
+        ``ar_stat``, ``ar_p``, ``ar_cluster_stat``, ``ar_cluster_p``: (R,) float64 (NaN where not computed).
+    """
+    m = ar_matrices(diag, n_mediators)
+    R = m["g"].shape[0]
+    b0 = np.broadcast_to(np.asarray(beta0, float), (R, n_mediators))
+    a = np.concatenate([np.ones((R, 1)), -b0], axis=1)
+    quad = lambda S: np.einsum("ri,rij,rj->r", a, S, a)  # noqa: E731
+    df1, df2, K = m["df1"], m["df2"], m["K"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat = (quad(m["B"]) / df1) / (quad(m["Wc"]) / df2)
+        stat = np.where((df1 > 0) & (df2 > 0), stat, np.nan)
+        p = special.fdtrc(np.where(df1 > 0, df1, 1), np.where(df2 > 0, df2, 1), stat)
+        ag = np.einsum("ri,ri->r", a, m["g"])
+        cl = ag * ag / ((K / (K - 1)) * quad(m["V"]))
+        cl = np.where(K > 1, cl, np.nan)
+        p_cl = special.fdtrc(1.0, np.maximum(K - 1, 1), cl)
+    return {"ar_stat": stat, "ar_p": np.where(np.isfinite(stat), p, np.nan),
+            "ar_cluster_stat": cl, "ar_cluster_p": np.where(np.isfinite(cl), p_cl, np.nan)}
+
+
+def quadratic_set(c0, c1, c2):
+    """The set ``{b : c0 + c1 b + c2 b^2 <= 0}``, elementwise: (low, high, kind) as in :data:`AR_SET_KINDS`.
+
+    Parameters
+    ----------
+    c0, c1, c2 : array_like
+        The coefficients (broadcast together).
+
+    Returns
+    -------
+    (low, high, kind) : tuple of numpy.ndarray
+        Floats, and an object array of kind names (None where a coefficient is not finite).
+    """
+    c0, c1, c2 = np.broadcast_arrays(*(np.asarray(c, float) for c in (c0, c1, c2)))
+    low, high = np.full(c0.shape, np.nan), np.full(c0.shape, np.nan)
+    kind = np.full(c0.shape, None, dtype=object)
+    fin = np.isfinite(c0) & np.isfinite(c1) & np.isfinite(c2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        disc = c1 * c1 - 4.0 * c2 * c0
+        root = np.sqrt(np.maximum(disc, 0.0))
+        # the numerically stable pair of roots
+        qq = -0.5 * (c1 + np.where(c1 >= 0, root, -root))
+        r1, r2 = qq / c2, c0 / qq
+        lo_r, hi_r = np.minimum(r1, r2), np.maximum(r1, r2)
+    quad_ = fin & (c2 != 0)
+    up, down = quad_ & (c2 > 0), quad_ & (c2 < 0)
+    real = disc >= 0
+    kind[up & ~real] = "empty"
+    kind[up & real] = "interval"
+    kind[down & ~real] = "whole_line"
+    kind[down & real] = "two_rays"
+    sel = quad_ & real
+    low[sel], high[sel] = lo_r[sel], hi_r[sel]
+    low[down & ~real], high[down & ~real] = -np.inf, np.inf
+    lin = fin & (c2 == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = -c0 / c1
+    ray_up = lin & (c1 < 0)  # c0 + c1 b <= 0 for b >= r
+    ray_down = lin & (c1 > 0)
+    flat = lin & (c1 == 0)
+    kind[ray_up | ray_down] = "interval"
+    low[ray_up], high[ray_up] = r[ray_up], np.inf
+    low[ray_down], high[ray_down] = -np.inf, r[ray_down]
+    kind[flat & (c0 <= 0)] = "whole_line"
+    kind[flat & (c0 > 0)] = "empty"
+    low[flat & (c0 <= 0)], high[flat & (c0 <= 0)] = -np.inf, np.inf
+    return low, high, kind
+
+
+def ar_sets(diag: np.ndarray, level: float = 0.95) -> dict[str, np.ndarray]:
+    """Anderson-Rubin confidence sets for P = 1 by inverting the tests of :func:`ar_tests`.
+
+    The set is ``{b : a'M a <= 0}``, ``a = (1, -b)``, a quadratic inequality in b:
+    ``M = B / (K L) - q Wc / (n - K A)`` with q the ``level`` quantile of F(K L, n - K A)
+    (conventional), ``M = g g' - q (K / (K - 1)) V`` with q that of F(1, K - 1) (site-clustered).
+
+    Parameters
+    ----------
+    diag : numpy.ndarray
+        (R, N_DIAGNOSTICS) of datasets with one mediator.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    dict
+        ``ar_low``, ``ar_high``, ``ar_set_kind``, ``ar_cluster_low``, ``ar_cluster_high``,
+        ``ar_cluster_set_kind`` (R,): see :data:`AR_SET_KINDS`.
+    """
+    m = ar_matrices(diag, 1)
+    df1, df2, K = m["df1"], m["df2"], m["K"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = special.fdtri(np.where(df1 > 0, df1, np.nan), np.where(df2 > 0, df2, np.nan), level)
+        M = m["B"] / df1[:, None, None] - (q / df2)[:, None, None] * m["Wc"]
+        q1 = special.fdtri(1.0, np.where(K > 1, K - 1, np.nan), level)
+        Mc = np.einsum("ri,rj->rij", m["g"], m["g"]) - (q1 * K / (K - 1))[:, None, None] * m["V"]
+    out = {}
+    for prefix, S in (("ar", M), ("ar_cluster", Mc)):
+        lo, hi, kind = quadratic_set(S[:, 0, 0], -2.0 * S[:, 0, 1], S[:, 1, 1])
+        out[f"{prefix}_low"], out[f"{prefix}_high"], out[f"{prefix}_set_kind"] = lo, hi, kind
+    return out
+
+
+def in_ar_set(theta, low, high, kind) -> np.ndarray:
+    """Whether ``theta`` lies in each AR set (:data:`AR_SET_KINDS`), elementwise; False where not computed.
+
+    Parameters
+    ----------
+    theta, low, high : array_like
+    kind : array_like of str or None
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    theta, low, high = (np.asarray(x, float) for x in (theta, low, high))
+    kind = np.asarray(kind, dtype=object)
+    inside = (low <= theta) & (theta <= high)
+    return np.where(kind == "interval", inside,
+                    np.where(kind == "two_rays", (theta <= low) | (theta >= high), kind == "whole_line"))

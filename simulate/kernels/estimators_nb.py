@@ -35,8 +35,16 @@ module re-exports all of them under the names they had when they lived here (the
 underscore names too), so ``from simulate.kernels import estimators_nb as nb`` keeps working.
 """
 
+from .ar_nb import ar_statistics
 from .codes_nb import (
+    AR_MAX_Q,
+    AR_TRI,
+    D_AR_B,
+    D_AR_G,
+    D_AR_V,
+    D_AR_W,
     D_ARMS,
+    D_BALANCED,
     D_CRAGG_DONALD,
     D_DIRECT,
     D_DIRECT_SE_CONVENTIONAL,
@@ -120,6 +128,7 @@ _wald = wald_fit
 _PRIVATE = (_PERSON_BLOCK, _put_site_fit)  # imported above under their own names
 
 __all__ = [
+    "AR_MAX_Q", "AR_TRI", "D_AR_B", "D_AR_G", "D_AR_V", "D_AR_W", "D_BALANCED", "ar_statistics",
     "D_ARMS", "D_CRAGG_DONALD", "D_DIRECT", "D_DIRECT_SE_CONVENTIONAL", "D_DIRECT_SE_HC0", "D_DIRECT_SE_HC1",
     "D_FIRST_STAGE_DF1", "D_FIRST_STAGE_DF2", "D_FULLER_KAPPA", "D_LIML_KAPPA", "D_N", "D_NONLINEAR",
     "D_NONLINEAR_DF", "D_NONLINEAR_STATUS", "D_SARGAN", "D_SARGAN_DF", "D_SIGMA_MIN", "D_SIGMA_RATIO", "D_SITES",

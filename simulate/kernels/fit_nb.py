@@ -16,6 +16,7 @@ would make Numba compile the callee once more for the literal's type.
 import numpy as np
 from numba import njit
 
+from .ar_nb import ar_statistics
 from .codes_nb import (
     D_ARMS,
     D_CRAGG_DONALD,
@@ -392,6 +393,7 @@ def fit_with_breads(count, mean, cross, fuller_alpha):
         return est, se, status, diag, fs_f, sw_f, ols_bread_inv, ujive_bread_inv
     df2 = n - K * A
     _first_stage(diag, fs_f, sw_f, B, Wc, n_inst, df2)
+    ar_statistics(diag, count, dev, arm_mean, B, Wc)
     itt, comp, tval, srow = site_contrasts(count, mean)
     _compliance_rank(diag, comp, n_inst)
     _fit_tsls(est, se, status, diag, count, dev, cross, B, Wc, n, n_inst)
