@@ -41,8 +41,23 @@ JSON_FIELDS = (
     "status",
     "first_stage_f",
     "conditional_f",
+    "ar_stat",
+    "ar_p",
+    "ar_cluster_stat",
+    "ar_cluster_p",
+    "ar_low",
+    "ar_high",
+    "ar_set_kind",
+    "ar_cluster_low",
+    "ar_cluster_high",
+    "ar_cluster_set_kind",
+    "balanced_design",
 )
 """Fields of each ``--json`` record (the first eight are the contract)."""
+
+WEAK_F = 10.0
+"""The weak-instrument rule of :func:`weak_instrument_warning`: a (conditional) first-stage F below this
+(Staiger & Stock 1997's rule of thumb; for P > 1 the Sanderson-Windmeijer conditional F of each mediator)."""
 
 
 class AnalysisError(SimulateError):
@@ -193,6 +208,7 @@ def analyze(
         n_sites=K,
         n_arms=A,
     )
+    result.attrs["level"] = float(level)
     result.attrs["sites"] = [str(s) for s in site_labels]
     result.attrs["arms"] = [str(a) for a in arm_labels]
     return result
@@ -207,13 +223,63 @@ def _fmt(x: float, width: int = 10, digits: int = 4) -> str:
     return f"{x:>{width}.{digits}f}"
 
 
+def weak_instrument_warning(result: pd.DataFrame) -> str | None:
+    """One line warning of weak instruments, or None.
+
+    The rule: some mediator's conditional first-stage F (Sanderson-Windmeijer; the first-stage
+    F when P = 1) is below :data:`WEAK_F`.  The Wald intervals of every estimator are then
+    unreliable; the line names the intervals to read instead: the Anderson-Rubin set
+    (conventional, and site-clustered when effects may vary between sites) for one mediator,
+    the joint AR test for several.
+
+    Parameters
+    ----------
+    result : pandas.DataFrame
+        The frame of :func:`analyze`.
+
+    Returns
+    -------
+    str or None
+    """
+    meds = result[result["mediator"] != "direct_effect"].drop_duplicates("mediator")
+    weak = [(str(r["mediator"]), float(r["conditional_f"])) for _, r in meds.iterrows()
+            if np.isfinite(r["conditional_f"]) and r["conditional_f"] < WEAK_F]
+    if not weak:
+        return None
+    which = ", ".join(f"{m} {f:.1f}" for m, f in weak)
+    what = "conditional F" if len(meds) > 1 else "first-stage F"
+    read = ("the Anderson-Rubin confidence set (ar_low/ar_high; site-clustered ar_cluster_low/ar_cluster_high)"
+            if len(meds) == 1 else "the joint Anderson-Rubin test (ar_p, ar_cluster_p)")
+    return (f"warning: weak instruments ({what} {which} < {WEAK_F:g}): the Wald intervals of every estimator "
+            f"are unreliable; read {read} instead")
+
+
+def _ar_lines(first: pd.Series, level) -> list[str]:
+    """The Anderson-Rubin lines of :func:`format_table`."""
+    lines = [f"  Anderson-Rubin test of no effect (weak-instrument robust): F = {_fmt(first['ar_stat'], 0)},"
+             f" p = {_fmt(first['ar_p'], 0)}; site-clustered (pooled instrument):"
+             f" {_fmt(first['ar_cluster_stat'], 0)}, p = {_fmt(first['ar_cluster_p'], 0)}"]
+    pct = f"{100 * level:g}% " if level is not None else ""
+    for name, prefix in (("conventional", "ar"), ("site-clustered", "ar_cluster")):
+        kind = first[f"{prefix}_set_kind"]
+        if kind == "not_computed":
+            continue
+        lo, hi = first[f"{prefix}_low"], first[f"{prefix}_high"]
+        text = {"interval": f"[{_fmt(lo, 0)}, {_fmt(hi, 0)}]",
+                "two_rays": f"(-inf, {_fmt(lo, 0)}] U [{_fmt(hi, 0)}, inf)",
+                "whole_line": "the whole line", "empty": "empty"}.get(kind, kind)
+        lines.append(f"  {pct}Anderson-Rubin confidence set, {name}: {text} ({kind})")
+    return lines
+
+
 def format_table(result: pd.DataFrame) -> str:
     """A readable text table of every estimator and the diagnostics.
 
     One line per estimator x mediator: estimate, conventional and robust (HC0)
     standard errors, the standard error behind the interval (``se_ci``, of the kind
     named in ``ci_se``), the confidence interval and p-value, and the status; then the
-    diagnostics.
+    diagnostics, the Anderson-Rubin tests and sets, the balanced-design note; a weak-instrument
+    warning (:func:`weak_instrument_warning`) as the first line when the rule fires.
     """
     lines = []
     first = result.iloc[0]
@@ -261,6 +327,13 @@ def format_table(result: pd.DataFrame) -> str:
         f" p = {_fmt(first['nonlinearity_p'], 0)}"
     )
     lines.append(f"  LIML kappa: {_fmt(first['liml_kappa'], 0, 6)}")
+    lines += _ar_lines(first, result.attrs.get("level"))
+    if first["balanced_design"] == 1.0:
+        lines.append("  balanced design (every site x arm cell the same size): UJIVE and MBTSLS are the same k-class "
+                     "estimator here, kappa = 1 + (A - 1)/(n_s - A), so their rows are equal by construction")
+    warn = weak_instrument_warning(result)
+    if warn:
+        lines.insert(0, warn)
     return "\n".join(lines)
 
 
