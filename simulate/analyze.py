@@ -22,6 +22,7 @@ import pandas as pd
 
 from .errors import SimulateError
 from .estimators import ESTIMATORS, estimate, unknown_estimator_message
+from .estimators.inference import jackknife_ar
 
 JSON_FIELDS = (
     "estimator",
@@ -176,7 +177,8 @@ def analyze(
     -------
     pandas.DataFrame
         The tidy frame of :func:`simulate.estimators.estimate`; ``frame.attrs`` holds
-        ``sites`` and ``arms`` (the labels in code order).
+        ``sites`` and ``arms`` (the labels in code order), ``level`` and ``jackknife_ar`` (the dict of
+        :func:`simulate.estimators.inference.jackknife_ar` at beta = 0).
 
     Raises
     ------
@@ -209,6 +211,7 @@ def analyze(
         n_arms=A,
     )
     result.attrs["level"] = float(level)
+    result.attrs["jackknife_ar"] = jackknife_ar(site_code, arm_code, M, y, np.zeros(M.shape[1]))
     result.attrs["sites"] = [str(s) for s in site_labels]
     result.attrs["arms"] = [str(a) for a in arm_labels]
     return result
@@ -250,6 +253,7 @@ def weak_instrument_warning(result: pd.DataFrame) -> str | None:
     what = "conditional F" if len(meds) > 1 else "first-stage F"
     read = ("the Anderson-Rubin confidence set (ar_low/ar_high; site-clustered ar_cluster_low/ar_cluster_high)"
             if len(meds) == 1 else "the joint Anderson-Rubin test (ar_p, ar_cluster_p)")
+    read += " or, with many instruments, the jackknife AR test"
     return (f"warning: weak instruments ({what} {which} < {WEAK_F:g}): the Wald intervals of every estimator "
             f"are unreliable; read {read} instead")
 
@@ -328,6 +332,10 @@ def format_table(result: pd.DataFrame) -> str:
     )
     lines.append(f"  LIML kappa: {_fmt(first['liml_kappa'], 0, 6)}")
     lines += _ar_lines(first, result.attrs.get("level"))
+    jar = result.attrs.get("jackknife_ar")
+    if jar is not None:
+        lines.append(f"  jackknife AR test of no effect (Mikusheva & Sun 2022, many weak instruments):"
+                     f" {_fmt(jar['stat'], 0)}, one-sided p = {_fmt(jar['p_value'], 0)}")
     if first["balanced_design"] == 1.0:
         lines.append("  balanced design (every site x arm cell the same size): UJIVE and MBTSLS are the same k-class "
                      "estimator here, kappa = 1 + (A - 1)/(n_s - A), so their rows are equal by construction")

@@ -37,6 +37,8 @@ def test_ak80_warns_of_weak_instruments_and_shows_the_ar_set(ak80):
     assert text.splitlines()[0] == warn
     assert "95% Anderson-Rubin confidence set, conventional" in text
     assert "site-clustered" in text
+    jar = result.attrs["jackknife_ar"]
+    assert np.isfinite(jar["stat"]) and "jackknife AR test of no effect" in text and "jackknife AR" in warn
 
 
 def test_strong_instruments_give_no_warning():

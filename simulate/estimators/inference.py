@@ -30,7 +30,7 @@ from .registry import PRIMARY_SE, REGISTRY, SE_TYPES, SPECS
 
 __all__ = ["t_inference", "primary_standard_error", "direct_effect_inference_arrays", "diagnostic_columns",
            "nonlinearity_p", "DIAGNOSTIC_KEYS", "AR_SET_KINDS", "ar_matrices", "ar_tests", "ar_sets", "quadratic_set",
-           "in_ar_set"]
+           "in_ar_set", "jackknife_ar"]
 
 _ROWS = np.arange(len(REGISTRY))
 _PRIMARY_INDEX = np.array([SE_TYPES.index(PRIMARY_SE[s.name]) for s in REGISTRY])
@@ -389,3 +389,68 @@ def in_ar_set(theta, low, high, kind) -> np.ndarray:
     inside = (low <= theta) & (theta <= high)
     return np.where(kind == "interval", inside,
                     np.where(kind == "two_rays", (theta <= low) | (theta >= high), kind == "whole_line"))
+
+
+def jackknife_ar(site, arm, mediators, outcome, beta0, *, alpha: float = 0.05) -> dict:
+    """Jackknife Anderson-Rubin test of H0: beta = beta0, robust to many weak instruments (person level).
+
+    Mikusheva & Sun (2022, Review of Economic Studies 89(5)) with the site fixed effects absorbed by the
+    leave-one-out matrix of UJIVE (Kolesar 2013) in place of their projection P: with e = Y - M beta0,
+    ``C = (I - D_ZW)^{-1}(P_ZW - D_ZW) - (I - D_W)^{-1}(P_W - D_W)`` (zero diagonal, C W = 0, symmetric
+    here: for i != j in site s, ``C_ij = 1{same cell}/(n_c - 1) - 1/(n_s - 1)``),
+
+    ``AR = sum_{i != j} C_ij e_i e_j / sqrt(Phi)``,
+    ``Phi = 2 sum_{i != j} C_ij^2 / (M_ii M_jj + M_ij^2) [e~_i (M e)_i] [e~_j (M e)_j]``,
+
+    M = I - P_ZW (residuals from the cell means), e~ = e less its site mean (so that the variance is
+    free of the site effects); their cross-fit variance estimator.  Reject when AR > z_{1 - alpha}
+    (one-sided, N(0, 1) under H0 as the number of instruments grows).  In cell sums:
+    ``sum_{i != j} C_ij e_i e_j = sum_c (n_c ebar_c^2 - s_c^2) - sum_s (n_s ebar_s^2 - s_s^2)``.
+
+    Parameters
+    ----------
+    site, arm : int arrays (n,)
+        Codes 0..K-1 and 0..A-1; every cell needs two persons.
+    mediators : float array (n, P) or (n,)
+    outcome : float array (n,)
+    beta0 : array_like (P,)
+    alpha : float
+        Level of the one-sided test.
+
+    Returns
+    -------
+    dict
+        ``stat``, ``p_value`` (1 - Phi(stat)), ``reject`` (bool); NaN and False where a cell has
+        fewer than two persons or Phi is not positive.
+    """
+    site, arm = np.asarray(site, np.int64), np.asarray(arm, np.int64)
+    Mx = np.asarray(mediators, float).reshape(len(site), -1)
+    e = np.asarray(outcome, float) - Mx @ np.atleast_1d(np.asarray(beta0, float))
+    K, A = int(site.max()) + 1, int(arm.max()) + 1
+    cell = site * A + arm
+    n_c = np.bincount(cell, minlength=K * A).astype(float)
+    n_s = np.bincount(site, minlength=K).astype(float)
+    nan = {"stat": np.nan, "p_value": np.nan, "reject": False}
+    if n_c.min() < 2:
+        return nan
+    sum_c, sum_s = np.bincount(cell, e, K * A), np.bincount(site, e, K)
+    ebar_c, ebar_s = sum_c / n_c, sum_s / n_s
+    q_c, q_s = np.bincount(cell, e * e, K * A), np.bincount(site, e * e, K)
+    s2_c = (q_c - n_c * ebar_c ** 2) / (n_c - 1)
+    s2_s = (q_s - n_s * ebar_s ** 2) / (n_s - 1)
+    T = np.sum(n_c * ebar_c ** 2 - s2_c) - np.sum(n_s * ebar_s ** 2 - s2_s)
+    w = (e - ebar_s[site]) * (e - ebar_c[cell])
+    W_c, W2_c = np.bincount(cell, w, K * A), np.bincount(cell, w * w, K * A)
+    m_c = 1.0 - 1.0 / n_c
+    site_of_c = np.repeat(np.arange(K), A)
+    c_cc = 1.0 / (n_c - 1) - 1.0 / (n_s[site_of_c] - 1)
+    same = np.sum(c_cc ** 2 / (m_c ** 2 + 1.0 / n_c ** 2) * (W_c ** 2 - W2_c))
+    u = (W_c / m_c).reshape(K, A)  # W_c / M_c per site and arm
+    lam = 1.0 / (n_s - 1) ** 2
+    other = np.sum(lam * (u.sum(1) ** 2 - (u ** 2).sum(1)))  # sum over ordered pairs of different cells
+    phi = 2.0 * (same + other)
+    if not phi > 0:
+        return nan
+    stat = T / np.sqrt(phi)
+    p = float(special.ndtr(-stat))
+    return {"stat": float(stat), "p_value": p, "reject": bool(p < alpha)}
