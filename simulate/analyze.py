@@ -22,7 +22,7 @@ import pandas as pd
 
 from .errors import SimulateError
 from .estimators import ESTIMATORS, estimate, unknown_estimator_message
-from .estimators.inference import jackknife_ar
+from .estimators.inference import jackknife_ar, jackknife_ar_set
 
 JSON_FIELDS = (
     "estimator",
@@ -178,7 +178,8 @@ def analyze(
     pandas.DataFrame
         The tidy frame of :func:`simulate.estimators.estimate`; ``frame.attrs`` holds
         ``sites`` and ``arms`` (the labels in code order), ``level`` and ``jackknife_ar`` (the dict of
-        :func:`simulate.estimators.inference.jackknife_ar` at beta = 0).
+        :func:`simulate.estimators.inference.jackknife_ar` at beta = 0) and, for one mediator,
+        ``jackknife_ar_set`` (:func:`simulate.estimators.inference.jackknife_ar_set`).
 
     Raises
     ------
@@ -211,7 +212,10 @@ def analyze(
         n_arms=A,
     )
     result.attrs["level"] = float(level)
-    result.attrs["jackknife_ar"] = jackknife_ar(site_code, arm_code, M, y, np.zeros(M.shape[1]))
+    result.attrs["jackknife_ar"] = {k: v for k, v in jackknife_ar(site_code, arm_code, M, y,
+                                                                  np.zeros(M.shape[1])).items() if k[0] != "_"}
+    if M.shape[1] == 1:
+        result.attrs["jackknife_ar_set"] = jackknife_ar_set(site_code, arm_code, M[:, 0], y, level=level)
     result.attrs["sites"] = [str(s) for s in site_labels]
     result.attrs["arms"] = [str(a) for a in arm_labels]
     return result
@@ -336,6 +340,13 @@ def format_table(result: pd.DataFrame) -> str:
     if jar is not None:
         lines.append(f"  jackknife AR test of no effect (Mikusheva & Sun 2022, many weak instruments):"
                      f" {_fmt(jar['stat'], 0)}, one-sided p = {_fmt(jar['p_value'], 0)}")
+    pieces = result.attrs.get("jackknife_ar_set")
+    if pieces is not None:
+        level = result.attrs.get("level")
+        pct = f"{100 * level:g}% " if level is not None else ""
+        text = " U ".join(f"[{_fmt(lo, 0)}, {_fmt(hi, 0)}]".replace("[-inf", "(-inf").replace("inf]", "inf)")
+                          for lo, hi in pieces) or "empty"
+        lines.append(f"  {pct}jackknife AR confidence set: {text}")
     if first["balanced_design"] == 1.0:
         lines.append("  balanced design (every site x arm cell the same size): UJIVE and MBTSLS are the same k-class "
                      "estimator here, kappa = 1 + (A - 1)/(n_s - A), so their rows are equal by construction")

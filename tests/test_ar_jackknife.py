@@ -71,3 +71,22 @@ def test_size_under_many_weak_instruments():
         rej += jackknife_ar(site, arm, x, y, [0.5])["reject"]
     mcse = np.sqrt(0.05 * 0.95 / R)
     assert abs(rej / R - 0.05) < 3 * mcse, rej / R
+
+
+@pytest.mark.parametrize(("seed", "pi"), [(21, 0.8), (22, 0.1), (23, 0.0)])
+def test_jackknife_set_matches_a_brute_force_grid(seed, pi):
+    from simulate.estimators.inference import jackknife_ar_set
+
+    site, arm, x, y = draw(seed, K=30, n_c=(3, 8), pi=pi)
+    pieces = jackknife_ar_set(site, arm, x, y, level=0.95)
+    grid = np.linspace(-8, 8, 801)
+    brute = np.array([not jackknife_ar(site, arm, x, y, [b])["reject"] for b in grid])
+    mine = np.zeros(grid.size, bool)
+    for lo, hi in pieces:
+        mine |= (grid >= lo) & (grid <= hi)
+    ends = np.array([e for piece in pieces for e in piece if np.isfinite(e)])
+    near = (np.min(np.abs(grid[:, None] - ends[None]), axis=1) < 0.02) if ends.size else np.zeros(grid.size, bool)
+    assert np.array_equal(mine[~near], brute[~near]), pieces
+    for e in ends:  # each finite end is where the statistic crosses the critical value
+        assert jackknife_ar(site, arm, x, y, [e])["stat"] == pytest.approx(1.6448536269514722, rel=1e-6)
+

@@ -30,7 +30,7 @@ from .registry import PRIMARY_SE, REGISTRY, SE_TYPES, SPECS
 
 __all__ = ["t_inference", "primary_standard_error", "direct_effect_inference_arrays", "diagnostic_columns",
            "nonlinearity_p", "DIAGNOSTIC_KEYS", "AR_SET_KINDS", "ar_matrices", "ar_tests", "ar_sets", "quadratic_set",
-           "in_ar_set", "jackknife_ar"]
+           "in_ar_set", "jackknife_ar", "jackknife_ar_set"]
 
 _ROWS = np.arange(len(REGISTRY))
 _PRIMARY_INDEX = np.array([SE_TYPES.index(PRIMARY_SE[s.name]) for s in REGISTRY])
@@ -391,7 +391,7 @@ def in_ar_set(theta, low, high, kind) -> np.ndarray:
                     np.where(kind == "two_rays", (theta <= low) | (theta >= high), kind == "whole_line"))
 
 
-def jackknife_ar(site, arm, mediators, outcome, beta0, *, alpha: float = 0.05) -> dict:
+def jackknife_ar(site, arm, mediators, outcome, beta0, *, alpha: float = 0.05, _parts: bool = False) -> dict:
     """Jackknife Anderson-Rubin test of H0: beta = beta0, robust to many weak instruments (person level).
 
     Mikusheva & Sun (2022, Review of Economic Studies 89(5)) with the site fixed effects absorbed by the
@@ -430,7 +430,7 @@ def jackknife_ar(site, arm, mediators, outcome, beta0, *, alpha: float = 0.05) -
     cell = site * A + arm
     n_c = np.bincount(cell, minlength=K * A).astype(float)
     n_s = np.bincount(site, minlength=K).astype(float)
-    nan = {"stat": np.nan, "p_value": np.nan, "reject": False}
+    nan = {"stat": np.nan, "p_value": np.nan, "reject": False, "_T": np.nan, "_phi": np.nan}
     if n_c.min() < 2:
         return nan
     sum_c, sum_s = np.bincount(cell, e, K * A), np.bincount(site, e, K)
@@ -453,4 +453,58 @@ def jackknife_ar(site, arm, mediators, outcome, beta0, *, alpha: float = 0.05) -
         return nan
     stat = T / np.sqrt(phi)
     p = float(special.ndtr(-stat))
-    return {"stat": float(stat), "p_value": p, "reject": bool(p < alpha)}
+    out = {"stat": float(stat), "p_value": p, "reject": bool(p < alpha)}
+    if _parts:  # the numerator and variance, for jackknife_ar_set
+        out.update(_T=float(T), _phi=float(phi))
+    return out
+
+
+def jackknife_ar_set(site, arm, mediators, outcome, *, level: float = 0.95) -> list[tuple[float, float]]:
+    """The jackknife AR confidence set for P = 1: every b that :func:`jackknife_ar` does not reject.
+
+    The statistic is T(b) / sqrt(Phi(b)) with T quadratic and Phi quartic in b, so the set
+    {b : T(b) <= z sqrt(Phi(b))} has its ends among the real roots of T and of T^2 - z^2 Phi
+    (z the ``level`` normal quantile); both polynomials are recovered exactly from the
+    statistic's parts at 5 points, and each piece between consecutive ends is classified at its
+    midpoint by the statistic itself.  The set can be an interval, a union of intervals, unbounded
+    or empty.
+
+    Parameters
+    ----------
+    site, arm : int arrays (n,)
+    mediators : float array (n,) or (n, 1)
+    outcome : float array (n,)
+    level : float
+        1 - the level of the one-sided test.
+
+    Returns
+    -------
+    list of (float, float)
+        Disjoint closed intervals in increasing order (ends may be -inf / inf); empty list: the empty
+        set; NaN pair alone: not computed (a singleton cell).
+    """
+    x = np.asarray(mediators, float).reshape(-1)
+    pts = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+    parts = [jackknife_ar(site, arm, x, outcome, [b], _parts=True) for b in pts]
+    if not np.all(np.isfinite([p["_T"] for p in parts])):
+        return [(np.nan, np.nan)]
+    T = np.polyfit(pts, [p["_T"] for p in parts], 2)
+    Phi = np.polyfit(pts, [p["_phi"] for p in parts], 4)
+    z = float(special.ndtri(level))
+    cand = np.concatenate([np.roots(T), np.roots(np.polysub(np.polymul(T, T), z * z * Phi))])
+    ends = np.unique(np.real(cand[np.abs(np.imag(cand)) <= 1e-9 * np.maximum(1.0, np.abs(cand))]))
+    cuts = np.concatenate([[-np.inf], ends, [np.inf]])
+
+    def accepts(b):
+        return not jackknife_ar(site, arm, x, outcome, [b], alpha=1.0 - level)["reject"]
+
+    out: list[tuple[float, float]] = []
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        mid = (lo + hi) / 2 if np.isfinite(lo) and np.isfinite(hi) else (
+            hi - 1.0 - abs(hi) if np.isfinite(hi) else (lo + 1.0 + abs(lo) if np.isfinite(lo) else 0.0))
+        if accepts(mid):
+            if out and out[-1][1] == lo:
+                out[-1] = (out[-1][0], float(hi))
+            else:
+                out.append((float(lo), float(hi)))
+    return out
