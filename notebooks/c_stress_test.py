@@ -117,7 +117,7 @@ verdicts = pd.read_csv(out / "tables" / "verdicts.csv")
 shown = verdicts[verdicts.mediator == "income"].assign(
     says=lambda v: v.verdict.where(v.verdict != "breaks_at", "breaks at " + v.breakdown.round(3).astype(str)))
 overview = shown.pivot(index="dial", columns="estimator", values="says")[
-    ["2sls", "liml", "ujive", "bias_corrected_2sls", "between_ols", "between_intercept", "ols"]]
+    ["2sls", "liml", "ujive", "mbtsls", "between_ols", "between_intercept", "ols"]]
 display(overview)
 
 # %%

@@ -12,14 +12,14 @@
 # ---
 
 # %% [markdown]
-# # (d) Many weak instruments: 2SLS, LIML, UJIVE and bias-corrected 2SLS
+# # (d) Many weak instruments: 2SLS, LIML, UJIVE and MBTSLS
 #
 # Every site adds a site-by-treatment instrument.  With many small sites each instrument
 # is weak, and 2SLS is biased toward OLS in finite samples: roughly, its bias is the OLS
 # bias times $K L / (\mu^2 + K L)$, with $\mu^2$ the concentration parameter (first-stage
 # signal) and $K L$ the number of instruments.  All of that bias is **finite-sample
 # bias**: the large-sample limits of every IV estimator here equal the ATE.  LIML,
-# Fuller, the jackknife IV (UJIVE, Kolesar 2013) and the bias-corrected 2SLS of Kolesar,
+# Fuller, the jackknife IV (UJIVE, Kolesar 2013) and the modified bias-corrected 2SLS (MBTSLS) of Kolesar,
 # Chetty, Friedman, Glaeser & Imbens (2015) are built to resist it.
 #
 # Two sweeps of the bundled `many_weak_instruments` scenario (compliance 0.3, strong
@@ -59,10 +59,10 @@ TRUTH_SITES = 20_000  # simulated sites behind each truth (large-sample limits)
 SEED = 2013
 SCENARIOS = scenario_dir()  # the bundled scenario library
 WORK = Path(tempfile.mkdtemp(prefix="simulate-notebook-"))  # run directories go here
-IV = ["ols", "2sls", "liml", "fuller", "ujive", "bias_corrected_2sls"]
-ROBUST = ["liml", "fuller", "ujive", "bias_corrected_2sls"]
+IV = ["ols", "2sls", "liml", "fuller", "ujive", "mbtsls"]
+ROBUST = ["liml", "fuller", "ujive", "mbtsls"]
 LABEL = {"ols": "OLS", "2sls": "2SLS", "liml": "LIML", "fuller": "Fuller", "ujive": "UJIVE",
-         "bias_corrected_2sls": "bias-corrected 2SLS",
+         "mbtsls": "MBTSLS",
          "between_intercept": "the between-site regression with an intercept", "wald": "the pooled Wald ratio"}
 
 
@@ -160,7 +160,7 @@ and 2SLS moves from {near("2sls", first)} with {first}, toward OLS: {near("2sls"
 
 # %%
 show(plots.bias_decomposition_plot(sites_summary, "n_sites", mediator="income",
-                                   estimators=["2sls", "liml", "ujive", "bias_corrected_2sls"]))
+                                   estimators=["2sls", "liml", "ujive", "mbtsls"]))
 
 # %% [markdown]
 # ## Sampling distributions
@@ -193,7 +193,7 @@ display(Markdown(f"""
 else "around the ATE"}: {near("2sls", last)}.  LIML {liml_tails}
 (SD / MAD {tails["liml"]:.2f} ± {1.96 * tails_mcse["liml"]:.2f} against {tails["2sls"]:.2f} ±
 {1.96 * tails_mcse["2sls"]:.2f}, although in theory it has no finite moments);
-{listed(f"{LABEL[e]} is {near(e, last)}" for e in ["ujive", "bias_corrected_2sls"])}.
+{listed(f"{LABEL[e]} is {near(e, last)}" for e in ["ujive", "mbtsls"])}.
 """))
 
 # %% [markdown]
@@ -221,7 +221,7 @@ bias_sd.round(3)
 
 # %%
 show(plots.bias_plot(sd_summary, "site.compliance_sd", mediator="income",
-                     estimators=["ols", "2sls", "liml", "ujive", "bias_corrected_2sls", "wald"]))
+                     estimators=["ols", "2sls", "liml", "ujive", "mbtsls", "wald"]))
 
 # %%
 b2, m2 = bias_sd, 1.96 * bias_sd_mcse
@@ -251,18 +251,18 @@ regression with an intercept {"loses its footing" if bi_grows else "keeps its fo
 
 # %%
 show(plots.coverage_plot(sites_summary, "n_sites", mediator="income",
-                         estimators=["2sls", "liml", "ujive", "bias_corrected_2sls"]))
-coverage = table(sites_summary, sites_cells, "coverage", estimators=["2sls", "liml", "ujive", "bias_corrected_2sls"])
+                         estimators=["2sls", "liml", "ujive", "mbtsls"]))
+coverage = table(sites_summary, sites_cells, "coverage", estimators=["2sls", "liml", "ujive", "mbtsls"])
 coverage_mcse = table(sites_summary, sites_cells, "coverage", estimators=["2sls", "liml", "ujive",
-                                                                         "bias_corrected_2sls"], column="mcse")
+                                                                         "mbtsls"], column="mcse")
 display(Markdown(f"""
 With {last} the 2SLS intervals cover the ATE in {coverage.loc[last, "2sls"]:.1%} of the replications
 (MCSE {coverage_mcse.loc[last, "2sls"]:.1%}), against {coverage.loc[first, "2sls"]:.1%} with {first};
-{listed(f"{LABEL[e]} {coverage.loc[last, e]:.1%}" for e in ["liml", "ujive", "bias_corrected_2sls"])}
+{listed(f"{LABEL[e]} {coverage.loc[last, e]:.1%}" for e in ["liml", "ujive", "mbtsls"])}
 with {last}.
 """))
 
 # %% [markdown]
 # **Summary.**  Many weak instruments bias 2SLS toward OLS even when every identifying
 # assumption holds.  Count the instruments against the first-stage signal before trusting
-# 2SLS in a many-site study, and report LIML, UJIVE or the bias-corrected 2SLS beside it.
+# 2SLS in a many-site study, and report LIML, UJIVE or MBTSLS beside it.

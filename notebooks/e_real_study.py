@@ -57,7 +57,7 @@ TRUTH_SITES = 20_000  # simulated sites behind each truth (large-sample limits)
 SEED = 2013
 WORK = Path(tempfile.mkdtemp(prefix="simulate-notebook-"))  # run directories go here
 LABEL = {"ols": "OLS", "2sls": "2SLS", "liml": "LIML", "fuller": "Fuller", "ujive": "UJIVE",
-         "bias_corrected_2sls": "bias-corrected 2SLS", "between_ols": "the between-site regression",
+         "mbtsls": "MBTSLS", "between_ols": "the between-site regression",
          "between_intercept": "the between-site regression with an intercept", "wald": "the pooled Wald ratio"}
 
 
@@ -103,7 +103,7 @@ pd.Series({"first-stage F (education)": d.first_stage_f, "overidentification p (
 # %%
 # What to look at, computed from `result` (the real data: no Monte Carlo error here).
 real = result[result.mediator == "education"].set_index("estimator").estimate
-robust = ["liml", "ujive", "bias_corrected_2sls"]
+robust = ["liml", "ujive", "mbtsls"]
 lo, hi = sorted([real["ols"], real[robust].min()]), sorted([real["ols"], real[robust].max()])
 between = min(lo[0], hi[0]) < real["2sls"] < max(lo[1], hi[1]) and all(
     (real["2sls"] - real["ols"]) * (real[e] - real["2sls"]) > 0 for e in robust)
@@ -114,8 +114,8 @@ display(Markdown(f"""
 **What to look at.**  The first-stage F is {"small" if d.first_stage_f < 10 else "not small"}
 ({d.first_stage_f:.1f}, with 30 instruments).  2SLS ({real["2sls"]:.4f})
 {"lies between OLS" if between else "does not lie between OLS"} ({real["ols"]:.4f}) and the
-many-instrument-robust estimators (LIML {real["liml"]:.4f}, UJIVE {real["ujive"]:.4f}, bias-corrected 2SLS
-{real["bias_corrected_2sls"]:.4f}){", as notebook (d) predicts" if between else ""}.
+many-instrument-robust estimators (LIML {real["liml"]:.4f}, UJIVE {real["ujive"]:.4f}, MBTSLS
+{real["mbtsls"]:.4f}){", as notebook (d) predicts" if between else ""}.
 {("The " + listed(rejects) + " checks reject at 5%") if rejects else
  "The overidentification and nonlinearity checks do not reject at 5%"}
 (p = {", ".join(f"{p:.3f}" for p in checks.values())}){", which with ten sites says little" if not rejects else ""}.
@@ -170,7 +170,7 @@ comparison.sort_values("rmse").round(4)
 # %%
 rows = read_rows(out)
 show(plots.sampling_distribution_plot(rows, cell=0, mediator="education", truth=truth,
-                                      estimators=["ols", "2sls", "liml", "ujive", "bias_corrected_2sls",
+                                      estimators=["ols", "2sls", "liml", "ujive", "mbtsls",
                                                   "between_intercept", "wald"],
                                       where="AK80 calibrated"))
 

@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 
 from . import measures as M
+from .estimators.registry import DIRECT_EFFECT
 from .kernels.summary_nb import neumaier_add
 from .measures import (
     ALPHA,
@@ -79,6 +80,11 @@ __all__ = ["SummaryAccumulator", "summarize", "TargetsArg", "NEEDED_COLUMNS"]
 NEEDED_COLUMNS = ("cell", "rep", "estimator", "mediator", "estimate", "std_error", "conf_low", "conf_high",
                   "p_value", "status", "first_stage_f", "sample_ate", "sample_late")
 """The row columns the summary reads."""
+
+AR_COLUMNS = ("ar_low", "ar_high", "ar_set_kind", "ar_cluster_low", "ar_cluster_high", "ar_cluster_set_kind",
+              "ar_true_p", "ar_cluster_true_p", "balanced_design")
+"""Optional row columns (issue 15): read when a batch has all of them, for the AR and balanced-design measures."""
+_AR_SETS = ("ar", "ar_cluster")
 
 TargetsArg = Mapping[int, Mapping] | Callable[[int], Mapping] | None
 
@@ -159,7 +165,8 @@ class _Group:
     """Running state of one cell x estimator x mediator."""
 
     __slots__ = ("estimator", "mediator", "last_rep", "n_rows", "n_failed", "n_not_applicable", "estimate",
-                 "conf_low", "conf_high", "deviation", "row_cover", "row_target", "model_variance", "p_n", "p_reject")
+                 "conf_low", "conf_high", "deviation", "row_cover", "row_target", "model_variance", "p_n", "p_reject",
+                 "ar_sets", "ar_reject", "balanced")
 
     def __init__(self, estimator: str, mediator: str):
         self.estimator, self.mediator = estimator, mediator
@@ -174,6 +181,9 @@ class _Group:
         self.model_variance = _Moments()  # of SE_i^2
         self.p_n = 0
         self.p_reject = 0
+        self.ar_sets = {k: (_Buffer(), _Buffer(), _Buffer()) for k in _AR_SETS}  # low, high, kind index
+        self.ar_reject = {k: [0, 0] for k in _AR_SETS}  # [finite p-values, rejections] at the true value
+        self.balanced = [0, 0]  # [finite flags, balanced]
 
 
 class _Cell:
@@ -194,7 +204,7 @@ class _SortedRows:
     by one ``numpy.add.reduceat``; a failed row's values enter no flag but the failure itself.
     """
 
-    __slots__ = ("rep", "ok", "estimate", "conf_low", "conf_high", "row_target", "variance", "flags")
+    __slots__ = ("rep", "ok", "estimate", "conf_low", "conf_high", "row_target", "variance", "flags", "ar")
 
     def __init__(self, cols: dict, order: np.ndarray, rep: np.ndarray, alpha: float):
         def col(name):
@@ -214,6 +224,7 @@ class _SortedRows:
         cover = [u & (lo <= th) & (th <= hi) for u, th in zip(use, self.row_target)]
         p_ok = ok & np.isfinite(p)
         self.flags = np.array([status == "not_applicable", ok, *use, *cover, p_ok, p_ok & (p < alpha)], dtype=np.int64)
+        self.ar = _ar_arrays(cols, order, alpha) if all(c in cols for c in AR_COLUMNS) else None
 
 
 class SummaryAccumulator:
@@ -359,6 +370,8 @@ class SummaryAccumulator:
         g.model_variance.add(v[np.isfinite(v)])
         g.p_n += int(p_n)
         g.p_reject += int(p_reject)
+        if rows.ar is not None and g.mediator != DIRECT_EFFECT:
+            _add_ar_rows(g, rows.ar, lo, hi, rows.ok[lo:hi])
 
     # -- output --------------------------------------------------------------
     def _cell_targets(self, c: int) -> Mapping:
@@ -429,7 +442,9 @@ class SummaryAccumulator:
         if f_stats is not None:
             out += [("none", name, q) for name, q in zip(("first_stage_f_q05", "first_stage_f_q50",
                                                           "first_stage_f_q95"), f_stats)]
+        out += _ar_free_measures(g)
         out += self._fixed_target_measures(tg or {}, x, mom, lo_f, hi_f, med_x, med_se)
+        out += _ar_target_measures(g, tg or {})
         out += self._row_target_measures(g)
         return out
 
@@ -472,6 +487,68 @@ class SummaryAccumulator:
         return out
 
 
+def _ar_arrays(cols: dict, order: np.ndarray, alpha: float) -> dict:
+    """The AR columns of a sorted batch: per set (low, high, kind index or -1), rejections at the true value."""
+    from .estimators.inference import AR_SET_KINDS
+
+    code = {k: i for i, k in enumerate(AR_SET_KINDS)}
+    out = {}
+    for k in _AR_SETS:
+        kinds = _strings(cols[f"{k}_set_kind"])[order]
+        out[k] = (cols[f"{k}_low"].astype(np.float64)[order], cols[f"{k}_high"].astype(np.float64)[order],
+                  np.array([code.get(str(v), -1) for v in kinds], np.float64))
+        p = cols[f"{k}_true_p"].astype(np.float64)[order]
+        out[f"{k}_p"] = (np.isfinite(p), np.isfinite(p) & (p < alpha))
+    b = cols["balanced_design"].astype(np.float64)[order]
+    out["balanced"] = (np.isfinite(b), b == 1.0)
+    return out
+
+
+def _add_ar_rows(g: _Group, ar: dict, lo: int, hi: int, ok: np.ndarray) -> None:
+    """Rows ``lo:hi`` of one group, its successful ones (``ok``): AR sets (where computed), rejections, balance.
+
+    Like every measure but the counts, over the replications where the group's estimator succeeded, so
+    that the AR sets' coverage is read over the replications of the Wald intervals beside them.
+    """
+    for k in _AR_SETS:
+        low, high, kind = (a[lo:hi][ok] for a in ar[k])
+        keep = kind >= 0
+        for buf, a in zip(g.ar_sets[k], (low, high, kind)):
+            buf.extend(a[keep])
+        fin, rej = ar[f"{k}_p"]
+        g.ar_reject[k][0] += int(fin[lo:hi][ok].sum())
+        g.ar_reject[k][1] += int(rej[lo:hi][ok].sum())
+    fin, bal = ar["balanced"]
+    g.balanced[0] += int(fin[lo:hi][ok].sum())
+    g.balanced[1] += int(bal[lo:hi][ok].sum())
+
+
+def _ar_free_measures(g: _Group) -> list[tuple[str, str, Measure]]:
+    """The target-free AR measures of a group (none when the rows had no AR columns)."""
+    out = []
+    for k, name in zip(_AR_SETS, ("ar_true_rejection", "ar_cluster_true_rejection")):
+        n, r = g.ar_reject[k]
+        if n:
+            out.append(("none", name, M.share(r, n)))
+    if g.balanced[0]:
+        out.append(("none", "balanced_design_share", M.share(g.balanced[1], g.balanced[0])))
+    return out
+
+
+def _ar_target_measures(g: _Group, tg: Mapping) -> list[tuple[str, str, Measure]]:
+    """Coverage of the AR sets (P = 1) of each population target of the group."""
+    out = []
+    for t in POPULATION_TARGETS:
+        theta = float(tg.get(t, math.nan))
+        if not math.isfinite(theta):
+            continue
+        for k, name in zip(_AR_SETS, ("ar_coverage", "ar_cluster_coverage")):
+            low, high, kind = (b.values() for b in g.ar_sets[k])
+            if len(low):
+                out.append((t, name, M.ar_set_coverage(low, high, kind, theta)))
+    return out
+
+
 def _strings(values: np.ndarray) -> np.ndarray:
     """A column of names as an array whose elements compare equal to Python strings (object or unicode)."""
     return values if values.dtype.kind in "OU" else values.astype(str)
@@ -497,6 +574,9 @@ def _columns(batch) -> dict[str, np.ndarray]:
     if missing:
         raise SummaryError(f"batch lacks the column(s) {', '.join(missing)}")
     cols = {c: get(c) for c in NEEDED_COLUMNS}
+    have = batch.columns if isinstance(batch, pd.DataFrame) else batch
+    if all(c in have for c in AR_COLUMNS):
+        cols.update({c: get(c) for c in AR_COLUMNS})
     lengths = {len(v) for v in cols.values()}
     if len(lengths) > 1:
         raise SummaryError("batch columns have different lengths")

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import SimulateError
-from .estimators import ESTIMATORS, estimate
+from .estimators import ESTIMATORS, estimate, unknown_estimator_message
+from .estimators.inference import jackknife_ar, jackknife_ar_set
 
 JSON_FIELDS = (
     "estimator",
@@ -44,8 +45,23 @@ JSON_FIELDS = (
     "se_heterogeneity_jive",
     "se_many_instrument_complete",
     "effect_sd",
+    "ar_stat",
+    "ar_p",
+    "ar_cluster_stat",
+    "ar_cluster_p",
+    "ar_low",
+    "ar_high",
+    "ar_set_kind",
+    "ar_cluster_low",
+    "ar_cluster_high",
+    "ar_cluster_set_kind",
+    "balanced_design",
 )
 """Fields of each ``--json`` record (the first eight are the contract)."""
+
+WEAK_F = 10.0
+"""The weak-instrument rule of :func:`weak_instrument_warning`: a (conditional) first-stage F below this
+(Staiger & Stock 1997's rule of thumb; for P > 1 the Sanderson-Windmeijer conditional F of each mediator)."""
 
 
 class AnalysisError(SimulateError):
@@ -164,7 +180,9 @@ def analyze(
     -------
     pandas.DataFrame
         The tidy frame of :func:`simulate.estimators.estimate`; ``frame.attrs`` holds
-        ``sites`` and ``arms`` (the labels in code order).
+        ``sites`` and ``arms`` (the labels in code order), ``level`` and ``jackknife_ar`` (the dict of
+        :func:`simulate.estimators.inference.jackknife_ar` at beta = 0) and, for one mediator,
+        ``jackknife_ar_set`` (:func:`simulate.estimators.inference.jackknife_ar_set`).
 
     Raises
     ------
@@ -172,6 +190,9 @@ def analyze(
         Missing columns, non-numeric or missing values, fewer than two arms, or a
         site that lacks one of the arms.
     """
+    refused = unknown_estimator_message(estimators)
+    if refused:
+        raise AnalysisError(refused)
     mediators = _check_columns(frame, site, treatment, mediators, outcome)
     y = _numeric(frame, outcome)
     M = np.column_stack([_numeric(frame, c) for c in mediators])
@@ -193,6 +214,11 @@ def analyze(
         n_sites=K,
         n_arms=A,
     )
+    result.attrs["level"] = float(level)
+    result.attrs["jackknife_ar"] = {k: v for k, v in jackknife_ar(site_code, arm_code, M, y,
+                                                                  np.zeros(M.shape[1])).items() if k[0] != "_"}
+    if M.shape[1] == 1:
+        result.attrs["jackknife_ar_set"] = jackknife_ar_set(site_code, arm_code, M[:, 0], y, level=level)
     result.attrs["sites"] = [str(s) for s in site_labels]
     result.attrs["arms"] = [str(a) for a in arm_labels]
     return result
@@ -207,13 +233,64 @@ def _fmt(x: float, width: int = 10, digits: int = 4) -> str:
     return f"{x:>{width}.{digits}f}"
 
 
+def weak_instrument_warning(result: pd.DataFrame) -> str | None:
+    """One line warning of weak instruments, or None.
+
+    The rule: some mediator's conditional first-stage F (Sanderson-Windmeijer; the first-stage
+    F when P = 1) is below :data:`WEAK_F`.  The Wald intervals of every estimator are then
+    unreliable; the line names the intervals to read instead: the Anderson-Rubin set
+    (conventional, and site-clustered when effects may vary between sites) for one mediator,
+    the joint AR test for several.
+
+    Parameters
+    ----------
+    result : pandas.DataFrame
+        The frame of :func:`analyze`.
+
+    Returns
+    -------
+    str or None
+    """
+    meds = result[result["mediator"] != "direct_effect"].drop_duplicates("mediator")
+    weak = [(str(r["mediator"]), float(r["conditional_f"])) for _, r in meds.iterrows()
+            if np.isfinite(r["conditional_f"]) and r["conditional_f"] < WEAK_F]
+    if not weak:
+        return None
+    which = ", ".join(f"{m} {f:.1f}" for m, f in weak)
+    what = "conditional F" if len(meds) > 1 else "first-stage F"
+    read = ("the Anderson-Rubin confidence set (ar_low/ar_high; site-clustered ar_cluster_low/ar_cluster_high)"
+            if len(meds) == 1 else "the joint Anderson-Rubin test (ar_p, ar_cluster_p)")
+    read += " or, with many instruments, the jackknife AR test"
+    return (f"warning: weak instruments ({what} {which} < {WEAK_F:g}): the Wald intervals of every estimator "
+            f"are unreliable; read {read} instead")
+
+
+def _ar_lines(first: pd.Series, level) -> list[str]:
+    """The Anderson-Rubin lines of :func:`format_table`."""
+    lines = [f"  Anderson-Rubin test of no effect (weak-instrument robust): F = {_fmt(first['ar_stat'], 0)},"
+             f" p = {_fmt(first['ar_p'], 0)}; site-clustered (pooled instrument):"
+             f" {_fmt(first['ar_cluster_stat'], 0)}, p = {_fmt(first['ar_cluster_p'], 0)}"]
+    pct = f"{100 * level:g}% " if level is not None else ""
+    for name, prefix in (("conventional", "ar"), ("site-clustered", "ar_cluster")):
+        kind = first[f"{prefix}_set_kind"]
+        if kind == "not_computed":
+            continue
+        lo, hi = first[f"{prefix}_low"], first[f"{prefix}_high"]
+        text = {"interval": f"[{_fmt(lo, 0)}, {_fmt(hi, 0)}]",
+                "two_rays": f"(-inf, {_fmt(lo, 0)}] U [{_fmt(hi, 0)}, inf)",
+                "whole_line": "the whole line", "empty": "empty"}.get(kind, kind)
+        lines.append(f"  {pct}Anderson-Rubin confidence set, {name}: {text} ({kind})")
+    return lines
+
+
 def format_table(result: pd.DataFrame) -> str:
     """A readable text table of every estimator and the diagnostics.
 
     One line per estimator x mediator: estimate, conventional and robust (HC0)
     standard errors, the standard error behind the interval (``se_ci``, of the kind
     named in ``ci_se``), the confidence interval and p-value, and the status; then the
-    diagnostics.
+    diagnostics, the Anderson-Rubin tests and sets, the balanced-design note; a weak-instrument
+    warning (:func:`weak_instrument_warning`) as the first line when the rule fires.
     """
     lines = []
     first = result.iloc[0]
@@ -261,6 +338,24 @@ def format_table(result: pd.DataFrame) -> str:
         f" p = {_fmt(first['nonlinearity_p'], 0)}"
     )
     lines.append(f"  LIML kappa: {_fmt(first['liml_kappa'], 0, 6)}")
+    lines += _ar_lines(first, result.attrs.get("level"))
+    jar = result.attrs.get("jackknife_ar")
+    if jar is not None:
+        lines.append(f"  jackknife AR test of no effect (Mikusheva & Sun 2022, many weak instruments):"
+                     f" {_fmt(jar['stat'], 0)}, one-sided p = {_fmt(jar['p_value'], 0)}")
+    pieces = result.attrs.get("jackknife_ar_set")
+    if pieces is not None:
+        level = result.attrs.get("level")
+        pct = f"{100 * level:g}% " if level is not None else ""
+        text = " U ".join(f"[{_fmt(lo, 0)}, {_fmt(hi, 0)}]".replace("[-inf", "(-inf").replace("inf]", "inf)")
+                          for lo, hi in pieces) or "empty"
+        lines.append(f"  {pct}jackknife AR confidence set: {text}")
+    if first["balanced_design"] == 1.0:
+        lines.append("  balanced design (every site x arm cell the same size): UJIVE and MBTSLS are the same k-class "
+                     "estimator here, kappa = 1 + (A - 1)/(n_s - A), so their rows are equal by construction")
+    warn = weak_instrument_warning(result)
+    if warn:
+        lines.insert(0, warn)
     return "\n".join(lines)
 
 

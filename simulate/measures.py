@@ -75,6 +75,18 @@ Measures (value; MCSE)
     :math:`\bar\theta - \mathrm{limit}`; :math:`\sqrt{s^2/n + \mathrm{limit\_se}^2}`: the part
     due to too few sites or persons.  ``bias = identification_bias + finite_sample_bias`` up to
     rounding.
+``ar_coverage``, ``ar_cluster_coverage``
+    Share of the replications' Anderson-Rubin confidence sets (P = 1; conventional and
+    site-clustered, row columns ``ar_low``, ``ar_high``, ``ar_set_kind`` and their
+    ``ar_cluster_`` kin) containing :math:`\theta` (:func:`ar_set_coverage`), over the
+    replications where the set was computed; binomial MCSE.
+``ar_true_rejection``, ``ar_cluster_true_rejection`` (target ``none``)
+    Share of replications whose joint AR test of H0: beta = the scenario's mean effects
+    rejects at alpha (row columns ``ar_true_p``, ``ar_cluster_true_p``; any P): the size
+    where the AR's null holds (homogeneous effects, no direct effect).
+``balanced_design_share`` (target ``none``)
+    Share of replications whose every site x arm cell has the same size: where it is 1,
+    UJIVE and MBTSLS are the same k-class estimator and their rows equal by construction.
 
 MCSE of the median bias, the MAD and the F quantiles.  By default from order statistics
 (distribution-free, no resampling): the Maritz-Jarrett estimator, the SD of the sorted values
@@ -115,7 +127,8 @@ __all__ = [
     "mean_estimate",
     "empirical_se", "model_se", "relative_error_model_se", "bias", "relative_bias", "finite_sample_bias",
     "identification_bias", "target_value", "rmse", "coverage", "order_mcse", "bootstrap_mcse", "median_and_mad",
-    "median_mcse", "location_and_scale", "quantiles",
+    "median_mcse", "location_and_scale", "quantiles", "AR_TARGET_FREE_MEASURES", "AR_TARGET_MEASURES",
+    "ar_set_coverage",
 ]
 
 ALPHA = 0.05
@@ -138,6 +151,12 @@ TARGET_FREE_MEASURES = ("n_reps", "n_failed", "failure_share", "mean_estimate", 
                         "first_stage_f_q05", "first_stage_f_q50", "first_stage_f_q95")
 TARGET_MEASURES = ("target_value", "bias", "relative_bias", "rmse", "coverage", "median_bias",
                    "identification_bias", "finite_sample_bias")
+# issue 15: the weak-instrument-robust tests beside the Wald intervals (see ar_set_coverage); dataset-level, the
+# same under every estimator of a replication
+AR_TARGET_FREE_MEASURES = ("ar_true_rejection", "ar_cluster_true_rejection", "balanced_design_share")
+AR_TARGET_MEASURES = ("ar_coverage", "ar_cluster_coverage")
+TARGET_FREE_MEASURES = TARGET_FREE_MEASURES + AR_TARGET_FREE_MEASURES
+TARGET_MEASURES = TARGET_MEASURES + AR_TARGET_MEASURES
 MEASURES = TARGET_FREE_MEASURES + TARGET_MEASURES
 
 
@@ -333,6 +352,35 @@ def coverage(low: np.ndarray, high: np.ndarray, theta) -> Measure:
     """Share of the finite intervals ``[low, high]`` that contain ``theta`` (closed; a number or an array)."""
     n_c = len(low)
     return share(int(((low <= theta) & (theta <= high)).sum()), n_c) if n_c else Measure(_NAN, _NAN, 0)
+
+
+def ar_set_coverage(low: np.ndarray, high: np.ndarray, kind: np.ndarray, theta: float) -> Measure:
+    """Share of Anderson-Rubin sets (P = 1) that contain ``theta``, binomial MCSE.
+
+    A set is an interval, two rays, the whole line or empty (``kind``, an index into
+    :data:`simulate.estimators.inference.AR_SET_KINDS`); the whole line always covers and an
+    empty set never does, so an unbounded set is counted as it is, not dropped.
+
+    Parameters
+    ----------
+    low, high : numpy.ndarray
+        The sets' ends (:func:`simulate.estimators.inference.ar_sets`).
+    kind : numpy.ndarray
+        Their kinds, as indices into ``AR_SET_KINDS``.
+    theta : float
+        The target.
+
+    Returns
+    -------
+    Measure
+    """
+    from .estimators.inference import AR_SET_KINDS, in_ar_set
+
+    n = len(low)
+    if not n:
+        return Measure(_NAN, _NAN, 0)
+    names = np.array(AR_SET_KINDS, dtype=object)[np.asarray(kind, np.int64)]
+    return share(int(in_ar_set(theta, low, high, names).sum()), n)
 
 
 def order_mcse(srt: np.ndarray, q: float) -> float:

@@ -88,7 +88,8 @@ def _columns(sc: Scenario, out, level: float) -> dict[str, np.ndarray]:
     est, se, status, diag, fs, sw, sample = out
     R, E, P = est.shape
     layout = _plan(P, tuple(sc.mediator_names))
-    col = estimate_columns(est, se, status, diag, fs, sw, layout, sc.n_sites, level)
+    col = estimate_columns(est, se, status, diag, fs, sw, layout, sc.n_sites, level,
+                           ar_null=np.asarray(sc.site.effect_mean, float))  # the AR tests at the true mean effects
     tile = lambda a: np.where(layout.column >= 0, a[:, np.maximum(layout.column, 0)], np.nan).reshape(-1)  # noqa: E731
     col["sample_ate"] = tile(sample[:, 0, :])
     col["sample_compliance_weighted"] = tile(sample[:, 1, :])
@@ -100,6 +101,8 @@ def _failed_rows(P: int, message: str) -> dict:
     """The rows of a replication that raised: NaN everywhere, the error as the status."""
     n = len(estimators_for(P)) * P + 1
     out = {col: np.full(n, np.nan) for col, kind in ROW_COLUMNS.items() if kind == "float64"}
+    for col in ("ar_set_kind", "ar_cluster_set_kind"):
+        out[col] = np.full(n, "not_computed", dtype=object)
     out["status"] = np.array([f"error: {message}"[:200]] * n, dtype=object)
     out["status_code"] = np.full(n, ERROR_STATUS_CODE, np.int64)
     return out

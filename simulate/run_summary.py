@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .accumulator import NEEDED_COLUMNS, SummaryAccumulator
+from .accumulator import AR_COLUMNS, NEEDED_COLUMNS, SummaryAccumulator
 from .measures import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Summary, SummaryError
 from .rundir import part_files, read_manifest
 from .tables import to_csv
@@ -131,11 +131,13 @@ def summarize_run(directory: str | Path, *, alpha: float = ALPHA, truth_sites: i
     acc = SummaryAccumulator(targets, alpha=alpha, resamples=resamples, seed=seed, quantile_mcse=quantile_mcse)
     for _, _, _, path in parts:
         try:
-            table = pq.read_table(path, columns=list(NEEDED_COLUMNS))
+            names = set(pq.read_schema(path).names)
+            wanted = list(NEEDED_COLUMNS) + ([c for c in AR_COLUMNS] if set(AR_COLUMNS) <= names else [])
+            table = pq.read_table(path, columns=wanted)
         except Exception as exc:  # a damaged or foreign file: one line
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise SummaryError(f"{path}: unreadable part file: {why}") from None
-        acc.add({k: table.column(k).to_numpy(zero_copy_only=False) for k in NEEDED_COLUMNS})
+        acc.add({k: table.column(k).to_numpy(zero_copy_only=False) for k in wanted})
         del table
     cells = {int(c): [tuple(v) for v in (entries[c].get("values") or [])] for c in entries}
     level = manifest.get("level")

@@ -137,7 +137,7 @@ def test_kernels_agree_with_naive_references(design):
     np.testing.assert_allclose(r.se[E["ujive"], nb.SE_HC0], u["se_hc0"], **tol)
 
     b = nv.bias_corrected_tsls(Y, M, Z, W)
-    e = E["bias_corrected_2sls"]
+    e = E["mbtsls"]
     np.testing.assert_allclose(r.estimate[e], b["beta"], rtol=1e-9, atol=1e-12)
     for col, key in ((nb.SE_CONVENTIONAL, "se_conventional"), (nb.SE_HC0, "se_hc0"),
                      (nb.SE_HC1, "se_hc1"), (nb.SE_CLUSTER, "se_cluster")):
@@ -365,7 +365,7 @@ def test_singular_first_stage_is_a_status():
     site, arm, M, Y = make_data(5, 5, 2, 1)
     M2 = np.column_stack([M[:, 0], 2.0 * M[:, 0]])  # collinear mediators
     r = fit(site, arm, M2, Y)
-    for name in ("2sls", "liml", "fuller", "ujive", "bias_corrected_2sls", "between_ols"):
+    for name in ("2sls", "liml", "fuller", "ujive", "mbtsls", "between_ols"):
         assert r.status[E[name]] == nb.STATUS_SINGULAR, name
         assert np.all(np.isnan(r.estimate[E[name]]))
     # no first stage at all: the mediator does not move with the arm in any site

@@ -235,7 +235,7 @@ def test_e_real_study(kernel, monkeypatch):
     assert got["rows"] == 10
     # issue 17: "centred" is said of an estimator exactly where its bias interval covers zero
     said = markdown_printed(nb)[-1]
-    for e, name in (("liml", "LIML"), ("ujive", "UJIVE"), ("bias_corrected_2sls", "bias-corrected 2SLS")):
+    for e, name in (("liml", "LIML"), ("ujive", "UJIVE"), ("mbtsls", "MBTSLS")):
         covers = abs(got["relative_bias"][e]) <= 1.96 * got["relative_bias_mcse"][e]
         assert (f"{name} is centred" in said) == covers, (e, said)
         assert (f"{name} is biased" in said) == (not covers), (e, said)

@@ -274,7 +274,7 @@ def test_kcfgi_complete_matches_numpy(seed, K, L, P):
     site, arm, M, Y = make_data(seed, K, L + 1, P, min_cell=4, max_cell=15)
     W, Z, _ = nv.design(site, arm, K, L + 1)
     r = fit(site, arm, M, Y)
-    e = E["bias_corrected_2sls"]
+    e = E["mbtsls"]
     assert r.status[e] == codes.STATUS_OK
     ref = kcfgi_complete_numpy(Y, M, Z, W, r.estimate[e])
     np.testing.assert_allclose(r.se[e, codes.SE_MANY_INSTRUMENT_COMPLETE], ref, rtol=1e-8)
@@ -287,7 +287,7 @@ def test_kcfgi_complete_equals_gaussian_in_balanced_designs():
     """Equal cells: every h_i = 0, so delta = mu = 0 and the non-Gaussian terms vanish (exact identity)."""
     site, arm, M, Y = hetero_data(21, 6, 3, 1, n_lo=20, n_hi=20)
     r = fit(site, arm, M, Y)
-    e = E["bias_corrected_2sls"]
+    e = E["mbtsls"]
     np.testing.assert_allclose(r.se[e, codes.SE_MANY_INSTRUMENT_COMPLETE], r.se[e, codes.SE_MANY_INSTRUMENT],
                                rtol=1e-10)
 
@@ -395,7 +395,7 @@ def test_ak80_new_standard_errors_match_person_level_numpy():
     np.testing.assert_allclose(r.se[e, codes.SE_HETEROGENEITY_JIVE, 0], np.sqrt(psi @ psi) / abs(np.sum(xdot * x)),
                                rtol=1e-7)
     # complete KCFGI (2015) SE of MBTSLS, vec form
-    e = E["bias_corrected_2sls"]
+    e = E["mbtsls"]
     b_mb = r.estimate[e, 0]
     n, k, l = len(y), K * (A - 1), K
     nu = n - k - l

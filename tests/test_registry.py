@@ -52,7 +52,7 @@ def test_registry_labels_and_styles_are_the_ones_drawn_before_the_registry():
 
 def test_registry_rows_are_the_kernel_rows():
     names = {"ols": nb.E_OLS, "2sls": nb.E_TSLS, "liml": nb.E_LIML, "fuller": nb.E_FULLER, "ujive": nb.E_UJIVE,
-             "bias_corrected_2sls": nb.E_BTSLS, "between_ols": nb.E_BETWEEN_OLS,
+             "mbtsls": nb.E_MBTSLS, "between_ols": nb.E_BETWEEN_OLS,
              "between_precision": nb.E_BETWEEN_PRECISION, "between_intercept": nb.E_BETWEEN_INTERCEPT,
              "wald": nb.E_WALD, "rciv_meta": nb.E_RCIV_META, "rciv_bivariate": nb.E_RCIV_BIVARIATE}
     assert [s.kernel_row for s in est.REGISTRY] == list(range(nb.N_ESTIMATORS))

@@ -328,7 +328,7 @@ def test_report_shows_numbers_and_embeds_every_figure(small):
     out, report, _ = small
     text = report.read_text()
     assert "simulate stress-test" in text and "seed" in text and "simulate 0." in text
-    assert "Baseline: every assumption holds" in text and "2SLS" in text and "bias-corrected 2SLS" in text
+    assert "Baseline: every assumption holds" in text and "2SLS" in text and "MBTSLS" in text
     assert "Would the data have warned you?" in text
     n_imgs = text.count("<img ")
     assert n_imgs == 4  # bias and coverage of the two swept dials

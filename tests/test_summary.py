@@ -445,8 +445,8 @@ def test_identification_plus_finite_sample_bias_is_total_bias():
 
 @pytest.fixture(scope="module")
 def small_frame():
-    rows = make_rows(40, seed=31, fail_every=6, groups=GROUPS + [("bias_corrected_2sls", "income")])
-    frame = S.summarize(rows, {0: targets_for(GROUPS + [("bias_corrected_2sls", "income")])})
+    rows = make_rows(40, seed=31, fail_every=6, groups=GROUPS + [("between_precision", "income")])
+    frame = S.summarize(rows, {0: targets_for(GROUPS + [("between_precision", "income")])})
     frame.attrs["cells"] = {0: [("site.effect_sd", 0.1)]}
     return frame
 
@@ -499,7 +499,7 @@ def test_latex_is_one_booktabs_table_per_target_with_caption_and_label(small_fra
     assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == n
     assert tex.count(r"\caption{") == n and r"\label{tab:summary-ate}" in tex
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
-    assert r"bias\_corrected\_2sls" in tex and "bias_corrected_2sls" not in tex
+    assert r"between\_precision" in tex and "between_precision" not in tex
     body = [line for line in tex.splitlines() if line.endswith(r"\\")]
     header = body[0]
     assert all(line.count(" & ") == header.count(" & ") for line in body[:5])

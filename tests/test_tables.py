@@ -18,7 +18,7 @@ from simulate.measures import LONG_COLUMNS, Summary
 def _frame() -> pd.DataFrame:
     recs = []
     for cell in (0, 1):
-        for est in ("2sls", "bias_corrected_2sls"):
+        for est in ("2sls", "between_ols"):
             recs += [(cell, est, "m_1", "none", "n_reps", 40.0, math.nan, 40),
                      (cell, est, "m_1", "none", "empirical_se", 0.123456, 0.0123, 40),
                      (cell, est, "m_1", "ate", "bias", -0.0004567 * (cell + 1), 0.0011, 40),
@@ -53,7 +53,7 @@ def test_latex_is_a_styler_table_with_booktabs_caption_and_label(summary):
     assert tex.count(r"\caption{Performance measures, ") == 2
     assert r"\begin{tabular}{lllrr}" in tex
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
-    assert r"bias\_corrected\_2sls" in tex and r"m\_1" in tex and "bias_corrected" not in tex
+    assert r"between\_ols" in tex and r"m\_1" in tex and "between_ols" not in tex
     assert r"power rejects zero at alpha = 0.05." in tex
 
 

@@ -97,7 +97,7 @@ def add_calibrate(sub) -> argparse.ArgumentParser:
 
 def cmd_analyze(args) -> int:
     """``simulate analyze FILE.csv ...``: every estimator on the dataset, as a table or JSON."""
-    from ..analyze import AnalysisError, analyze, format_table, read_csv, to_records
+    from ..analyze import AnalysisError, analyze, format_table, read_csv, to_records, weak_instrument_warning
 
     if not 0 < args.level < 1:
         raise AnalysisError(f"--level must be in (0, 1), got {args.level}")
@@ -105,6 +105,9 @@ def cmd_analyze(args) -> int:
     result = analyze(frame, site=args.site, treatment=args.treatment, mediators=args.mediator,
                      outcome=args.outcome, level=args.level)
     print(json.dumps(to_records(result), indent=1) if args.json else format_table(result))
+    warn = weak_instrument_warning(result)
+    if warn and args.json:  # the table carries it as its first line; JSON output keeps stdout JSON
+        print(warn, file=sys.stderr)
     return 0
 
 

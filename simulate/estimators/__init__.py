@@ -46,6 +46,7 @@ from .registry import (
     LIMIT_OF,
     PRIMARY_SE,
     REGISTRY,
+    RENAMED_ESTIMATORS,
     SE_TYPES,
     SPECS,
     STATUS_NAMES,
@@ -53,12 +54,14 @@ from .registry import (
     estimators_for,
     primary_df,
     spec,
+    unknown_estimator_message,
 )
 from .rows import ANALYSIS_COLUMNS, COLUMNS, SIMULATION_COLUMNS, Column, RowPlan, estimate_columns, row_plan
 
 __all__ = [
     "EstimatorSpec", "REGISTRY", "SPECS", "spec", "ESTIMATORS", "PRIMARY_SE", "primary_df", "estimators_for",
-    "ESTIMATOR_LABELS", "ESTIMATOR_STYLES", "LIMIT_OF", "SE_TYPES", "STATUS_NAMES", "DF_RULES", "DIRECT_EFFECT",
+    "ESTIMATOR_LABELS", "ESTIMATOR_STYLES", "LIMIT_OF", "RENAMED_ESTIMATORS", "unknown_estimator_message",
+    "SE_TYPES", "STATUS_NAMES", "DF_RULES", "DIRECT_EFFECT",
     "t_inference", "primary_standard_error", "direct_effect_inference_arrays", "diagnostic_columns",
     "nonlinearity_p",
     "Column", "COLUMNS", "ANALYSIS_COLUMNS", "SIMULATION_COLUMNS", "RowPlan", "row_plan", "estimate_columns",

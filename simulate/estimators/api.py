@@ -31,7 +31,7 @@ from .inference import (
     primary_standard_error,
     t_inference,
 )
-from .registry import ESTIMATORS, primary_df
+from .registry import ESTIMATORS, primary_df, unknown_estimator_message
 from .rows import ANALYSIS_COLUMNS, estimate_columns, row_plan
 
 __all__ = ["EstimateArrays", "EstimationError", "estimate_arrays", "estimate_statistics", "primary_inference",
@@ -269,9 +269,9 @@ def estimate(
     EstimationError
         For malformed input only; numerical failures are statuses.
     """
-    unknown = [e for e in estimators if e not in ESTIMATORS]
-    if unknown:
-        raise EstimationError(f"unknown estimator(s) {unknown}; choose from {list(ESTIMATORS)}")
+    refused = unknown_estimator_message(estimators)
+    if refused:
+        raise EstimationError(refused)
     if not 0 < level < 1:
         raise EstimationError(f"level must be in (0, 1), got {level}")
     site, treatment, mediators, outcome = _validate(site, treatment, mediators, outcome)

@@ -14,7 +14,10 @@ take the same floating-point operations and give the same bits.
   :data:`simulate.estimators.PRIMARY_SE` from the kernels' (..., E, SE kinds, P) array;
 * :func:`direct_effect_inference_arrays`: the between-site intercept (mean direct effect);
 * :func:`diagnostic_columns`: the dataset-level diagnostics with their p-values
-  (overidentification, many-instrument, nonlinearity).
+  (overidentification, many-instrument, nonlinearity);
+* :func:`ar_tests` and :func:`ar_sets`: weak-instrument-robust Anderson-Rubin tests (joint, any P) and
+  confidence sets (P = 1; an interval, two rays, the whole line or empty), conventional and
+  site-clustered, from the sufficient statistics of :mod:`simulate.kernels.ar_nb`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from ..kernels import estimators_nb as nb
 from .registry import PRIMARY_SE, REGISTRY, SE_TYPES, SPECS
 
 __all__ = ["t_inference", "primary_standard_error", "direct_effect_inference_arrays", "diagnostic_columns",
-           "nonlinearity_p", "DIAGNOSTIC_KEYS"]
+           "nonlinearity_p", "DIAGNOSTIC_KEYS", "AR_SET_KINDS", "ar_matrices", "ar_tests", "ar_sets", "quadratic_set",
+           "in_ar_set", "jackknife_ar", "jackknife_ar_set"]
 
 _ROWS = np.arange(len(REGISTRY))
 _PRIMARY_INDEX = np.array([SE_TYPES.index(PRIMARY_SE[s.name]) for s in REGISTRY])
@@ -197,3 +201,310 @@ def diagnostic_columns(diag: np.ndarray, n_sites: int, n_mediators: int) -> dict
         "direct_effect_se_hc0": d[:, nb.D_DIRECT_SE_HC0],
         "direct_effect_se_hc1": d[:, nb.D_DIRECT_SE_HC1],
     }
+
+
+# ---------------------------------------------------------------------------------------------- Anderson-Rubin
+AR_SET_KINDS: tuple[str, ...] = ("interval", "two_rays", "whole_line", "empty")
+"""What an Anderson-Rubin confidence set (P = 1) can be.  ``interval``: ``[ar_low, ar_high]``, one end
+possibly infinite (a ray); ``two_rays``: ``(-inf, ar_low] U [ar_high, inf)``; ``whole_line``: every value
+(``ar_low = -inf``, ``ar_high = inf``); ``empty``: no value (both NaN).  NaN kind (None): not computed."""
+
+
+def _upper(d: np.ndarray, first: int, Q: int) -> np.ndarray:
+    """(R, Q, Q) symmetric matrices from their row-major upper triangles stored at ``d[:, first:]``."""
+    R = d.shape[0]
+    out = np.empty((R, Q, Q))
+    k = first
+    for i in range(Q):
+        for j in range(i, Q):
+            out[:, i, j] = out[:, j, i] = d[:, k]
+            k += 1
+    return out
+
+
+def ar_matrices(diag: np.ndarray, n_mediators: int) -> dict[str, np.ndarray]:
+    """The AR sufficient statistics of R datasets (:mod:`simulate.kernels.ar_nb`), unpacked.
+
+    Parameters
+    ----------
+    diag : numpy.ndarray
+        (R, N_DIAGNOSTICS).
+    n_mediators : int
+        P.
+
+    Returns
+    -------
+    dict
+        ``B``, ``Wc``, ``V`` (R, Q, Q) and ``g`` (R, Q); all NaN when Q = P + 1 exceeds
+        ``AR_MAX_Q``; ``df1`` (K L), ``df2`` (n - K A) and ``K`` (R,).
+    """
+    d = np.asarray(diag, float)
+    R, Q = d.shape[0], n_mediators + 1
+    if Q > nb.AR_MAX_Q:
+        nanm = np.full((R, Q, Q), np.nan)
+        out = {"B": nanm, "Wc": nanm, "V": nanm, "g": np.full((R, Q), np.nan)}
+    else:
+        out = {"B": _upper(d, nb.D_AR_B, Q), "Wc": _upper(d, nb.D_AR_W, Q), "V": _upper(d, nb.D_AR_V, Q),
+               "g": d[:, nb.D_AR_G:nb.D_AR_G + Q].copy()}
+    out.update(df1=d[:, nb.D_FIRST_STAGE_DF1], df2=d[:, nb.D_FIRST_STAGE_DF2], K=d[:, nb.D_SITES])
+    return out
+
+
+def ar_tests(diag: np.ndarray, beta0, n_mediators: int) -> dict[str, np.ndarray]:
+    """Joint Anderson-Rubin tests of H0: beta = beta0 (any P), conventional and site-clustered.
+
+    Conventional: ``[a'B a / (K L)] / [a'Wc a / (n - K A)]``, ``a = (1, -beta0')``, against
+    F(K L, n - K A).  Site-clustered (the pooled instrument, see :mod:`simulate.kernels.ar_nb`):
+    ``(a'g)^2 / ((K / (K - 1)) a'V a)`` against F(1, K - 1).
+
+    Parameters
+    ----------
+    diag : numpy.ndarray
+        (R, N_DIAGNOSTICS).
+    beta0 : array_like
+        (P,) or (R, P): the hypothesised effects.
+    n_mediators : int
+        P.
+
+    Returns
+    -------
+    dict
+        ``ar_stat``, ``ar_p``, ``ar_cluster_stat``, ``ar_cluster_p``: (R,) float64 (NaN where not computed).
+    """
+    m = ar_matrices(diag, n_mediators)
+    R = m["g"].shape[0]
+    b0 = np.broadcast_to(np.asarray(beta0, float), (R, n_mediators))
+    a = np.concatenate([np.ones((R, 1)), -b0], axis=1)
+    quad = lambda S: np.einsum("ri,rij,rj->r", a, S, a)  # noqa: E731
+    df1, df2, K = m["df1"], m["df2"], m["K"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat = (quad(m["B"]) / df1) / (quad(m["Wc"]) / df2)
+        stat = np.where((df1 > 0) & (df2 > 0), stat, np.nan)
+        p = special.fdtrc(np.where(df1 > 0, df1, 1), np.where(df2 > 0, df2, 1), stat)
+        ag = np.einsum("ri,ri->r", a, m["g"])
+        cl = ag * ag / ((K / (K - 1)) * quad(m["V"]))
+        cl = np.where(K > 1, cl, np.nan)
+        p_cl = special.fdtrc(1.0, np.maximum(K - 1, 1), cl)
+    return {"ar_stat": stat, "ar_p": np.where(np.isfinite(stat), p, np.nan),
+            "ar_cluster_stat": cl, "ar_cluster_p": np.where(np.isfinite(cl), p_cl, np.nan)}
+
+
+def quadratic_set(c0, c1, c2):
+    """The set ``{b : c0 + c1 b + c2 b^2 <= 0}``, elementwise: (low, high, kind) as in :data:`AR_SET_KINDS`.
+
+    Parameters
+    ----------
+    c0, c1, c2 : array_like
+        The coefficients (broadcast together).
+
+    Returns
+    -------
+    (low, high, kind) : tuple of numpy.ndarray
+        Floats, and an object array of kind names (None where a coefficient is not finite).
+    """
+    c0, c1, c2 = np.broadcast_arrays(*(np.asarray(c, float) for c in (c0, c1, c2)))
+    low, high = np.full(c0.shape, np.nan), np.full(c0.shape, np.nan)
+    kind = np.full(c0.shape, None, dtype=object)
+    fin = np.isfinite(c0) & np.isfinite(c1) & np.isfinite(c2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        disc = c1 * c1 - 4.0 * c2 * c0
+        root = np.sqrt(np.maximum(disc, 0.0))
+        # the numerically stable pair of roots
+        qq = -0.5 * (c1 + np.where(c1 >= 0, root, -root))
+        r1, r2 = qq / c2, c0 / qq
+        lo_r, hi_r = np.minimum(r1, r2), np.maximum(r1, r2)
+    quad_ = fin & (c2 != 0)
+    up, down = quad_ & (c2 > 0), quad_ & (c2 < 0)
+    real = disc >= 0
+    kind[up & ~real] = "empty"
+    kind[up & real] = "interval"
+    kind[down & ~real] = "whole_line"
+    kind[down & real] = "two_rays"
+    sel = quad_ & real
+    low[sel], high[sel] = lo_r[sel], hi_r[sel]
+    low[down & ~real], high[down & ~real] = -np.inf, np.inf
+    lin = fin & (c2 == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = -c0 / c1
+    ray_up = lin & (c1 < 0)  # c0 + c1 b <= 0 for b >= r
+    ray_down = lin & (c1 > 0)
+    flat = lin & (c1 == 0)
+    kind[ray_up | ray_down] = "interval"
+    low[ray_up], high[ray_up] = r[ray_up], np.inf
+    low[ray_down], high[ray_down] = -np.inf, r[ray_down]
+    kind[flat & (c0 <= 0)] = "whole_line"
+    kind[flat & (c0 > 0)] = "empty"
+    low[flat & (c0 <= 0)], high[flat & (c0 <= 0)] = -np.inf, np.inf
+    return low, high, kind
+
+
+def ar_sets(diag: np.ndarray, level: float = 0.95) -> dict[str, np.ndarray]:
+    """Anderson-Rubin confidence sets for P = 1 by inverting the tests of :func:`ar_tests`.
+
+    The set is ``{b : a'M a <= 0}``, ``a = (1, -b)``, a quadratic inequality in b:
+    ``M = B / (K L) - q Wc / (n - K A)`` with q the ``level`` quantile of F(K L, n - K A)
+    (conventional), ``M = g g' - q (K / (K - 1)) V`` with q that of F(1, K - 1) (site-clustered).
+
+    Parameters
+    ----------
+    diag : numpy.ndarray
+        (R, N_DIAGNOSTICS) of datasets with one mediator.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    dict
+        ``ar_low``, ``ar_high``, ``ar_set_kind``, ``ar_cluster_low``, ``ar_cluster_high``,
+        ``ar_cluster_set_kind`` (R,): see :data:`AR_SET_KINDS`.
+    """
+    m = ar_matrices(diag, 1)
+    df1, df2, K = m["df1"], m["df2"], m["K"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = special.fdtri(np.where(df1 > 0, df1, np.nan), np.where(df2 > 0, df2, np.nan), level)
+        M = m["B"] / df1[:, None, None] - (q / df2)[:, None, None] * m["Wc"]
+        q1 = special.fdtri(1.0, np.where(K > 1, K - 1, np.nan), level)
+        Mc = np.einsum("ri,rj->rij", m["g"], m["g"]) - (q1 * K / (K - 1))[:, None, None] * m["V"]
+    out = {}
+    for prefix, S in (("ar", M), ("ar_cluster", Mc)):
+        lo, hi, kind = quadratic_set(S[:, 0, 0], -2.0 * S[:, 0, 1], S[:, 1, 1])
+        out[f"{prefix}_low"], out[f"{prefix}_high"], out[f"{prefix}_set_kind"] = lo, hi, kind
+    return out
+
+
+def in_ar_set(theta, low, high, kind) -> np.ndarray:
+    """Whether ``theta`` lies in each AR set (:data:`AR_SET_KINDS`), elementwise; False where not computed.
+
+    Parameters
+    ----------
+    theta, low, high : array_like
+    kind : array_like of str or None
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    theta, low, high = (np.asarray(x, float) for x in (theta, low, high))
+    kind = np.asarray(kind, dtype=object)
+    inside = (low <= theta) & (theta <= high)
+    return np.where(kind == "interval", inside,
+                    np.where(kind == "two_rays", (theta <= low) | (theta >= high), kind == "whole_line"))
+
+
+def jackknife_ar(site, arm, mediators, outcome, beta0, *, alpha: float = 0.05, _parts: bool = False) -> dict:
+    """Jackknife Anderson-Rubin test of H0: beta = beta0, robust to many weak instruments (person level).
+
+    Mikusheva & Sun (2022, Review of Economic Studies 89(5)) with the site fixed effects absorbed by the
+    leave-one-out matrix of UJIVE (Kolesar 2013) in place of their projection P: with e = Y - M beta0,
+    ``C = (I - D_ZW)^{-1}(P_ZW - D_ZW) - (I - D_W)^{-1}(P_W - D_W)`` (zero diagonal, C W = 0, symmetric
+    here: for i != j in site s, ``C_ij = 1{same cell}/(n_c - 1) - 1/(n_s - 1)``),
+
+    ``AR = sum_{i != j} C_ij e_i e_j / sqrt(Phi)``,
+    ``Phi = 2 sum_{i != j} C_ij^2 / (M_ii M_jj + M_ij^2) [e~_i (M e)_i] [e~_j (M e)_j]``,
+
+    M = I - P_ZW (residuals from the cell means), e~ = e less its site mean (so that the variance is
+    free of the site effects); their cross-fit variance estimator.  Reject when AR > z_{1 - alpha}
+    (one-sided, N(0, 1) under H0 as the number of instruments grows).  In cell sums:
+    ``sum_{i != j} C_ij e_i e_j = sum_c (n_c ebar_c^2 - s_c^2) - sum_s (n_s ebar_s^2 - s_s^2)``.
+
+    Parameters
+    ----------
+    site, arm : int arrays (n,)
+        Codes 0..K-1 and 0..A-1; every cell needs two persons.
+    mediators : float array (n, P) or (n,)
+    outcome : float array (n,)
+    beta0 : array_like (P,)
+    alpha : float
+        Level of the one-sided test.
+
+    Returns
+    -------
+    dict
+        ``stat``, ``p_value`` (1 - Phi(stat)), ``reject`` (bool); NaN and False where a cell has
+        fewer than two persons or Phi is not positive.
+    """
+    site, arm = np.asarray(site, np.int64), np.asarray(arm, np.int64)
+    Mx = np.asarray(mediators, float).reshape(len(site), -1)
+    e = np.asarray(outcome, float) - Mx @ np.atleast_1d(np.asarray(beta0, float))
+    K, A = int(site.max()) + 1, int(arm.max()) + 1
+    cell = site * A + arm
+    n_c = np.bincount(cell, minlength=K * A).astype(float)
+    n_s = np.bincount(site, minlength=K).astype(float)
+    nan = {"stat": np.nan, "p_value": np.nan, "reject": False, "_T": np.nan, "_phi": np.nan}
+    if n_c.min() < 2:
+        return nan
+    sum_c, sum_s = np.bincount(cell, e, K * A), np.bincount(site, e, K)
+    ebar_c, ebar_s = sum_c / n_c, sum_s / n_s
+    q_c, q_s = np.bincount(cell, e * e, K * A), np.bincount(site, e * e, K)
+    s2_c = (q_c - n_c * ebar_c ** 2) / (n_c - 1)
+    s2_s = (q_s - n_s * ebar_s ** 2) / (n_s - 1)
+    T = np.sum(n_c * ebar_c ** 2 - s2_c) - np.sum(n_s * ebar_s ** 2 - s2_s)
+    w = (e - ebar_s[site]) * (e - ebar_c[cell])
+    W_c, W2_c = np.bincount(cell, w, K * A), np.bincount(cell, w * w, K * A)
+    m_c = 1.0 - 1.0 / n_c
+    site_of_c = np.repeat(np.arange(K), A)
+    c_cc = 1.0 / (n_c - 1) - 1.0 / (n_s[site_of_c] - 1)
+    same = np.sum(c_cc ** 2 / (m_c ** 2 + 1.0 / n_c ** 2) * (W_c ** 2 - W2_c))
+    u = (W_c / m_c).reshape(K, A)  # W_c / M_c per site and arm
+    lam = 1.0 / (n_s - 1) ** 2
+    other = np.sum(lam * (u.sum(1) ** 2 - (u ** 2).sum(1)))  # sum over ordered pairs of different cells
+    phi = 2.0 * (same + other)
+    if not phi > 0:
+        return nan
+    stat = T / np.sqrt(phi)
+    p = float(special.ndtr(-stat))
+    out = {"stat": float(stat), "p_value": p, "reject": bool(p < alpha)}
+    if _parts:  # the numerator and variance, for jackknife_ar_set
+        out.update(_T=float(T), _phi=float(phi))
+    return out
+
+
+def jackknife_ar_set(site, arm, mediators, outcome, *, level: float = 0.95) -> list[tuple[float, float]]:
+    """The jackknife AR confidence set for P = 1: every b that :func:`jackknife_ar` does not reject.
+
+    The statistic is T(b) / sqrt(Phi(b)) with T quadratic and Phi quartic in b, so the set
+    {b : T(b) <= z sqrt(Phi(b))} has its ends among the real roots of T and of T^2 - z^2 Phi
+    (z the ``level`` normal quantile); both polynomials are recovered exactly from the
+    statistic's parts at 5 points, and each piece between consecutive ends is classified at its
+    midpoint by the statistic itself.  The set can be an interval, a union of intervals, unbounded
+    or empty.
+
+    Parameters
+    ----------
+    site, arm : int arrays (n,)
+    mediators : float array (n,) or (n, 1)
+    outcome : float array (n,)
+    level : float
+        1 - the level of the one-sided test.
+
+    Returns
+    -------
+    list of (float, float)
+        Disjoint closed intervals in increasing order (ends may be -inf / inf); empty list: the empty
+        set; NaN pair alone: not computed (a singleton cell).
+    """
+    x = np.asarray(mediators, float).reshape(-1)
+    pts = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+    parts = [jackknife_ar(site, arm, x, outcome, [b], _parts=True) for b in pts]
+    if not np.all(np.isfinite([p["_T"] for p in parts])):
+        return [(np.nan, np.nan)]
+    T = np.polyfit(pts, [p["_T"] for p in parts], 2)
+    Phi = np.polyfit(pts, [p["_phi"] for p in parts], 4)
+    z = float(special.ndtri(level))
+    cand = np.concatenate([np.roots(T), np.roots(np.polysub(np.polymul(T, T), z * z * Phi))])
+    ends = np.unique(np.real(cand[np.abs(np.imag(cand)) <= 1e-9 * np.maximum(1.0, np.abs(cand))]))
+    cuts = np.concatenate([[-np.inf], ends, [np.inf]])
+
+    def accepts(b):
+        return not jackknife_ar(site, arm, x, outcome, [b], alpha=1.0 - level)["reject"]
+
+    out: list[tuple[float, float]] = []
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        mid = (lo + hi) / 2 if np.isfinite(lo) and np.isfinite(hi) else (
+            hi - 1.0 - abs(hi) if np.isfinite(hi) else (lo + 1.0 + abs(lo) if np.isfinite(lo) else 0.0))
+        if accepts(mid):
+            if out and out[-1][1] == lo:
+                out[-1] = (out[-1][0], float(hi))
+            else:
+                out.append((float(lo), float(hi)))
+    return out

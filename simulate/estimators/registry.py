@@ -45,8 +45,8 @@ from ..kernels import codes_nb as codes
 from ..kernels import estimators_nb as nb
 
 __all__ = ["EstimatorSpec", "REGISTRY", "SPECS", "SE_TYPES", "NOT_PRIMARY", "STATUS_NAMES", "DF_RULES", "DIRECT_EFFECT",
-           "ESTIMATORS", "PRIMARY_SE", "ESTIMATOR_LABELS", "ESTIMATOR_STYLES", "LIMIT_OF", "primary_df",
-           "estimators_for", "spec"]
+           "ESTIMATORS", "PRIMARY_SE", "ESTIMATOR_LABELS", "ESTIMATOR_STYLES", "LIMIT_OF", "RENAMED_ESTIMATORS",
+           "primary_df", "estimators_for", "spec", "unknown_estimator_message"]
 
 SE_TYPES: tuple[str, ...] = (
     "conventional",
@@ -235,12 +235,13 @@ REGISTRY: tuple[EstimatorSpec, ...] = (
         description="Kolesar (2013) unbiased jackknife IV.",
     ),
     EstimatorSpec(
-        name="bias_corrected_2sls", label="bias-corrected 2SLS", kernel_row=nb.E_BTSLS,
+        name="mbtsls", label="MBTSLS (KCFGI)", kernel_row=nb.E_MBTSLS,
         primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites",
         limit="limit_2sls",  # kappa = 1 + KL/(n - KA) -> 1 as n_s grows
         style=(_ORANGE, "P", "--"),
-        description="Kolesar, Chetty, Friedman, Glaeser & Imbens (2015) modified bias-corrected 2SLS, k-class "
-                    "with kappa = 1 + K L / (n - K A).",
+        description="Kolesar, Chetty, Friedman, Glaeser & Imbens (2015) modified bias-corrected 2SLS (MBTSLS), "
+                    "k-class with kappa = 1 + K L / (n - K A); not the Reardon, Unlu, Zhu & Bloom (2014) "
+                    "compliance-effect bias correction.",
     ),
     EstimatorSpec(
         name="between_ols", label="between-site OLS", kernel_row=nb.E_BETWEEN_OLS,
@@ -325,6 +326,36 @@ LIMIT_OF: dict[str, str | None] = {s.name: s.limit for s in REGISTRY}
 computed)."""
 
 
+RENAMED_ESTIMATORS: dict[str, str] = {"bias_corrected_2sls": "mbtsls"}
+"""Old estimator name -> its name today.  An old name is refused wherever a user can type one
+(:func:`unknown_estimator_message` names the new one): ``bias_corrected_2sls`` read as the Reardon, Unlu,
+Zhu & Bloom (2014) compliance-effect correction, which it is not; it is KCFGI's MBTSLS."""
+
+
+def unknown_estimator_message(names) -> str | None:
+    """One line refusing the names of ``names`` that are not estimators (None when all are).
+
+    A renamed estimator's old name (:data:`RENAMED_ESTIMATORS`) is refused with its new name.
+
+    Parameters
+    ----------
+    names : iterable of str
+
+    Returns
+    -------
+    str or None
+    """
+    names = list(names)
+    renamed = [n for n in names if n in RENAMED_ESTIMATORS]
+    if renamed:
+        return "; ".join(f"estimator {n!r} was renamed {RENAMED_ESTIMATORS[n]!r}: use {RENAMED_ESTIMATORS[n]!r}"
+                         for n in renamed)
+    unknown = [n for n in names if n not in SPECS]
+    if unknown:
+        return f"unknown estimator(s) {unknown}; choose from {list(ESTIMATORS)}"
+    return None
+
+
 def spec(name: str) -> EstimatorSpec:
     """The spec of estimator ``name``.
 
@@ -344,6 +375,8 @@ def spec(name: str) -> EstimatorSpec:
     try:
         return SPECS[name]
     except KeyError:
+        if name in RENAMED_ESTIMATORS:
+            raise KeyError(unknown_estimator_message([name])) from None
         raise KeyError(f"unknown estimator {name!r}; choose from {list(ESTIMATORS)}") from None
 
 

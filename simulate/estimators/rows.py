@@ -28,7 +28,14 @@ import numpy as np
 
 from ..kernels import codes_nb as codes
 from ..kernels import estimators_nb as nb
-from .inference import diagnostic_columns, direct_effect_inference_arrays, primary_standard_error, t_inference
+from .inference import (
+    ar_sets,
+    ar_tests,
+    diagnostic_columns,
+    direct_effect_inference_arrays,
+    primary_standard_error,
+    t_inference,
+)
 from .registry import DIRECT_EFFECT, ESTIMATORS, PRIMARY_SE, SPECS, STATUS_NAMES, primary_df
 
 __all__ = ["Column", "COLUMNS", "ANALYSIS_COLUMNS", "SIMULATION_COLUMNS", "RowPlan", "row_plan",
@@ -72,7 +79,7 @@ COLUMNS: dict[str, Column] = {
     "se_robust": Column(_F, "heteroskedasticity-robust HC0 standard error"),
     "se_hc1": Column(_F, "HC1 standard error (HC0 with a degrees-of-freedom correction)"),
     "se_cluster": Column(_F, "site-clustered standard error"),
-    "se_many_instrument": Column(_F, "many-instrument standard error (Bekker; KCFGI for bias-corrected 2SLS)"),
+    "se_many_instrument": Column(_F, "many-instrument standard error (Bekker; KCFGI for MBTSLS)"),
     "se_heterogeneity": Column(_F, "standard error allowing for heterogeneous effects"),
     "conf_low": Column(_F, "lower end of the confidence interval (t reference, simulate.estimators.primary_df)"),
     "conf_high": Column(_F, "upper end of the confidence interval"),
@@ -97,6 +104,28 @@ COLUMNS: dict[str, Column] = {
                                 + _PER_DATASET),
     "nonlinearity_df": Column(_F, "its degrees of freedom" + _PER_DATASET),
     "nonlinearity_p": Column(_F, "its p-value, F(df, K - 1 - 2P) reference" + _PER_DATASET),
+    "ar_stat": Column(_F, "Anderson-Rubin F statistic of H0: beta = 0, the K L site-by-arm instruments"
+                          + _PER_DATASET),
+    "ar_p": Column(_F, "its p-value, F(K L, n - K A)" + _PER_DATASET),
+    "ar_cluster_stat": Column(_F, "site-clustered AR statistic of H0: beta = 0, the pooled instrument t - tbar_s"
+                                  + _PER_DATASET),
+    "ar_cluster_p": Column(_F, "its p-value, F(1, K - 1)" + _PER_DATASET),
+    "ar_true_stat": Column(_F, "ar_stat at the true value: H0: beta = the scenario's mean effects "
+                               "(site.effect_mean)" + _PER_DATASET, "simulation"),
+    "ar_true_p": Column(_F, "its p-value (its rejection rate is the AR test's size where the AR null holds)"
+                            + _PER_DATASET, "simulation"),
+    "ar_cluster_true_stat": Column(_F, "ar_cluster_stat at the true value" + _PER_DATASET, "simulation"),
+    "ar_cluster_true_p": Column(_F, "its p-value" + _PER_DATASET, "simulation"),
+    "ar_low": Column(_F, "AR confidence set (P = 1, at the level of conf_low): its lower end, see ar_set_kind"
+                         + _PER_DATASET),
+    "ar_high": Column(_F, "its upper end (see ar_set_kind)" + _PER_DATASET),
+    "ar_set_kind": Column("str", "interval [ar_low, ar_high], two_rays (-inf, ar_low] U [ar_high, inf), whole_line, "
+                                 "empty, or not_computed (P > 1)" + _PER_DATASET),
+    "ar_cluster_low": Column(_F, "site-clustered AR confidence set (P = 1): lower end" + _PER_DATASET),
+    "ar_cluster_high": Column(_F, "its upper end" + _PER_DATASET),
+    "ar_cluster_set_kind": Column("str", "as ar_set_kind" + _PER_DATASET),
+    "balanced_design": Column(_F, "1 when every site x arm cell has the same size: UJIVE and MBTSLS are then the "
+                                  "same k-class estimator, kappa = 1 + (A - 1)/(n_s - A)" + _PER_DATASET),
     "direct_effect": Column(_F, "the between-site intercept (also the estimate of the direct_effect row)"
                             + _PER_DATASET, "analysis"),
     "direct_effect_se_conventional": Column(_F, "its conventional standard error" + _PER_DATASET, "analysis"),
@@ -204,7 +233,7 @@ def row_plan(mediator_names: Sequence[str], estimators: Sequence[str] = ESTIMATO
 
 def estimate_columns(estimate: np.ndarray, se: np.ndarray, status: np.ndarray, diag: np.ndarray,
                      first_stage_f: np.ndarray, conditional_f: np.ndarray, plan: RowPlan, n_sites: int,
-                     level: float = 0.95) -> dict[str, np.ndarray]:
+                     level: float = 0.95, ar_null=None) -> dict[str, np.ndarray]:
     """The ``both`` columns of R datasets (R x n rows, dataset-major), from the kernels' arrays.
 
     The analysis (R = 1) and the simulation (a batch of replications) call this with the
@@ -223,6 +252,10 @@ def estimate_columns(estimate: np.ndarray, se: np.ndarray, status: np.ndarray, d
         K (the degrees of freedom of the t references).
     level : float
         Confidence level.
+    ar_null : array_like, optional
+        (P,) or (R, P): the true effects; given, the Anderson-Rubin tests at them are added
+        (``ar_true_stat``, ``ar_true_p``, ``ar_cluster_true_stat``, ``ar_cluster_true_p``:
+        simulation columns).  ``ar_stat`` and its kin are at zero on both paths.
 
     Returns
     -------
@@ -265,4 +298,27 @@ def estimate_columns(estimate: np.ndarray, se: np.ndarray, status: np.ndarray, d
     col["conditional_f"] = rows(np.asarray(conditional_f, float), nan)
     for key, v in d.items():
         col[key] = np.repeat(v, n)
+    for key, v in _ar_columns(diag, P, level, ar_null).items():
+        col[key] = np.repeat(v, n)
     return col
+
+
+def _ar_columns(diag: np.ndarray, P: int, level: float, ar_null) -> dict[str, np.ndarray]:
+    """The dataset-level Anderson-Rubin columns and the balanced-design flag, (R,) each."""
+    R = diag.shape[0]
+    out = ar_tests(diag, np.zeros(P), P)
+    if ar_null is not None:
+        out.update({k.replace("_stat", "_true_stat").replace("_p", "_true_p"): v
+                    for k, v in ar_tests(diag, ar_null, P).items()})
+    if P == 1:
+        sets = ar_sets(diag, level)
+        for k in ("ar_set_kind", "ar_cluster_set_kind"):
+            sets[k] = np.where(sets[k] == None, "not_computed", sets[k]).astype(object)  # noqa: E711
+    else:
+        nan = np.full(R, np.nan)
+        none = np.full(R, "not_computed", dtype=object)
+        sets = {"ar_low": nan, "ar_high": nan, "ar_set_kind": none, "ar_cluster_low": nan, "ar_cluster_high": nan,
+                "ar_cluster_set_kind": none}
+    out.update(sets)
+    out["balanced_design"] = np.asarray(diag, float)[:, nb.D_BALANCED]
+    return out

@@ -21,7 +21,8 @@ E_TSLS = 1
 E_LIML = 2
 E_FULLER = 3
 E_UJIVE = 4
-E_BTSLS = 5
+E_MBTSLS = 5  # KCFGI's modified bias-corrected 2SLS (estimator 'mbtsls')
+E_BTSLS = E_MBTSLS  # its name before the rename (kept for other modules)
 E_BETWEEN_OLS = 6
 E_BETWEEN_PRECISION = 7
 E_BETWEEN_INTERCEPT = 8
@@ -65,4 +66,12 @@ D_DIRECT_SE_HC1 = 15
 D_FIRST_STAGE_DF1 = 16
 D_FIRST_STAGE_DF2 = 17
 D_NONLINEAR_STATUS = 18
-N_DIAGNOSTICS = 19
+# Anderson-Rubin sufficient statistics (kernels/ar_nb.py), Q = P + 1 <= AR_MAX_Q; upper triangles row-major
+AR_MAX_Q = 4
+AR_TRI = AR_MAX_Q * (AR_MAX_Q + 1) // 2
+D_AR_B = 19  # B (between cells within sites), AR_TRI slots
+D_AR_W = D_AR_B + AR_TRI  # Wc (within cells)
+D_AR_G = D_AR_W + AR_TRI  # g, the pooled instrument's score (AR_MAX_Q slots)
+D_AR_V = D_AR_G + AR_MAX_Q  # V, its site-clustered covariance at the unrestricted fit
+D_BALANCED = D_AR_V + AR_TRI  # 1 when every cell has the same size (UJIVE = MBTSLS exactly), else 0
+N_DIAGNOSTICS = D_BALANCED + 1

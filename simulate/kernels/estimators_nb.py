@@ -28,15 +28,23 @@ modified bias-corrected 2SLS of Kolesar, Chetty, Friedman, Glaeser & Imbens (201
 
 The kernels live by stage in :mod:`.codes_nb` (status codes, estimator rows, SE columns,
 diagnostics), :mod:`.moments_nb` (cell and site statistics), :mod:`.linalg_nb` (guarded
-inverses, sandwiches), :mod:`.kclass_nb` (OLS, 2SLS, LIML, Fuller, bias-corrected 2SLS, Wald,
+inverses, sandwiches), :mod:`.kclass_nb` (OLS, 2SLS, LIML, Fuller, MBTSLS, Wald,
 Anderson-Rubin), :mod:`.jive_nb` (UJIVE, person-level meats), :mod:`.sitelevel_nb`
 (between-site GLS, CR3) and :mod:`.fit_nb` (every estimator from the statistics).  This
 module re-exports all of them under the names they had when they lived here (the
 underscore names too), so ``from simulate.kernels import estimators_nb as nb`` keeps working.
 """
 
+from .ar_nb import ar_statistics
 from .codes_nb import (
+    AR_MAX_Q,
+    AR_TRI,
+    D_AR_B,
+    D_AR_G,
+    D_AR_V,
+    D_AR_W,
     D_ARMS,
+    D_BALANCED,
     D_CRAGG_DONALD,
     D_DIRECT,
     D_DIRECT_SE_CONVENTIONAL,
@@ -61,6 +69,7 @@ from .codes_nb import (
     E_BTSLS,
     E_FULLER,
     E_LIML,
+    E_MBTSLS,
     E_OLS,
     E_TSLS,
     E_UJIVE,
@@ -119,16 +128,18 @@ _wald = wald_fit
 _PRIVATE = (_PERSON_BLOCK, _put_site_fit)  # imported above under their own names
 
 __all__ = [
+    "AR_MAX_Q", "AR_TRI", "D_AR_B", "D_AR_G", "D_AR_V", "D_AR_W", "D_BALANCED", "ar_statistics",
     "D_ARMS", "D_CRAGG_DONALD", "D_DIRECT", "D_DIRECT_SE_CONVENTIONAL", "D_DIRECT_SE_HC0", "D_DIRECT_SE_HC1",
     "D_FIRST_STAGE_DF1", "D_FIRST_STAGE_DF2", "D_FULLER_KAPPA", "D_LIML_KAPPA", "D_N", "D_NONLINEAR",
     "D_NONLINEAR_DF", "D_NONLINEAR_STATUS", "D_SARGAN", "D_SARGAN_DF", "D_SIGMA_MIN", "D_SIGMA_RATIO", "D_SITES",
-    "E_BETWEEN_INTERCEPT", "E_BETWEEN_OLS", "E_BETWEEN_PRECISION", "E_BTSLS", "E_FULLER", "E_LIML", "E_OLS", "E_TSLS",
-    "E_UJIVE", "E_WALD", "N_DIAGNOSTICS", "N_ESTIMATORS", "N_SE", "SE_CLUSTER", "SE_CONVENTIONAL", "SE_HC0", "SE_HC1",
-    "SE_HETEROGENEITY", "SE_MANY_INSTRUMENT", "STATUS_EMPTY_CELL", "STATUS_NOT_APPLICABLE", "STATUS_NUMERICAL",
-    "STATUS_OK", "STATUS_SINGLETON_CELL", "STATUS_SINGULAR", "STATUS_TOO_FEW_SITES", "REL_TOL", "anderson_rubin",
-    "bekker_se", "between_within", "between_within_from_deviations", "cell_deviations", "cell_moments",
-    "cell_statistics", "coef_vector", "cr3_cov", "dot4", "fit_from_statistics", "fit_persons", "fit_with_breads",
-    "fit_with_statistics", "kcfgi_se", "kclass_fit", "kclass_from_deviations", "liml_kappa", "person_meats",
-    "precision_weights", "quad", "sandwich_se", "scalar_inverse", "site_cell_statistics", "site_contrasts",
-    "site_gls", "site_moments", "sum4", "sym_inverse", "ujive_fit", "ujive_from_deviations", "wald_fit",
+    "E_BETWEEN_INTERCEPT", "E_BETWEEN_OLS", "E_BETWEEN_PRECISION", "E_BTSLS", "E_MBTSLS", "E_FULLER", "E_LIML",
+    "E_OLS", "E_TSLS", "E_UJIVE", "E_WALD", "N_DIAGNOSTICS", "N_ESTIMATORS", "N_SE", "SE_CLUSTER", "SE_CONVENTIONAL",
+    "SE_HC0", "SE_HC1", "SE_HETEROGENEITY", "SE_MANY_INSTRUMENT", "STATUS_EMPTY_CELL", "STATUS_NOT_APPLICABLE",
+    "STATUS_NUMERICAL", "STATUS_OK", "STATUS_SINGLETON_CELL", "STATUS_SINGULAR", "STATUS_TOO_FEW_SITES", "REL_TOL",
+    "anderson_rubin", "bekker_se", "between_within", "between_within_from_deviations", "cell_deviations",
+    "cell_moments", "cell_statistics", "coef_vector", "cr3_cov", "dot4", "fit_from_statistics", "fit_persons",
+    "fit_with_breads", "fit_with_statistics", "kcfgi_se", "kclass_fit", "kclass_from_deviations", "liml_kappa",
+    "person_meats", "precision_weights", "quad", "sandwich_se", "scalar_inverse", "site_cell_statistics",
+    "site_contrasts", "site_gls", "site_moments", "sum4", "sym_inverse", "ujive_fit", "ujive_from_deviations",
+    "wald_fit",
 ]

@@ -16,6 +16,7 @@ would make Numba compile the callee once more for the literal's type.
 import numpy as np
 from numba import njit
 
+from .ar_nb import ar_statistics
 from .codes_nb import (
     D_ARMS,
     D_CRAGG_DONALD,
@@ -39,9 +40,9 @@ from .codes_nb import (
     E_BETWEEN_INTERCEPT,
     E_BETWEEN_OLS,
     E_BETWEEN_PRECISION,
-    E_BTSLS,
     E_FULLER,
     E_LIML,
+    E_MBTSLS,
     E_OLS,
     E_RCIV_BIVARIATE,
     E_RCIV_META,
@@ -235,17 +236,17 @@ def _fit_liml_fuller(est, se, status, diag, count, dev, cross, B, Wc, n, df2, fu
 
 
 @njit(inline="always")
-def _fit_btsls(est, se, status, count, dev, cross, B, Wc, n, n_inst, df2):
-    """Bias-corrected 2SLS of KCFGI (2015), kappa = 1 + K L / (n - K A), with its many-instrument SE."""
+def _fit_mbtsls(est, se, status, count, dev, cross, B, Wc, n, n_inst, df2):
+    """MBTSLS (KCFGI 2015, modified bias-corrected 2SLS): kappa = 1 + K L / (n - K A), many-instrument SE."""
     K = count.shape[0]
     if df2 <= 0:
-        status[E_BTSLS] = STATUS_SINGULAR
+        status[E_MBTSLS] = STATUS_SINGULAR
         return
     kb = 1.0 + n_inst / df2
     b_b, s_b, st_b, _ = kclass_from_deviations(count, dev, cross, B, Wc, kb, np.bool_(False))
-    _put_kclass(est, se, status, E_BTSLS, b_b, s_b, st_b)
+    _put_kclass(est, se, status, E_MBTSLS, b_b, s_b, st_b)
     if st_b == STATUS_OK:
-        se[E_BTSLS, SE_MANY_INSTRUMENT] = kcfgi_se(B, Wc, b_b, n, K, n_inst)
+        se[E_MBTSLS, SE_MANY_INSTRUMENT] = kcfgi_se(B, Wc, b_b, n, K, n_inst)
 
 
 @njit(inline="always")
@@ -406,13 +407,14 @@ def fit_with_breads(count, mean, cross, fuller_alpha):
         return est, se, status, diag, fs_f, sw_f, ols_bread_inv, ujive_bread_inv
     df2 = n - K * A
     _first_stage(diag, fs_f, sw_f, B, Wc, n_inst, df2)
+    ar_statistics(diag, count, dev, arm_mean, B, Wc)
     itt, comp, tval, srow = site_contrasts(count, mean)
     _compliance_rank(diag, comp, n_inst)
     _fit_tsls(est, se, status, diag, count, dev, cross, B, Wc, n, n_inst)
     _fit_liml_fuller(est, se, status, diag, count, dev, cross, B, Wc, n, df2, fuller_alpha)
     b_u, s_u, st_u, ujive_bread_inv = ujive_from_deviations(count, dev, cross, B, Wc)
     _put_kclass(est, se, status, E_UJIVE, b_u, s_u, st_u)
-    _fit_btsls(est, se, status, count, dev, cross, B, Wc, n, n_inst, df2)
+    _fit_mbtsls(est, se, status, count, dev, cross, B, Wc, n, n_inst, df2)
     ones = _unit_weights(K, L)
     _fit_between_site(est, se, status, count, cross, itt, comp, srow, ones)
     _fit_between_intercept(est, se, status, diag, itt, comp, tval, srow, ones)
@@ -459,7 +461,7 @@ def fit_with_statistics(site, arm, mediators, outcome, count, mean, cross, n_sit
     )
     P = mediators.shape[1]
     n = outcome.shape[0]
-    beta_mb = est[E_BTSLS] if status[E_BTSLS] == STATUS_OK else np.full(P, np.nan)
+    beta_mb = est[E_MBTSLS] if status[E_MBTSLS] == STATUS_OK else np.full(P, np.nan)
     meat_ols, meat_uj, meat_uh, m_wwuu, m_wuu, m_wwu = person_meats_all(
         site, arm, mediators, outcome, count, mean, est[E_OLS], est[E_UJIVE], beta_mb
     )
@@ -473,10 +475,10 @@ def fit_with_statistics(site, arm, mediators, outcome, count, mean, cross, n_sit
         if dof > 0:
             se[E_UJIVE, SE_HC1] = se[E_UJIVE, SE_HC0] * np.sqrt(n / dof)
         se[E_UJIVE, SE_HETEROGENEITY_JIVE] = sandwich_se(ujive_bread_inv, meat_uh, 1.0)
-    if status[E_BTSLS] == STATUS_OK:
+    if status[E_MBTSLS] == STATUS_OK:
         _, site_mean, _ = site_moments(count, mean)
         dev = cell_deviations(mean, site_mean)
         B, Wc = between_within_from_deviations(count, dev, cross)
-        se[E_BTSLS, SE_MANY_INSTRUMENT_COMPLETE] = kcfgi_complete_se(B, Wc, est[E_BTSLS], n, count, dev, m_wwuu,
+        se[E_MBTSLS, SE_MANY_INSTRUMENT_COMPLETE] = kcfgi_complete_se(B, Wc, est[E_MBTSLS], n, count, dev, m_wwuu,
                                                                      m_wuu, m_wwu)
     return est, se, status, diag, fs_f, sw_f

@@ -1,6 +1,6 @@
 r"""Numba kernels: k-class estimators with site fixed effects, the pooled Wald estimator and the AR statistic.
 
-The k-class family (OLS, 2SLS, LIML, Fuller, bias-corrected 2SLS) comes with its standard errors;
+The k-class family (OLS, 2SLS, LIML, Fuller, MBTSLS) comes with its standard errors;
 AR is the Anderson-Rubin statistic.
 
 Every k-class estimator is ``beta(kappa) = A_XX^{-1} A_XY`` with ``A = B + (1 - kappa) Wc``,
@@ -220,7 +220,7 @@ def bekker_se(B, Wc, beta, kappa, n, n_sites):
 
 @njit(cache=True)
 def kcfgi_se(B, Wc, beta, n, n_sites, n_instruments):
-    r"""Many-invalid-instrument SE of the bias-corrected 2SLS (KCFGI 2015).
+    r"""Many-invalid-instrument SE of MBTSLS, the modified bias-corrected 2SLS (KCFGI 2015).
 
     With ``T = B / n``, ``S = Wc / (n - k - l)``, ``k = K L`` instruments,
     ``l = K`` site effects, ``Xi = T - (k/n) S`` (so that beta = Xi_XX^{-1}

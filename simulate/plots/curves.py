@@ -121,7 +121,12 @@ def _chosen_estimators(summary: pd.DataFrame, sel: pd.DataFrame, estimators) -> 
     """The estimators asked for (each must be in the summary), or every one with a value, in registry order."""
     if estimators is None:
         return _order_estimators(sel["estimator"])
+    from ..estimators import RENAMED_ESTIMATORS
+
     unknown = [e for e in estimators if e not in set(summary["estimator"])]
+    if unknown and unknown[0] in RENAMED_ESTIMATORS:
+        raise PlotError(f"estimator {unknown[0]!r} was renamed {RENAMED_ESTIMATORS[unknown[0]]!r}: use "
+                        f"{RENAMED_ESTIMATORS[unknown[0]]!r}")
     if unknown:
         raise PlotError(f"estimator {unknown[0]!r} not in the summary")
     return estimators

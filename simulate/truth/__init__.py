@@ -48,7 +48,7 @@ For a scenario, per mediator p:
     - LIML and Fuller: argmin_b (1,-b) G (1,-b)' / (1,-b) W (1,-b)', G the between-site
       moments above and W the within-cell covariance of (Y, M) (exact Gaussian moments,
       integrated like the rest); it equals the 2SLS limit when the between-site relation is
-      exact and differs under heterogeneity.  UJIVE and the bias-corrected 2SLS share the
+      exact and differs under heterogeneity.  UJIVE and MBTSLS share the
       2SLS limit (their corrections vanish as n_s grows).
 
     Identification bias is limit minus the target (MCSE: the limit's SE); the
