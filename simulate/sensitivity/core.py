@@ -1,4 +1,4 @@
-r"""Sensitivity of a finished multisite study: how strong must each assumption's failure be to change it?
+r"""Sensitivity of a finished multisite study: how strong must an assumption's failure be to change it.
 
 :func:`sensitivity` chains the pieces a user would otherwise chain by hand:
 
@@ -421,7 +421,12 @@ def _exact(dials: list[DialSweep], analysis: pd.DataFrame, settings: StressSetti
             parts.append(e)
     if not parts:
         return pd.DataFrame()
-    ex = pd.concat(parts, ignore_index=True)
+    return _derived(pd.concat(parts, ignore_index=True), analysis)
+
+
+def _derived(ex: pd.DataFrame, analysis: pd.DataFrame) -> pd.DataFrame:
+    """The added bias D(u), the study's estimate and the bias-adjusted estimate e - D(u) of every curve row."""
+    ex = ex.copy()
     ex["identification_bias"] = ex["limit"] - ex["target_value"]
     base = ex[ex.t == 0].groupby(["dial", "side", "estimator", "mediator"]).identification_bias.first()
     ex["added_bias"] = ex["identification_bias"].to_numpy() - base.reindex(
@@ -440,6 +445,14 @@ def _halfwidths(analysis: pd.DataFrame) -> pd.DataFrame:
     return a
 
 
+def _first_past(g: pd.DataFrame, b: float) -> tuple[float, float]:
+    """The grid fraction t and value u of the first grid value at or past the breakdown ``b`` on its side."""
+    side = g[g.side == (1 if b >= 0 else -1)].sort_values("t")
+    past = side[np.abs(side.u) >= abs(b) - 1e-12]
+    r = past.iloc[0] if len(past) else side.iloc[-1]
+    return float(r.t), float(r.u)
+
+
 def _breakdown(dials: list[DialSweep], curves: pd.DataFrame, analysis: pd.DataFrame, n_grid: int) -> pd.DataFrame:
     hw = _halfwidths(analysis)
     rows = []
@@ -450,6 +463,8 @@ def _breakdown(dials: list[DialSweep], curves: pd.DataFrame, analysis: pd.DataFr
         for _, r in hw.iterrows():
             g = c[(c.estimator == r.estimator) & (c.mediator == r.mediator)]
             note = "; ".join(ds.notes)
+            mc_t = mc_u = math.nan
+            step = ds.range.high / (n_grid - 1)
             if not len(g) or not np.isfinite(g.limit.to_numpy(float)).all():
                 ci = zero = None
                 why = (g.note.dropna().iloc[0] if len(g) and g.note.astype(bool).any() else
@@ -459,14 +474,48 @@ def _breakdown(dials: list[DialSweep], curves: pd.DataFrame, analysis: pd.DataFr
                 sides = [(s.sort_values("t").u.to_numpy(), s.sort_values("t").added_bias.to_numpy())
                          for _, s in g.groupby("side")]
                 ci, zero = breakdown_values(sides, float(r.estimate), float(r.ci_halfwidth))
+                if ci is not None:
+                    mc_t, mc_u = _first_past(g, ci)
+                    t_side = np.sort(g[g.side == (1 if ci >= 0 else -1)].t.unique())
+                    k = int(np.searchsorted(t_side, abs(ci) / ds.range.high - 1e-12))
+                    step = ds.range.high * float(t_side[min(k, len(t_side) - 1)] - t_side[max(k - 1, 0)]) or step
             rng = ds.range
             rows.append({"assumption": ds.assumption.label, "numeral": ds.assumption.numeral, "dial": ds.key,
                          "unit": rng.unit, "estimator": r.estimator, "mediator": r.mediator,
                          "estimate": float(r.estimate), "ci_halfwidth": float(r.ci_halfwidth),
                          "breakdown_ci": ci, "breakdown_zero": zero,
                          "range_low": -rng.high if len(ds.sides) == 2 else 0.0, "range_high": rng.high,
-                         "grid_step": rng.high / (n_grid - 1), "note": note})
+                         "grid_step": step, "mc_t": mc_t, "mc_value": mc_u, "note": note})
     return pd.DataFrame(rows)
+
+
+def _refine(dials: list[DialSweep], curves: pd.DataFrame, breakdown: pd.DataFrame, analysis: pd.DataFrame,
+            settings: StressSettings, estimators: list[str], n_grid: int) -> pd.DataFrame:
+    """Curves with a finer grid over the first step of every side on which a breakdown value falls in it."""
+    by = {d.key: d for d in dials}
+    need = set()
+    for _, r in breakdown.iterrows():
+        high = by[r.dial].range.high
+        for v in (r.breakdown_ci, r.breakdown_zero):
+            if v is not None and math.isfinite(v) and 0 < abs(v) < high / (n_grid - 1):
+                need.add((r.dial, 1 if v >= 0 else -1))
+    parts = [curves]
+    for key, sign in sorted(need):
+        ds = by[key]
+        sw = dict(ds.sides)[sign]
+        f = 1.0 / (n_grid - 1)
+        sub = SweepPlan(sw.plan.paths, sw.plan.start, [a + f * (b - a) for a, b in zip(sw.plan.start, sw.plan.end)],
+                        sw.plan.raw, sw.plan.changes)
+        e = exact_curves([Sweep(ds.assumption, sw.severe, sub, ts=[0.0, 1.0])], settings, SOURCE, estimators)
+        e = e[(e.t > 0) & (e.t < 1)].copy()
+        e["t"] = e["t"] * f
+        e["side"] = sign
+        e["u"] = e["t"] * sign * ds.range.high
+        parts.append(e)
+    if len(parts) == 1:
+        return curves
+    out = pd.concat(parts, ignore_index=True)
+    return _derived(out, analysis).sort_values(["dial", "side", "estimator", "mediator", "t"], ignore_index=True)
 
 
 # ---------------------------------------------------------------------------
@@ -475,7 +524,7 @@ def _breakdown(dials: list[DialSweep], curves: pd.DataFrame, analysis: pd.DataFr
 
 
 def _monte_carlo(dials, breakdown: pd.DataFrame, base_raw: dict, reps: int, seed: int, jobs: int, work: Path,
-                 n_grid: int, quiet: bool, truth_sites: int) -> pd.DataFrame:
+                 quiet: bool, truth_sites: int) -> pd.DataFrame:
     from ..runner import RunConfig, run
     from ..scenario import GridCell
     from ..stress import _cell_measures
@@ -489,17 +538,13 @@ def _monte_carlo(dials, breakdown: pd.DataFrame, base_raw: dict, reps: int, seed
         b = r.breakdown_ci
         if b is None or not math.isfinite(b):
             continue
-        ds = by[r.dial]
-        sign = 1 if b >= 0 else -1
-        sw = dict((s, w) for s, w in ds.sides)[sign]
-        i = min(n_grid - 1, math.ceil(abs(b) / ds.range.high * (n_grid - 1) - 1e-9))
-        t = round(i / (n_grid - 1), 12)
-        wanted.append((r.dial, sign * t * ds.range.high, sw.cell_at(t, SOURCE)))
+        sw = dict(by[r.dial].sides)[1 if b >= 0 else -1]
+        wanted.append((r.dial, float(r.mc_value), sw.cell_at(float(r.mc_t), SOURCE)))
     for dial, u, cell in wanted:
         cells.setdefault(f"{dial}:{u:.10g}", (dial, u, cell))
     rows = []
     cfg = RunConfig(reps=reps, seed=seed, jobs=jobs, quiet=True)
-    for n, (name, (dial, u, cell)) in enumerate(cells.items()):
+    for n, (dial, u, cell) in enumerate(cells.values()):
         if not quiet:
             print(f"simulate sensitivity: Monte Carlo {n + 1}/{len(cells)}: {dial} at {u:.4g} ({reps} replications)",
                   flush=True)
@@ -516,32 +561,25 @@ def _monte_carlo(dials, breakdown: pd.DataFrame, base_raw: dict, reps: int, seed
     return pd.DataFrame(rows)
 
 
-def _attach_mc(breakdown: pd.DataFrame, mc: pd.DataFrame, dials, n_grid: int) -> pd.DataFrame:
+def _attach_mc(breakdown: pd.DataFrame, mc: pd.DataFrame) -> pd.DataFrame:
     b = breakdown.copy()
-    for col in ("bias_at_breakdown", "bias_mcse_at_breakdown", "coverage_at_breakdown", "coverage_mcse_at_breakdown",
-                "rmse_at_breakdown", "rmse_mcse_at_breakdown", "detect_rate_at_breakdown", "detect_mcse_at_breakdown",
-                "mc_value", "mc_reps"):
+    cols = ["bias_at_breakdown", "bias_mcse_at_breakdown", "coverage_at_breakdown", "coverage_mcse_at_breakdown",
+            "rmse_at_breakdown", "rmse_mcse_at_breakdown", "detect_rate_at_breakdown", "detect_mcse_at_breakdown",
+            "mc_reps"]
+    for col in cols:
         b[col] = math.nan
     if not len(mc):
         return b
-    by = {ds.key: ds for ds in dials}
     for i, r in b.iterrows():
-        v = r.breakdown_ci
-        if v is None or not math.isfinite(v):
+        if not math.isfinite(r.mc_value):
             continue
-        high = by[r.dial].range.high
-        j = min(n_grid - 1, math.ceil(abs(v) / high * (n_grid - 1) - 1e-9))
-        u = math.copysign(j / (n_grid - 1) * high, v)
-        m = mc[(mc.dial == r.dial) & (np.abs(mc.u - u) < 1e-9 * (1 + high)) & (mc.estimator == r.estimator)
-               & (mc.mediator == r.mediator)]
+        m = mc[(mc.dial == r.dial) & (np.abs(mc.u - r.mc_value) < 1e-12 * (1 + abs(r.mc_value)))
+               & (mc.estimator == r.estimator) & (mc.mediator == r.mediator)]
         if not len(m):
             continue
         m = m.iloc[0]
-        b.loc[i, ["bias_at_breakdown", "bias_mcse_at_breakdown", "coverage_at_breakdown", "coverage_mcse_at_breakdown",
-                  "rmse_at_breakdown", "rmse_mcse_at_breakdown", "detect_rate_at_breakdown",
-                  "detect_mcse_at_breakdown", "mc_value", "mc_reps"]] = [
-            m.bias, m.bias_mcse, m.coverage, m.coverage_mcse, m.rmse, m.rmse_mcse,
-            m.get("any_check_rate", math.nan), m.get("any_check_mcse", math.nan), u, m.reps]
+        b.loc[i, cols] = [m.bias, m.bias_mcse, m.coverage, m.coverage_mcse, m.rmse, m.rmse_mcse,
+                          m.get("any_check_rate", math.nan), m.get("any_check_mcse", math.nan), m.reps]
     return b
 
 
@@ -606,9 +644,10 @@ def _values(sw: Sweep, frac: float) -> list[float]:
 
 
 def sensitivity(frame: pd.DataFrame, site: str, treatment: str, mediators: Sequence[str] | str, outcome: str, *,
-                out: str | Path | None = None, reps: int = 100, seed: int = 1, jobs: int = 1, grid: int = 41,
-                contour_grid: int = 17, truth_batches: int = 4, truth_batch_sites: int = 2500,
-                ranges: Sequence[DialRange] = RANGES, quiet: bool = True) -> SensitivityResult:
+                out: str | Path | None = None, reps: int = 100, seed: int = 1, jobs: int = 1, grid: int = 21,
+                contour_grid: int = 13, truth_batches: int = 2, truth_batch_sites: int = 2500,
+                ranges: Sequence[DialRange] = RANGES, quiet: bool = True,
+                title: str | None = None) -> SensitivityResult:
     """Sensitivity of a finished multisite study to each assumption's failure (see :mod:`simulate.sensitivity`).
 
     Parameters
@@ -636,6 +675,8 @@ def sensitivity(frame: pd.DataFrame, site: str, treatment: str, mediators: Seque
         The dial ranges in the study's units (default :data:`RANGES`).
     quiet : bool
         No progress lines.
+    title : str, optional
+        The study's name in the report.
 
     Returns
     -------
@@ -677,17 +718,21 @@ def sensitivity(frame: pd.DataFrame, site: str, treatment: str, mediators: Seque
               flush=True)
     curves = _exact(dials, analysis, settings, list(ESTIMATORS))
     breakdown = _breakdown(dials, curves, analysis, grid)
+    refined = _refine(dials, curves, breakdown, analysis, settings, list(ESTIMATORS), grid)
+    if refined is not curves:  # a breakdown value inside the first grid step: a finer grid there
+        curves = refined
+        breakdown = _breakdown(dials, curves, analysis, grid)
     if reps:
         if out is not None:
             work = Path(out) / "cells"
             work.mkdir(parents=True, exist_ok=True)
-            mc = _monte_carlo(dials, breakdown, raw, reps, seed, jobs, work, grid, quiet, 20_000)
+            mc = _monte_carlo(dials, breakdown, raw, reps, seed, jobs, work, quiet, 20_000)
         else:
             with tempfile.TemporaryDirectory(prefix="simulate-sensitivity-") as tmp:
-                mc = _monte_carlo(dials, breakdown, raw, reps, seed, jobs, Path(tmp), grid, quiet, 20_000)
+                mc = _monte_carlo(dials, breakdown, raw, reps, seed, jobs, Path(tmp), quiet, 20_000)
     else:
         mc = pd.DataFrame()
-    breakdown = _attach_mc(breakdown, mc, dials, grid)
+    breakdown = _attach_mc(breakdown, mc)
     breakdown = breakdown[[c for c in BREAKDOWN_COLUMNS if c in breakdown.columns]]
     by = {d.key: d for d in dials}
     if not quiet:
@@ -699,7 +744,8 @@ def sensitivity(frame: pd.DataFrame, site: str, treatment: str, mediators: Seque
     res = SensitivityResult(analysis=analysis, calibration=cal, scenario_toml=text,
                             not_identified=_not_identified(cal, raw), dials=dials, curves=curves, breakdown=breakdown,
                             monte_carlo=mc, contours=contours,
-                            settings={"site": site, "treatment": treatment, "mediators": mediators, "outcome": outcome,
+                            settings={"title": title, "site": site, "treatment": treatment, "mediators": mediators,
+                                      "outcome": outcome,
                                       "reps": reps, "seed": seed, "grid": grid, "contour_grid": contour_grid,
                                       "truth_batches": truth_batches, "truth_batch_sites": truth_batch_sites,
                                       "n": int(analysis.n.iloc[0]), "n_sites": K,
