@@ -67,7 +67,8 @@ __all__ = ["sensitivity", "SensitivityResult", "SensitivityError", "DialRange", 
 
 SOURCE = "<sensitivity>"
 BREAKDOWN_COLUMNS = ("assumption", "numeral", "dial", "unit", "estimator", "mediator", "estimate", "ci_halfwidth",
-                     "breakdown_ci", "breakdown_zero", "range_low", "range_high", "grid_step",
+                     "breakdown_ci", "breakdown_zero", "breakdown_ci_above", "breakdown_ci_below",
+                     "breakdown_zero_above", "breakdown_zero_below", "range_low", "range_high", "grid_step",
                      "bias_at_breakdown", "bias_mcse_at_breakdown", "coverage_at_breakdown",
                      "coverage_mcse_at_breakdown", "rmse_at_breakdown", "rmse_mcse_at_breakdown",
                      "detect_rate_at_breakdown", "detect_mcse_at_breakdown", "mc_value", "mc_reps", "note")
@@ -388,6 +389,31 @@ def _dial_sweeps(raw: dict, ranges: Sequence[DialRange]) -> list[DialSweep]:
     return out
 
 
+def _valid_scenario(cal, text: str) -> tuple[dict, str, list[str]]:
+    """The calibrated scenario as a table (and its text), made valid where the study's own shares are not.
+
+    With a binary treatment the calibration keeps each site's share treated; the scenario's validation pairs the
+    smallest site with the smallest share of any site, and may then find an arm of fewer than 2 persons.  The
+    pooled share replaces the per-site shares in that case (said in the returned note).
+    """
+    import tomlkit
+
+    raw = tomllib.loads(text)
+    try:
+        from_dict(copy.deepcopy(raw), SOURCE)
+        return raw, text, []
+    except SimulateError as exc:
+        share = raw.get("treatment", {}).get("share")
+        if not isinstance(share, list):
+            raise
+        why = str(exc).split(": ", 2)[-1]
+    raw["treatment"]["share"] = round(float(cal.arm_shares[1]), 6)
+    from_dict(copy.deepcopy(raw), SOURCE)
+    note = (f"the study's per-site shares treated were replaced by the pooled share {raw['treatment']['share']:g}: "
+            f"with them the scenario is not valid ({why})")
+    return raw, f"# {note}\n" + tomlkit.dumps(raw), [note]
+
+
 def _not_identified(cal, raw: dict) -> list[str]:
     out = ["person-level effect SDs and the within-site compliance-effect correlation (vii.a): not identified from "
            "cell moments; the calibrated scenario sets them to 0 and the within-site dial gives the effect a "
@@ -465,15 +491,20 @@ def _breakdown(dials: list[DialSweep], curves: pd.DataFrame, analysis: pd.DataFr
             note = "; ".join(ds.notes)
             mc_t = mc_u = math.nan
             step = ds.range.high / (n_grid - 1)
+            per_side = {f"breakdown_{k}_{w}": None for k in ("ci", "zero") for w in ("above", "below")}
             if not len(g) or not np.isfinite(g.limit.to_numpy(float)).all():
                 ci = zero = None
                 why = (g.note.dropna().iloc[0] if len(g) and g.note.astype(bool).any() else
                        "the estimator has no large-sample limit in the truth")
                 note = "; ".join(x for x in (note, f"no exact limit: {why}") if x)
             else:
-                sides = [(s.sort_values("t").u.to_numpy(), s.sort_values("t").added_bias.to_numpy())
-                         for _, s in g.groupby("side")]
-                ci, zero = breakdown_values(sides, float(r.estimate), float(r.ci_halfwidth))
+                sides = {sign: (s.sort_values("t").u.to_numpy(), s.sort_values("t").added_bias.to_numpy())
+                         for sign, s in g.groupby("side")}
+                ci, zero = breakdown_values(list(sides.values()), float(r.estimate), float(r.ci_halfwidth))
+                for sign, word in ((1, "above"), (-1, "below")):
+                    if sign in sides:
+                        per_side[f"breakdown_ci_{word}"], per_side[f"breakdown_zero_{word}"] = breakdown_values(
+                            [sides[sign]], float(r.estimate), float(r.ci_halfwidth))
                 if ci is not None:
                     mc_t, mc_u = _first_past(g, ci)
                     t_side = np.sort(g[g.side == (1 if ci >= 0 else -1)].t.unique())
@@ -483,7 +514,7 @@ def _breakdown(dials: list[DialSweep], curves: pd.DataFrame, analysis: pd.DataFr
             rows.append({"assumption": ds.assumption.label, "numeral": ds.assumption.numeral, "dial": ds.key,
                          "unit": rng.unit, "estimator": r.estimator, "mediator": r.mediator,
                          "estimate": float(r.estimate), "ci_halfwidth": float(r.ci_halfwidth),
-                         "breakdown_ci": ci, "breakdown_zero": zero,
+                         "breakdown_ci": ci, "breakdown_zero": zero, **per_side,
                          "range_low": -rng.high if len(ds.sides) == 2 else 0.0, "range_high": rng.high,
                          "grid_step": step, "mc_t": mc_t, "mc_value": mc_u, "note": note})
     return pd.DataFrame(rows)
@@ -707,7 +738,7 @@ def sensitivity(frame: pd.DataFrame, site: str, treatment: str, mediators: Seque
     except CalibrationError as exc:
         raise AnalysisError(str(exc)) from None
     text = to_toml(cal, name="sensitivity", truth_sites=None)
-    raw = tomllib.loads(text)
+    raw, text, extra = _valid_scenario(cal, text)
     dials = _dial_sweeps(raw, ranges)
     from ..estimators import ESTIMATORS
 
@@ -742,8 +773,8 @@ def sensitivity(frame: pd.DataFrame, site: str, treatment: str, mediators: Seque
                 "v": _contour(by["mediator_paths"], by["direct_effect"], analysis, contour_grid,
                               truth_batch_sites * truth_batches)}
     res = SensitivityResult(analysis=analysis, calibration=cal, scenario_toml=text,
-                            not_identified=_not_identified(cal, raw), dials=dials, curves=curves, breakdown=breakdown,
-                            monte_carlo=mc, contours=contours,
+                            not_identified=_not_identified(cal, raw) + extra, dials=dials, curves=curves,
+                            breakdown=breakdown, monte_carlo=mc, contours=contours,
                             settings={"title": title, "site": site, "treatment": treatment, "mediators": mediators,
                                       "outcome": outcome,
                                       "reps": reps, "seed": seed, "grid": grid, "contour_grid": contour_grid,
