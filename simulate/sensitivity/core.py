@@ -100,19 +100,28 @@ class DialRange:
     high: float
     unit: str
     two_sided: bool = True
+    short: str = ""
+
+    @property
+    def axis(self) -> str:
+        """A short axis label (the unit when no short label is set)."""
+        return self.short or self.unit
 
 
 RANGES: tuple[DialRange, ...] = (
     DialRange("spillover", 1.0, "share of the study's ITT on the outcome (top arm against control), per unit share "
               "treated in the site"),
     DialRange("direct_effect", 1.0, "share of the study's ITT on the outcome (top arm against control) that the "
-              "offer causes directly"),
+              "offer causes directly", short="direct effect, share of the study's ITT"),
     DialRange("outcome_curvature", 0.5, "relative change of the mediator's effect per SD of the mediator"),
-    DialRange("mediator_paths", 1.0, "path as a share of the downstream mediator's compliance"),
-    DialRange("selection", 1.0, "probit strength of selection on the standardized untreated outcome"),
+    DialRange("mediator_paths", 1.0, "path as a share of the downstream mediator's compliance",
+              short="path, share of the downstream compliance"),
+    DialRange("selection", 1.0, "selection on the untreated outcome, scaled so that 1 is an imbalance in Y(0) of about "
+              "the study's ITT (probit strength xi = u ITT / (0.8 sd(Y(0))))"),
     DialRange("within_site_correlation", 0.8, "correlation of compliance and effect within sites"),
     DialRange("defiers", 0.15, "share of persons who are defiers", two_sided=False),
-    DialRange("between_site_correlation", 0.8, "correlation of compliance and effect between sites"),
+    DialRange("between_site_correlation", 0.8, "correlation of compliance and effect between sites",
+              short="between-site corr(compliance, effect)"),
     DialRange("nonlinear_dependence", 1.0, "lambda of the quadratic between-site dependence (in SDs of the effect)"),
 )
 """The range of each dial the sensitivity analysis sweeps (the others are said why not)."""
@@ -315,6 +324,11 @@ def _scale(key: str, d: Design, raw: dict) -> float | str:
         return itt
     if key == "direct_effect":
         return itt / (d.scenario.arms - 1)
+    if key == "selection":
+        # a probit cut at strength xi on the standardized Y(0) shifts E[Y(0) | treated] - E[Y(0) | control] by about
+        # 2 phi(0) xi sd(Y(0)) = 0.8 xi sd(Y(0)) for small xi: one unit of the dial is an imbalance of the ITT
+        sd = float(raw.get("person", {}).get("outcome_sd", 1.0)) or 1.0
+        return abs(itt) / (0.8 * sd) if itt else "the study's ITT on the outcome is zero"
     if key == "mediator_paths":
         a, b = _path_pair(d)
         if a is None:
@@ -650,8 +664,8 @@ def _contour(first: DialSweep, second: DialSweep, analysis: pd.DataFrame, n: int
                 bias[p, j, i] = getattr(tr, lim)[p] - target
     i0, j0 = int(np.argmin(np.abs(x))), int(np.argmin(np.abs(y)))
     est = analysis[analysis.estimator == "2sls"].set_index("mediator")
-    out = {"x": x, "y": y, "x_label": first.assumption.label, "x_unit": first.range.unit,
-           "y_label": second.assumption.label, "y_unit": second.range.unit, "mediators": meds, "adjusted": {},
+    out = {"x": x, "y": y, "x_label": first.assumption.label, "x_unit": first.range.axis,
+           "y_label": second.assumption.label, "y_unit": second.range.axis, "mediators": meds, "adjusted": {},
            "estimate": {}, "halfwidth": {}}
     for p, m in enumerate(meds):
         e = float(est.loc[m, "estimate"])

@@ -25,7 +25,8 @@ PHRASES = {
     "outcome_curvature": "an outcome curvature that changes the mediator's effect by a share {v} per SD of the "
                          "mediator",
     "mediator_paths": "a path between the mediators of {v} times the downstream mediator's compliance",
-    "selection": "selection into treatment of probit strength {v}",
+    "selection": "selection into treatment creating an imbalance in the untreated outcome of about {v} times the "
+                 "study's ITT",
     "within_site_correlation": "a within-site correlation of {v} between compliance and effect",
     "defiers": "a defier share of {v}",
     "between_site_correlation": "a between-site correlation of {v} between compliance and effect",
@@ -150,7 +151,7 @@ def figures(res, folder: Path) -> dict[str, list[Path]]:
                 ax.axhline(est, color="#555555", lw=0.8)
             ax.axhline(0, color="#d62728", ls="--", lw=1.2, label="zero")
             ax.axvline(0, color="#bbbbbb", lw=0.6)
-            ax.set_xlabel(ds.range.unit if len(ds.range.unit) < 60 else ds.range.unit[:57] + "...", fontsize=8)
+            ax.set_xlabel(ds.range.axis if len(ds.range.axis) < 70 else ds.range.axis[:67] + "...", fontsize=8)
             ax.set_ylabel(f"bias-adjusted estimate ({med})", fontsize=8)
             ax.set_title(f"{ds.assumption.label}: {med}", fontsize=9)
         axes[0][0].legend(fontsize=7, loc="best")
