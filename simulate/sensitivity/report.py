@@ -17,7 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..plots.stress import label
 
-__all__ = ["write_report", "report_data", "sentence", "PHRASES", "figures"]
+__all__ = ["write_report", "report_data", "sentence", "PHRASES", "NOUNS", "figures"]
 
 PHRASES = {
     "spillover": "a spillover onto controls of {v} times the study's ITT (per unit share treated)",
@@ -33,6 +33,19 @@ PHRASES = {
     "nonlinear_dependence": "a nonlinear between-site dependence of lambda = {v}",
 }
 """The noun phrase of each dial's value in the report's sentences."""
+
+NOUNS = {
+    "spillover": "spillover onto controls",
+    "direct_effect": "direct effect of the offer",
+    "outcome_curvature": "outcome curvature",
+    "mediator_paths": "path between the mediators",
+    "selection": "selection into treatment",
+    "within_site_correlation": "within-site correlation of compliance and effect",
+    "defiers": "defier share",
+    "between_site_correlation": "between-site correlation of compliance and effect",
+    "nonlinear_dependence": "nonlinear between-site dependence",
+}
+"""The noun of each dial in "No ... within the range" sentences."""
 
 _MAIN = ("2sls", "liml", "ujive", "between_ols", "wald")
 
@@ -81,9 +94,7 @@ def sentence(r) -> str:
         note = r.get("note", "")
         if isinstance(note, str) and "no exact limit" in note:
             return f"{who}: no large-sample limit to sweep ({note.split('no exact limit: ', 1)[-1]})."
-        from ..assumptions import BY_KEY
-
-        what = BY_KEY[r["dial"]].title.lower() if r["dial"] in BY_KEY else r["dial"]
+        what = NOUNS.get(r["dial"], r["dial"].replace("_", " "))
         return (f"No {what} within the range ({_range_words(r)}) would move {who} by its own 95% interval or explain "
                 "it away.")
     parts = []
@@ -287,7 +298,7 @@ def report_data(res, figs: dict[str, list[Path]]) -> dict:
             "arms": ", ".join(map(str, s.get("arms", []))), "columns": s, "estimates": est_rows, "diagnostics": diag,
             "not_identified": res.not_identified, "dials": rows, "table": table, "baseline": base,
             "baseline_checks": checks0, "contours": contours, "reps": s["reps"], "grid": s["grid"],
-            "command": cmd, "headline": [x for r in rows if r["skipped"] is None for x in r["sentences"][:1]]}
+            "command": cmd, "headline": [x for r in rows if r["skipped"] is None for x in r["sentences"]]}
 
 
 def _write_tables(res, out: Path) -> None:
