@@ -203,6 +203,9 @@ def test_report_and_tables_with_monte_carlo(tmp_path):
     hit = b[b.breakdown_ci.notna() & (b.estimator == "2sls")]
     assert len(hit) and hit.detect_rate_at_breakdown.between(0, 1).all() and (hit.mc_reps == 6).all()
     assert hit.coverage_at_breakdown.between(0, 1).all()
+    for c in ("weak_first_stage", "overidentification", "nonlinearity"):
+        assert hit[f"{c}_at_breakdown"].between(0, 1).all()
+        assert (hit[f"{c}_at_breakdown"] <= hit.detect_rate_at_breakdown + 1e-12).all()  # any check >= each check
     md = (out / "report.md").read_text()
     assert "Sensitivity of known" in md and "## One row per assumption" in md
     assert "Not drawn: v (parallel mediators) needs a second, continuous mediator." in md

@@ -71,7 +71,10 @@ BREAKDOWN_COLUMNS = ("assumption", "numeral", "dial", "unit", "estimator", "medi
                      "breakdown_zero_above", "breakdown_zero_below", "range_low", "range_high", "grid_step",
                      "bias_at_breakdown", "bias_mcse_at_breakdown", "coverage_at_breakdown",
                      "coverage_mcse_at_breakdown", "rmse_at_breakdown", "rmse_mcse_at_breakdown",
-                     "detect_rate_at_breakdown", "detect_mcse_at_breakdown", "mc_value", "mc_reps", "note")
+                     "detect_rate_at_breakdown", "detect_mcse_at_breakdown", "weak_first_stage_at_breakdown",
+                     "weak_first_stage_mcse_at_breakdown", "overidentification_at_breakdown",
+                     "overidentification_mcse_at_breakdown", "nonlinearity_at_breakdown",
+                     "nonlinearity_mcse_at_breakdown", "mc_value", "mc_reps", "note")
 """Columns of ``tables/breakdown.csv`` (the first nine are the issue's contract)."""
 
 
@@ -611,6 +614,8 @@ def _attach_mc(breakdown: pd.DataFrame, mc: pd.DataFrame) -> pd.DataFrame:
     cols = ["bias_at_breakdown", "bias_mcse_at_breakdown", "coverage_at_breakdown", "coverage_mcse_at_breakdown",
             "rmse_at_breakdown", "rmse_mcse_at_breakdown", "detect_rate_at_breakdown", "detect_mcse_at_breakdown",
             "mc_reps"]
+    checks = ("weak_first_stage", "overidentification", "nonlinearity")
+    cols += [f"{c}{x}_at_breakdown" for c in checks for x in ("", "_mcse")]
     for col in cols:
         b[col] = math.nan
     if not len(mc):
@@ -624,7 +629,8 @@ def _attach_mc(breakdown: pd.DataFrame, mc: pd.DataFrame) -> pd.DataFrame:
             continue
         m = m.iloc[0]
         b.loc[i, cols] = [m.bias, m.bias_mcse, m.coverage, m.coverage_mcse, m.rmse, m.rmse_mcse,
-                          m.get("any_check_rate", math.nan), m.get("any_check_mcse", math.nan), m.reps]
+                          m.get("any_check_rate", math.nan), m.get("any_check_mcse", math.nan), m.reps] + [
+                              m.get(f"{c}_{x}", math.nan) for c in checks for x in ("rate", "mcse")]
     return b
 
 

@@ -271,6 +271,8 @@ def report_data(res, figs: dict[str, list[Path]]) -> dict:
                       "rmse": _f(r.rmse_at_breakdown) + (f" ({_f(r.rmse_mcse_at_breakdown, 2)})"
                                                           if _finite(r.rmse_mcse_at_breakdown) else ""),
                       "detect": _pct(r.detect_rate_at_breakdown, r.detect_mcse_at_breakdown),
+                      "each": "; ".join(_pct(r[f"{c}_at_breakdown"], r[f"{c}_mcse_at_breakdown"]) for c in
+                                        ("weak_first_stage", "overidentification", "nonlinearity")),
                       "mc_value": _f(r.mc_value), "reference": r.estimator == "ols"})
     mc = res.monte_carlo
     base = []
