@@ -107,4 +107,5 @@ if data is not None:
 # (one row per assumption x estimator x mediator).
 
 # %%
-print(WORK / "ak80" / "report.html")
+print("AK80:", ", ".join(sorted(p.name for p in (WORK / "ak80").iterdir())))
+print("AK80 tables:", ", ".join(sorted(p.name for p in (WORK / "ak80" / "tables").iterdir())))
