@@ -303,3 +303,22 @@ def test_star_report_renders_in_headless_chromium(tmp_path):
     sensitivity(star(), c["site"], c["treatment"], c["mediators"], c["outcome"], reps=0, grid=7, contour_grid=4,
                 out=tmp_path / "star", title="Tennessee STAR")
     _renders(tmp_path / "star" / "report.html", tmp_path)
+
+
+def test_contour_edges_are_the_one_dial_curves(known):
+    """The contour's axes through the origin are the one-dial sweeps (computed apart: truth() directly there).
+
+    With one mediator and a binary treatment the limits are closed forms of the site moments: equal to rounding.
+    """
+    _, res = known
+    con = res.contours["ix"]
+    x, y, z = con["x"], con["y"], con["adjusted"]["m"]
+    c = res.curves[(res.curves.estimator == "2sls") & (res.curves.mediator == "m")]
+    i0, j0 = int(np.argmin(np.abs(x))), int(np.argmin(np.abs(y)))
+    assert z[j0, i0] == pytest.approx(res.breakdown.estimate[res.breakdown.estimator == "2sls"].iloc[0])
+    for j, s in enumerate(y):
+        e = c[(c.dial == "direct_effect") & (np.abs(c.u - s) < 1e-9)]
+        assert len(e) >= 1 and z[j, i0] == pytest.approx(float(e.adjusted.iloc[0]), abs=1e-9), s  # u = 0: both sides
+    for i, r in enumerate(x):
+        e = c[(c.dial == "between_site_correlation") & (np.abs(c.u - r) < 1e-9)]
+        assert len(e) >= 1 and z[j0, i] == pytest.approx(float(e.adjusted.iloc[0]), abs=1e-9), r
