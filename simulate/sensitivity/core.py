@@ -371,6 +371,23 @@ def _plan(a: Assumption, d: Design, rng: DialRange, raw: dict, sign: int) -> Swe
     return res
 
 
+_SHRINK = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+"""Fractions of a range tried, largest first, when the calibrated scenario cannot take its far end."""
+
+
+def _side(a: Assumption, d: Design, rng: DialRange, raw: dict, sign: int) -> Sweep | str:
+    """One side of a dial's sweep, its far end validated (a string: why not)."""
+    res = _plan(a, d, rng, raw, sign)
+    if isinstance(res, str):
+        return res
+    sw = Sweep(a, rng.high * sign, res, ts=[0.0, 1.0])
+    try:
+        sw.cell_at(1.0, SOURCE)  # the far end must be a valid scenario
+    except SimulateError as exc:
+        return f"the calibrated scenario cannot take it: {str(exc).splitlines()[0]}"
+    return sw
+
+
 def _dial_sweeps(raw: dict, ranges: Sequence[DialRange]) -> list[DialSweep]:
     d = make_design(raw, SOURCE)
     by = {r.key: r for r in ranges}
@@ -383,25 +400,29 @@ def _dial_sweeps(raw: dict, ranges: Sequence[DialRange]) -> list[DialSweep]:
         if rng is None:
             out.append(DialSweep(a, skipped="no range set"))
             continue
-        ds = DialSweep(a, rng)
-        for sign in ((1, -1) if rng.two_sided else (1,)):
-            res = _plan(a, d, rng, raw, sign)
-            if isinstance(res, str):
-                if sign == 1:
-                    ds.skipped = res
-                    break
-                ds.notes.append(f"swept above zero only: {res}")
-                continue
-            sw = Sweep(a, rng.high * sign, res, ts=[0.0, 1.0])
-            try:
-                sw.cell_at(1.0, SOURCE)  # the far end must be a valid scenario
-            except SimulateError as exc:
-                if sign == 1:
-                    ds.skipped = f"the calibrated scenario cannot take it: {str(exc).splitlines()[0]}"
-                    break
-                ds.notes.append("swept above zero only (below zero is not a valid scenario)")
-                continue
-            ds.sides.append((sign, sw))
+        first = None
+        for f in _SHRINK:  # the widest range whose far end above zero is a valid scenario
+            r = replace(rng, high=round(rng.high * f, 10))
+            up = _side(a, d, r, raw, 1)
+            if not isinstance(up, str):
+                break
+            first = first or up
+            if not up.startswith("the calibrated scenario cannot take it"):
+                break  # the dial does not apply: no range helps
+        if isinstance(up, str):
+            out.append(DialSweep(a, skipped=first))
+            continue
+        ds = DialSweep(a, r, sides=[(1, up)])
+        if r.high != rng.high:
+            why = first.rsplit("]: ", 1)[-1]
+            ds.notes.append(f"range reduced to {r.high:g} (from {rng.high:g}): the calibrated scenario is not valid "
+                            f"beyond it ({why})")
+        if r.two_sided:
+            down = _side(a, d, r, raw, -1)
+            if isinstance(down, str):
+                ds.notes.append(f"swept above zero only ({down})")
+            else:
+                ds.sides.append((-1, down))
         out.append(ds)
     return out
 
