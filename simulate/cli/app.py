@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
-from . import cache, data, runs, scenarios, stress
+from . import cache, data, runs, scenarios, sensitivity, stress
 from .handler import run_command
 
 __all__ = ["main", "parser", "OneLineParser"]
@@ -49,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     data.add_commands(sub)  # analyze, calibrate
     stress.add_commands(sub)  # stress-test
     cache.add_commands(sub)  # cache --prune
+    sensitivity.add_commands(sub)  # sensitivity, data
     return ap
 
 
