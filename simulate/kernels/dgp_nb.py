@@ -75,6 +75,8 @@ def draw_sites(states, K, plan):
 
     A site's ``plan.site_draws`` normals (stream 1): the site vector's, then the P mediator
     baselines from ``plan.baseline_at`` on, then the outcome's at ``plan.baseline_outcome_at``.
+    The path coefficients' R normals per site come from stream 5 and load on the site vector's
+    normals through ``plan.F_path_site`` (``simulate.dgp.path_factor``).
     """
     F_site, site_mean, site_sd, nonlinear = plan.F_site, plan.site_mean, plan.site_sd, plan.nonlinear
     binary, bin_a, bin_tau = plan.binary, plan.bin_a, plan.bin_tau
@@ -94,9 +96,12 @@ def draw_sites(states, K, plan):
     base_y = np.empty(K)
     z = np.empty(n_draws)
     u = np.empty(Ds)
+    z_site = np.empty((K, Ds))  # the site vector's normals, which correlated path coefficients load on
     for s in range(K):
         for j in range(n_draws):
             z[j] = standard_normal(rng_site)
+        for j in range(Ds):
+            z_site[s, j] = z[j]
         for i in range(Ds):
             acc = 0.0
             for j in range(Ds):
@@ -112,10 +117,21 @@ def draw_sites(states, K, plan):
             base_m[s, p] = med_base_sd[p] * z[B + p]
         site_params[s, kap] = site_mean[kap] + site_sd[kap] * u[kap]
         base_y[s] = out_base_sd * z[BY]
+    # path coefficients: beta_rs = mean_r + sd_r (C_r z_site + D_r z_path) with C = 0, D = I unless a
+    # path is correlated with the site vector (then every sum below adds exact zeros otherwise)
+    C, D = plan.F_path_site, plan.F_path
     path_site = np.empty((K, R))
+    zp = np.empty(R)
     for s in range(K):
         for r in range(R):
-            path_site[s, r] = path_mean[r] + path_site_sd[r] * standard_normal(rng_path)
+            zp[r] = standard_normal(rng_path)
+        for r in range(R):
+            acc = 0.0
+            for j in range(Ds):
+                acc += C[r, j] * z_site[s, j]
+            for j in range(R):
+                acc += D[r, j] * zp[j]
+            path_site[s, r] = path_mean[r] + path_site_sd[r] * acc
     return site_params, base_m, base_y, path_site
 
 
@@ -292,6 +308,7 @@ def binary_mediator(p, s, n, slot, share, plan, sites, buffers, out):
     eff_site = site_params[s, plan.site_effect_at + p]
     d_top = dose[p, arms - 1]
     spill = plan.spill_med[p] * share
+    spill_t = plan.spill_med_treated[p] * share
     eff_sd, effect_shift, phi = plan.eff_sd[p], plan.effect_shift, plan.phi[p]
     for i in range(n):
         t = a[i]
@@ -316,6 +333,8 @@ def binary_mediator(p, s, n, slot, share, plan, sites, buffers, out):
         m = mt
         if t == 0:
             m += spill
+        elif spill_t != 0.0:
+            m += spill_t
         d_eff = eff_site + eff_sd * U[UD + p, i] + effect_shift[p, ty]
         ptype[i, p] = ty
         M[i, p] = m
@@ -339,6 +358,7 @@ def continuous_mediator(p, s, n, share, plan, sites, buffers, out):
     eff_site = site_params[s, plan.site_effect_at + p]
     d_top = dose[p, arms - 1]
     spill = plan.spill_med[p] * share
+    spill_t = plan.spill_med_treated[p] * share
     eff_sd, phi = plan.eff_sd[p], plan.phi[p]
     gam_site = site_params[s, p]
     m_site = plan.med_mean[p] + base_m[s, p]
@@ -361,6 +381,8 @@ def continuous_mediator(p, s, n, share, plan, sites, buffers, out):
         m = m0 + ch
         if t == 0:
             m += spill
+        elif spill_t != 0.0:
+            m += spill_t
         d_eff = eff_site + eff_sd * U[UD + p, i]
         ptype[i, p] = -1
         M[i, p] = m
@@ -403,13 +425,21 @@ def site_block(s, n, states, counts_s, thresholds_s, sites, plan, buffers, out):
             slot += 2 if arms > 2 else 1
         else:
             continuous_mediator(p, s, n, share, plan, sites, buffers, out)
+    M = out[1]
+    inter_first, inter_second, inter_theta = plan.inter_first, plan.inter_second, plan.inter_theta
+    for k in range(inter_theta.shape[0]):  # mediator interactions in Y (none: nothing is added)
+        ip, iq, th = inter_first[k], inter_second[k], inter_theta[k]
+        for i in range(n):
+            Y[i] += th * M[i, ip] * M[i, iq]
     a = out[0]
-    kap, spill_out = plan.site_direct_at, plan.spill_out
+    kap, spill_out, spill_out_t = plan.site_direct_at, plan.spill_out, plan.spill_out_treated
     for i in range(n):
         t = a[i]
         y = Y[i] + site_params[s, kap] * t
         if t == 0:
             y += spill_out * share
+        elif spill_out_t != 0.0:
+            y += spill_out_t * share
         Y[i] = y
     return share
 

@@ -18,6 +18,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ..layout import path_name
 from .schema import SCHEMA, Field, _component_names
 
 __all__ = ["Path_", "Scenario", "Pairs", "TreatmentSpec", "MediatorsSpec", "SiteSpec", "PersonSpec", "BinarySpec",
@@ -182,10 +183,12 @@ class SelectionSpec:
 
 @dataclass(frozen=True)
 class SpilloverSpec:
-    """``[spillover]``: spillovers onto controls."""
+    """``[spillover]``: spillovers onto controls (``outcome``, ``mediator``) and onto the treated."""
 
     outcome: float
     mediator: tuple[float, ...]
+    treated_outcome: float = 0.0
+    treated_mediator: tuple[float, ...] = ()
 
 
 def _frozen(value):
@@ -259,6 +262,10 @@ class Scenario:
     spillover_mediator: tuple[float, ...]
     spec: str  # canonical JSON of the normalised table
     warnings: tuple[str, ...] = ()
+    site_path_correlation: tuple[tuple[float, ...], ...] = ()  # the extended site vector's (2P+1+R); () if R = 0
+    spillover_treated_outcome: float = 0.0
+    spillover_treated_mediator: tuple[float, ...] = ()  # () or P values
+    interactions: tuple[tuple[int, int, float], ...] = ()  # (p, q, theta_pq), 0-based p < q: Y += theta M_p M_q
 
     @property
     def n_mediators(self) -> int:
@@ -343,18 +350,25 @@ class Scenario:
 
     @cached_property
     def spillover(self) -> SpilloverSpec:
-        """``[spillover]``: ``outcome``, ``mediator``."""
-        return SpilloverSpec(outcome=self.spillover_outcome, mediator=self.spillover_mediator)
+        """``[spillover]``: ``outcome``, ``mediator``, ``treated_outcome``, ``treated_mediator``."""
+        return SpilloverSpec(outcome=self.spillover_outcome, mediator=self.spillover_mediator,
+                             treated_outcome=self.spillover_treated_outcome,
+                             treated_mediator=self.spillover_treated_mediator)
 
 
-def correlation_matrix(level: str, table: dict, P: int) -> np.ndarray:
+def correlation_matrix(level: str, table: dict, P: int, paths=None) -> np.ndarray:
     """Assemble the site- or person-level correlation matrix from convenience fields and pairs.
 
     Site order: compliance_1..P, effect_1..P, direct_effect.
     Person order: compliance_1..P, effect_1..P, mediator_1..P, outcome.
-    Named pairs in ``correlations`` override the convenience fields.
+    Named pairs in ``correlations`` override the convenience fields.  ``paths`` (site level
+    only: the (source, target) mediators of the paths, 0-based, in the scenario's order)
+    extends the site matrix by the path coefficients ``path_<from>_<to>`` (:mod:`simulate.layout`);
+    without it the pairs that name a path are left out.
     """
     names = _component_names(level, P)
+    if level == "site" and paths:
+        names = names + [path_name(a, b) for a, b in paths]
     idx = {n: i for i, n in enumerate(names)}
     R = np.eye(len(names))
 
@@ -373,7 +387,8 @@ def correlation_matrix(level: str, table: dict, P: int) -> np.ndarray:
             put(f"mediator_{p + 1}", "outcome", table["confounding"][p])
     for key, v in table["correlations"].items():
         a, b = key.split(":")
-        put(a, b, v)
+        if a in idx and b in idx:
+            put(a, b, v)
     return R
 
 
@@ -422,9 +437,20 @@ def build(t: dict, source: str) -> Scenario:
             del spec_table["person"][key]
         for key in ("compliance_mean", "compliance_sd"):
             del spec_table["site"][key]
+    # the newer dials are left out of the spec while off, so a scenario without them keeps its hash
+    spill = spec_table["spillover"] = dict(t["spillover"])
+    for key in ("treated_outcome", "treated_mediator"):
+        v = spill.get(key, 0.0)
+        if not any(x != 0.0 for x in (v if isinstance(v, list) else [v])):
+            spill.pop(key, None)
+    if not spec_table.get("interactions"):
+        spec_table.pop("interactions", None)
     spec = json.dumps(spec_table, sort_keys=True, separators=(",", ":"))
     R_site = correlation_matrix("site", site, P)
     R_person = correlation_matrix("person", person, P)
+    path_rows = sorted(t["paths"], key=lambda x: (x["to"], x["from"]))
+    ends = [(pa["from"] - 1, pa["to"] - 1) for pa in path_rows]
+    R_ext = correlation_matrix("site", site, P, ends) if ends else np.zeros((0, 0))
     return Scenario(
         name=t["name"],
         description=t["description"],
@@ -459,7 +485,7 @@ def build(t: dict, source: str) -> Scenario:
         effect_shift=tuple((0.0, b["always_effect_shift"][p], b["never_effect_shift"][p], b["defier_effect_shift"][p])
                            for p in range(P)),
         paths=tuple(Path_(pa["from"] - 1, pa["to"] - 1, pa["mean"], pa["site_sd"], pa["person_sd"],
-                          pa["effect_correlation"]) for pa in sorted(t["paths"], key=lambda x: (x["to"], x["from"]))),
+                          pa["effect_correlation"]) for pa in path_rows),
         selection_strength=t["selection"]["strength"],
         selection_on=t["selection"]["on"],
         selection_mediator=t["selection"]["mediator"] - 1,
@@ -467,6 +493,10 @@ def build(t: dict, source: str) -> Scenario:
         spillover_mediator=tuple(t["spillover"]["mediator"]),
         spec=spec,
         warnings=warnings,
+        site_path_correlation=tuple(tuple(float(x) for x in row) for row in R_ext),
+        spillover_treated_outcome=t["spillover"]["treated_outcome"],
+        spillover_treated_mediator=tuple(t["spillover"]["treated_mediator"]),
+        interactions=tuple((ia["first"] - 1, ia["second"] - 1, ia["coefficient"]) for ia in t.get("interactions", [])),
     )
 
 

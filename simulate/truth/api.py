@@ -16,6 +16,7 @@ from ..layout import Layout
 from ..scenario import Scenario
 from .closed import closed_forms
 from .limits import _Model, limits, site_moments
+from .paths import total_effects
 
 __all__ = ["Truth", "truth", "targets", "LIMIT_OF", "TRUTH_SEED", "TRUTH_SITES"]
 
@@ -40,6 +41,7 @@ class Truth:
     between_site_heterogeneity: float
     n_sites_simulated: int
     notes: tuple[str, ...] = field(default=())
+    total_effect: tuple[float, ...] = field(default=())  # E[Delta_p + sum_{p -> q} B T_q] (the ATE without paths)
 
     def to_records(self) -> list[dict]:
         """One row per mediator: its estimands and large-sample limits."""
@@ -55,6 +57,7 @@ class Truth:
                 "limit_between_intercept": self.limit_between_intercept[p],
                 "limit_wald": self.limit_wald[p],
                 "limit_liml": self.limit_liml[p],
+                "total_effect": self.total_effect[p] if self.total_effect else self.ate[p],
             })
         return rows
 
@@ -102,6 +105,7 @@ def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED) -> T
         between_site_heterogeneity=lim.heterogeneity,
         n_sites_simulated=n_sites,
         notes=tuple(model.notes),
+        total_effect=total_effects(sc, pl, ate),
     )
 
 
@@ -134,8 +138,9 @@ LIMIT_OF = _registry.LIMIT_OF
 def targets(tr: Truth, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
     """Per (estimator, mediator): the population targets and the estimator's limit.
 
-    Keys of each value: ``ate``, ``late`` (NaN for continuous mediators), ``compliance_weighted``
-    and ``limit``.  The between-site intercept row (mediator ``direct_effect``) targets
+    Keys of each value: ``ate``, ``late`` (NaN for continuous mediators), ``compliance_weighted``,
+    ``limit`` and ``total_effect`` (the mediator's effect directly and through the mediators its
+    paths move; the ATE without paths).  The between-site intercept row (mediator ``direct_effect``) targets
     E[kappa], the mean direct effect of one unit of T.
     """
     out = {}
@@ -150,6 +155,7 @@ def targets(tr: Truth, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
                 "late": tr.late[p],
                 "compliance_weighted": tr.compliance_weighted[p],
                 "limit": getattr(tr, lim)[p] if lim else math.nan,
+                "total_effect": tr.total_effect[p] if tr.total_effect else tr.ate[p],
             }
     out[("between_intercept", "direct_effect")] = {
         "ate": float(sc.site_mean[Layout.of(sc).site_direct]), "late": math.nan, "compliance_weighted": math.nan,
