@@ -183,7 +183,7 @@ def _mediator_paths(d: Design, v: float):
     if not free:
         listed = ", ".join(f"{a} -> {b}" for a, b in sorted(joined))
         return (f"the design's own paths ({listed}) leave no pair of mediators that can take another "
-                "(chains of paths are not supported)")
+                "(the dial adds a path that forms no chain, so that a design's numbers stay comparable)")
     a, b = free[0]
 
     def extra(r):
@@ -354,6 +354,17 @@ def _nonlinear_dependence(d: Design, v: float):
     return d.plan(["site.nonlinear_dependence"], [v], changes=changes, extra=extra)
 
 
+def _site_distribution(key):
+    def recipe(d: Design, v: float):
+        if any(d.binary):
+            return "applies to continuous mediators only (binary complier shares are calibrated to normal sites)"
+        if not _varies(d):
+            return "needs compliance that varies between sites"
+        changes, extra = _site_effect_sd(d)
+        return d.plan([f"site.{key}"], [v], changes=changes, extra=extra)
+    return recipe
+
+
 # ---------------------------------------------------------------------------
 # The catalogue
 # ---------------------------------------------------------------------------
@@ -413,6 +424,14 @@ ASSUMPTIONS: tuple[Assumption, ...] = (
                "Between-site correlation of compliance and effect",
                "sites where the offer moves the mediator more are also sites where the mediator matters more",
                "correlation corr(gamma, delta) between sites", lambda d: 0.6, True, _between_site_correlation),
+    Assumption("site_skew", "ix", "between-site distribution, skewed", "Skewed site distribution",
+               "the sites' compliances and effects are skewed (same means and covariance), so the third moments "
+               "E[gamma gamma delta] that the 2SLS limit reads differ from the normal's",
+               "b of z -> sqrt(1 - b^2) z + b (z^2 - 1)/sqrt 2", lambda d: 0.6, True, _site_distribution("skew")),
+    Assumption("site_heavy_tails", "ix", "between-site distribution, heavy-tailed", "Heavy-tailed site distribution",
+               "a few sites have extreme compliances or effects (multivariate t, same covariance): the limits that "
+               "read fourth moments move, and the estimators' finite-sample behaviour with them",
+               "1/nu of the multivariate t", lambda d: 0.2, True, _site_distribution("heavy_tails")),
     Assumption("nonlinear_dependence", "ix", "between-site independence, nonlinear",
                "Nonlinear between-site dependence",
                "the mediator's effect depends on the site's compliance nonlinearly, with zero correlation, which "

@@ -58,6 +58,13 @@ used in one fixed order, so that adding a feature never moves another feature's 
    A path coefficient correlated with the site vector (``[site.correlations]`` naming
    ``path_<from>_<to>``) is C z_site + D z_path (:func:`path_factor`): the same draws,
    combined; without such a correlation the path normal is used as drawn.
+
+Site distributions beyond the normal (``site.skew`` b, ``site.heavy_tails`` 1/nu; both 0 by
+default, and then nothing below is drawn or computed): each of a site's 2P+1 site-vector
+normals and R path normals z becomes sqrt(1 - b^2) z + b (z^2 - 1) / sqrt 2 (skewed, mean 0,
+variance 1) before the loadings; with heavy tails the loaded site vector and path coefficients
+are multiplied by sqrt((nu - 2) / W), W = 2 Gamma(nu / 2) drawn on stream 1 after the site's
+normals (a multivariate t with the same covariance).
 """
 
 from __future__ import annotations
@@ -189,6 +196,8 @@ class KernelPlan(NamedTuple):
     path_rho: np.ndarray  # (R,)
     F_path_site: np.ndarray  # (R, 2P+1) loadings of the path coefficients on the site vector's normals
     F_path: np.ndarray  # (R, R) loadings of the path coefficients on their own normals (identity if uncorrelated)
+    site_df: float  # nu of the multivariate t site distribution (0: normal)
+    site_skew: float  # b of the skewed site distribution (0: normal)
     spill_out: float
     spill_med: np.ndarray  # (P,)
     spill_out_treated: float  # spillover onto the treated's Y per unit share treated
@@ -323,6 +332,7 @@ def plan(sc: Scenario) -> KernelPlan:
         path_person_sd=np.array([r.person_sd for r in paths], float),
         path_rho=np.array([r.effect_correlation for r in paths], float),
         F_path_site=F_path_site, F_path=F_path,
+        site_df=1.0 / sc.site_heavy_tails if sc.site_heavy_tails > 0 else 0.0, site_skew=float(sc.site_skew),
         spill_out=float(sc.spillover_outcome), spill_med=np.array(sc.spillover_mediator, float),
         spill_out_treated=float(sc.spillover_treated_outcome),
         spill_med_treated=np.array(sc.spillover_treated_mediator or (0.0,) * P, float),

@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .rng_nb import fill_double, fill_normal, next_double, standard_normal
+from .rng_nb import fill_double, fill_normal, next_double, standard_gamma, standard_normal
 
 
 @njit(cache=True)
@@ -97,9 +97,17 @@ def draw_sites(states, K, plan):
     z = np.empty(n_draws)
     u = np.empty(Ds)
     z_site = np.empty((K, Ds))  # the site vector's normals, which correlated path coefficients load on
+    nu, skew = plan.site_df, plan.site_skew
+    skew_a = math.sqrt(1.0 - skew * skew)
+    t_scale = np.ones(K)  # sqrt((nu - 2) / W) per site (heavy tails), else 1 (never applied)
     for s in range(K):
         for j in range(n_draws):
             z[j] = standard_normal(rng_site)
+        if skew != 0.0:
+            for j in range(Ds):
+                z[j] = skew_a * z[j] + skew * (z[j] * z[j] - 1.0) / math.sqrt(2.0)
+        if nu > 0.0:
+            t_scale[s] = math.sqrt((nu - 2.0) / (2.0 * standard_gamma(rng_site, 0.5 * nu)))
         for j in range(Ds):
             z_site[s, j] = z[j]
         for i in range(Ds):
@@ -107,6 +115,9 @@ def draw_sites(states, K, plan):
             for j in range(Ds):
                 acc += F_site[i, j] * z[j]
             u[i] = acc
+        if nu > 0.0:
+            for i in range(Ds):
+                u[i] *= t_scale[s]
         for p in range(P):
             if binary[p]:
                 site_params[s, p] = bin_a[p] + bin_tau[p] * u[p]  # latent complier threshold c_ps
@@ -125,12 +136,16 @@ def draw_sites(states, K, plan):
     for s in range(K):
         for r in range(R):
             zp[r] = standard_normal(rng_path)
+            if skew != 0.0:
+                zp[r] = skew_a * zp[r] + skew * (zp[r] * zp[r] - 1.0) / math.sqrt(2.0)
         for r in range(R):
             acc = 0.0
             for j in range(Ds):
                 acc += C[r, j] * z_site[s, j]
             for j in range(R):
                 acc += D[r, j] * zp[j]
+            if nu > 0.0:
+                acc *= t_scale[s]
             path_site[s, r] = path_mean[r] + path_site_sd[r] * acc
     return site_params, base_m, base_y, path_site
 

@@ -134,6 +134,8 @@ class SiteSpec:
     mean: tuple[float, ...]
     sd: tuple[float, ...]
     correlation: tuple[tuple[float, ...], ...]
+    heavy_tails: float = 0.0
+    skew: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,8 @@ class Scenario:
     spec: str  # canonical JSON of the normalised table
     warnings: tuple[str, ...] = ()
     site_path_correlation: tuple[tuple[float, ...], ...] = ()  # the extended site vector's (2P+1+R); () if R = 0
+    site_heavy_tails: float = 0.0  # 1/nu of the multivariate t site distribution (0: normal)
+    site_skew: float = 0.0  # b of the skewed site distribution (0: normal)
     spillover_treated_outcome: float = 0.0
     spillover_treated_mediator: tuple[float, ...] = ()  # () or P values
     interactions: tuple[tuple[int, int, float], ...] = ()  # (p, q, theta_pq), 0-based p < q: Y += theta M_p M_q
@@ -438,13 +442,17 @@ def build(t: dict, source: str) -> Scenario:
         for key in ("compliance_mean", "compliance_sd"):
             del spec_table["site"][key]
     # the newer dials are left out of the spec while off, so a scenario without them keeps its hash
-    spill = spec_table["spillover"] = dict(t["spillover"])
+    spill = spec_table["spillover"] = dict(spec_table["spillover"])
     for key in ("treated_outcome", "treated_mediator"):
         v = spill.get(key, 0.0)
         if not any(x != 0.0 for x in (v if isinstance(v, list) else [v])):
             spill.pop(key, None)
     if not spec_table.get("interactions"):
         spec_table.pop("interactions", None)
+    site_spec = spec_table["site"] = dict(spec_table["site"])
+    for key in ("heavy_tails", "skew"):
+        if site_spec.get(key, 0.0) == 0.0:
+            site_spec.pop(key, None)
     spec = json.dumps(spec_table, sort_keys=True, separators=(",", ":"))
     R_site = correlation_matrix("site", site, P)
     R_person = correlation_matrix("person", person, P)
@@ -494,6 +502,7 @@ def build(t: dict, source: str) -> Scenario:
         spec=spec,
         warnings=warnings,
         site_path_correlation=tuple(tuple(float(x) for x in row) for row in R_ext),
+        site_heavy_tails=site["heavy_tails"], site_skew=site["skew"],
         spillover_treated_outcome=t["spillover"]["treated_outcome"],
         spillover_treated_mediator=tuple(t["spillover"]["treated_mediator"]),
         interactions=tuple((ia["first"] - 1, ia["second"] - 1, ia["coefficient"]) for ia in t.get("interactions", [])),

@@ -100,6 +100,12 @@ SCHEMA: dict[str, Any] = {
         "nonlinear_dependence": _f(0.0, pm=True,
                                    doc="lambda_p: delta_p += lambda_p sd(delta_p) (z_p^2 - 1) / sqrt(2), "
                                        "z_p standardized gamma_p (assumption ix, zero correlation)"),
+        "heavy_tails": _f(0.0, 0.0, 0.25, hi_open=True,
+                          doc="1/nu: the site vector (with the path coefficients) is multivariate t with nu "
+                              "degrees of freedom, scaled to the same covariance (0: normal)"),
+        "skew": _f(0.0, 0.0, 1.0, hi_open=True,
+                   doc="b: each independent normal z of the site vector becomes sqrt(1 - b^2) z + b (z^2 - 1) "
+                       "/ sqrt 2 (mean 0, variance 1, skewed; 0: normal)"),
         "mediator_baseline_sd": _f(0.0, 0.0, pm=True, doc="SD of site means of M_p(0)"),
         "outcome_baseline_sd": _f(0.0, 0.0, doc="SD of site means of Y(0)"),
         "correlations": "site_pairs",

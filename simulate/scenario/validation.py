@@ -526,6 +526,10 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
             if spread == 0.0:
                 raise _err(source, f"site.nonlinear_dependence[{p + 1}]", "needs compliance that varies between sites "
                            "(site.compliance_sd > 0, or binary.complier_share_site_sd > 0 for a binary mediator)")
+    for key in ("heavy_tails", "skew"):
+        if t["site"][key] != 0.0 and any(binary):
+            raise _err(source, f"site.{key}", "applies to continuous mediators only (a binary mediator's complier "
+                                              "shares are calibrated to normal site draws); set it to 0")
     sel = t["selection"]
     if sel["mediator"] > P:
         raise _err(source, "selection.mediator", f"must name a mediator 1..{P}, got {sel['mediator']}")

@@ -45,12 +45,38 @@ def _site_normals(rng, K, d):
     return np.concatenate([half, -half])[:K]
 
 
+def _non_normal(Z, pl, rng, site_cols, path_cols):
+    """The generator's skewed and heavy-tailed transforms of the site and path normals (``simulate.dgp``).
+
+    Skew b: z -> sqrt(1 - b^2) z + b (z^2 - 1) / sqrt 2 for the site vector's and the paths'
+    normals; heavy tails 1/nu: the loaded values are scaled by sqrt((nu - 2) / chi2_nu), returned
+    (None without).  The moment matching of :func:`_site_normals` is then no longer exact, so these
+    limits carry simulation error at every order.
+    """
+    Z = Z.copy()
+    b = pl.site_skew
+    if b != 0.0:
+        a = math.sqrt(1.0 - b * b)
+        for cols in (site_cols, path_cols):
+            z = Z[:, cols]
+            Z[:, cols] = a * z + b * (z * z - 1.0) / math.sqrt(2.0)
+    t_scale = None
+    if pl.site_df > 0.0:
+        t_scale = np.sqrt((pl.site_df - 2.0) / rng.chisquare(pl.site_df, Z.shape[0]))
+    return Z, t_scale
+
+
 def _sites(sc: Scenario, pl, rng, K):
     """Site parameters for K simulated sites (same transformation as the generator)."""
     L = Layout.of(sc)
     site_cols, path_cols, base_cols = L.truth_site_columns
     Z = _site_normals(rng, K, L.truth_site_draws)
+    t_scale = None
+    if pl.site_skew != 0.0 or pl.site_df > 0.0:  # a site distribution beyond the normal (as the generator's)
+        Z, t_scale = _non_normal(Z, pl, rng, site_cols, path_cols)
     U = Z[:, site_cols] @ pl.F_site.T
+    if t_scale is not None:
+        U = U * t_scale[:, None]
     gamma = np.empty((K, L.P))
     for p in range(L.P):
         g = L.site_compliance(p)
@@ -67,6 +93,8 @@ def _sites(sc: Scenario, pl, rng, K):
         beta = pl.path_mean + pl.path_site_sd * (Z[:, site_cols] @ C.T + Z[:, path_cols] @ D.T)
     else:
         beta = pl.path_mean + pl.path_site_sd * Z[:, path_cols]
+    if t_scale is not None:
+        beta = pl.path_mean + (beta - pl.path_mean) * t_scale[:, None]
     base_m = pl.med_base_sd * Z[:, base_cols]
     return gamma, delta, kappa, beta, base_m
 
