@@ -111,8 +111,9 @@ mean = 0.3
 """)
     assert [(r.source, r.target) for r in three.paths] == [(0, 1), (1, 2)]
     sc = two()
-    spec = sc.to_dict()
-    assert "interactions" not in spec and "treated_outcome" not in spec["spillover"]
+    assert '"interactions"' not in sc.spec and "treated_outcome" not in sc.spec
+    full = sc.to_dict()  # the normalised table, every default filled in
+    assert full["interactions"] == [] and full["spillover"]["treated_outcome"] == 0.0
     assert two(rest="[spillover]\ntreated_outcome = 0.0").hash == sc.hash
     assert two(rest="[spillover]\ntreated_outcome = 0.1").hash != sc.hash
     assert from_dict(sc.to_dict()).hash == sc.hash

@@ -292,8 +292,21 @@ class Scenario:
         return hashlib.sha256(self.spec.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
-        """The normalised table (every default filled in), suitable for ``tomli_w``/JSON."""
-        return json.loads(self.spec)
+        """The normalised table (every default filled in), suitable for ``tomli_w``/JSON.
+
+        The newer dials that :func:`build` leaves out of ``spec`` while they are off (so that a
+        scenario without them keeps its hash) are filled in with their defaults here.
+        """
+        d = json.loads(self.spec)
+        P = self.n_mediators
+        spill = d.setdefault("spillover", {})
+        spill.setdefault("treated_outcome", 0.0)
+        spill.setdefault("treated_mediator", [0.0] * P)
+        site = d.setdefault("site", {})
+        site.setdefault("heavy_tails", 0.0)
+        site.setdefault("skew", 0.0)
+        d.setdefault("interactions", [])
+        return d
 
     def dose(self, p: int) -> np.ndarray:
         """g_p(t) = t + c_p t (t - 1) for t = 0..L (assumption iii)."""
