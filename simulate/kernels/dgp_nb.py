@@ -69,6 +69,46 @@ def draw_sizes(states, plan):
     return sizes, counts
 
 
+@njit(inline="always")
+def skewed(z, b, a):
+    """The skewed family's variate a z + b (z^2 - 1) / sqrt 2 of a standard normal z (a = sqrt(1 - b^2))."""
+    return a * z + b * (z * z - 1.0) / math.sqrt(2.0)
+
+
+@njit(cache=True)
+def draw_path_coefficients(rng_path, K, z_site, t_scale, plan):
+    """The site path coefficients (K, R): beta_rs = mean_r + sd_r (C_r z_site + D_r z_path), z_path on stream 5.
+
+    C = 0 and D = I unless a path is correlated with the site vector (then every sum adds
+    exact zeros otherwise, so the coefficients are the ones drawn before paths could correlate).
+    With a skewed site distribution the path normals are skewed as the site vector's are; with
+    heavy tails the standardized coefficient is scaled by the site's ``t_scale``.
+    """
+    C, D = plan.F_path_site, plan.F_path
+    path_mean, path_site_sd = plan.path_mean, plan.path_site_sd
+    nu, skew = plan.site_df, plan.site_skew
+    skew_a = math.sqrt(1.0 - skew * skew)
+    Ds = C.shape[1]
+    R = path_mean.shape[0]
+    path_site = np.empty((K, R))
+    zp = np.empty(R)
+    for s in range(K):
+        for r in range(R):
+            zp[r] = standard_normal(rng_path)
+            if skew != 0.0:
+                zp[r] = skewed(zp[r], skew, skew_a)
+        for r in range(R):
+            acc = 0.0
+            for j in range(Ds):
+                acc += C[r, j] * z_site[s, j]
+            for j in range(R):
+                acc += D[r, j] * zp[j]
+            if nu > 0.0:
+                acc *= t_scale[s]
+            path_site[s, r] = path_mean[r] + path_site_sd[r] * acc
+    return path_site
+
+
 @njit(cache=True)
 def draw_sites(states, K, plan):
     """Site parameters (K, 2P+1), mediator and outcome baselines, path coefficients' site means.
@@ -81,15 +121,12 @@ def draw_sites(states, K, plan):
     F_site, site_mean, site_sd, nonlinear = plan.F_site, plan.site_mean, plan.site_sd, plan.nonlinear
     binary, bin_a, bin_tau = plan.binary, plan.bin_a, plan.bin_tau
     med_base_sd, out_base_sd = plan.med_base_sd, plan.out_base_sd
-    path_mean, path_site_sd = plan.path_mean, plan.path_site_sd
     E = plan.site_effect_at
     kap = plan.site_direct_at
     B, BY = plan.baseline_at, plan.baseline_outcome_at
     rng_site = states[1]
-    rng_path = states[5]
     P = binary.shape[0]
     Ds = F_site.shape[0]
-    R = path_mean.shape[0]
     n_draws = plan.site_draws
     site_params = np.empty((K, Ds))
     base_m = np.empty((K, P))
@@ -105,7 +142,7 @@ def draw_sites(states, K, plan):
             z[j] = standard_normal(rng_site)
         if skew != 0.0:
             for j in range(Ds):
-                z[j] = skew_a * z[j] + skew * (z[j] * z[j] - 1.0) / math.sqrt(2.0)
+                z[j] = skewed(z[j], skew, skew_a)
         if nu > 0.0:
             t_scale[s] = math.sqrt((nu - 2.0) / (2.0 * standard_gamma(rng_site, 0.5 * nu)))
         for j in range(Ds):
@@ -128,25 +165,7 @@ def draw_sites(states, K, plan):
             base_m[s, p] = med_base_sd[p] * z[B + p]
         site_params[s, kap] = site_mean[kap] + site_sd[kap] * u[kap]
         base_y[s] = out_base_sd * z[BY]
-    # path coefficients: beta_rs = mean_r + sd_r (C_r z_site + D_r z_path) with C = 0, D = I unless a
-    # path is correlated with the site vector (then every sum below adds exact zeros otherwise)
-    C, D = plan.F_path_site, plan.F_path
-    path_site = np.empty((K, R))
-    zp = np.empty(R)
-    for s in range(K):
-        for r in range(R):
-            zp[r] = standard_normal(rng_path)
-            if skew != 0.0:
-                zp[r] = skew_a * zp[r] + skew * (zp[r] * zp[r] - 1.0) / math.sqrt(2.0)
-        for r in range(R):
-            acc = 0.0
-            for j in range(Ds):
-                acc += C[r, j] * z_site[s, j]
-            for j in range(R):
-                acc += D[r, j] * zp[j]
-            if nu > 0.0:
-                acc *= t_scale[s]
-            path_site[s, r] = path_mean[r] + path_site_sd[r] * acc
+    path_site = draw_path_coefficients(states[5], K, z_site, t_scale, plan)
     return site_params, base_m, base_y, path_site
 
 
