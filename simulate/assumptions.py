@@ -183,7 +183,7 @@ def _mediator_paths(d: Design, v: float):
     if not free:
         listed = ", ".join(f"{a} -> {b}" for a, b in sorted(joined))
         return (f"the design's own paths ({listed}) leave no pair of mediators that can take another "
-                "(chains of paths are not supported)")
+                "(the dial adds a path that forms no chain, so that a design's numbers stay comparable)")
     a, b = free[0]
 
     def extra(r):
@@ -193,6 +193,54 @@ def _mediator_paths(d: Design, v: float):
     return d.plan([f"paths[{k}].mean", f"paths[{k}].person_sd"], [v, v],
                   changes=[f"a path from mediator {a} to mediator {b} whose mean and person SD grow with the "
                            "dial, correlation 0.5 with the later mediator's effect"], extra=extra)
+
+
+def _path_site_correlation(d: Design, v: float):
+    if d.P < 2 or not [p for p in d.continuous if p >= 1]:
+        return "needs a second, continuous mediator"
+    have = d.raw.get("paths", [])
+    fed = [(k, pa) for k, pa in enumerate(have) if isinstance(pa, dict) and pa.get("to", 0) - 1 in d.continuous]
+    changes: list[str] = []
+    if fed:  # the design's own first path into a continuous mediator, given a site SD if it has none
+        k, pa = fed[0]
+        a, b = pa["from"], pa["to"]
+        site_sd = pa.get("site_sd", 0.0) or 0.3
+        if not pa.get("site_sd"):
+            changes.append(f"the design's path {a} -> {b} given a between-site SD of {site_sd:g} (zero in the design)")
+    else:
+        b = next(p + 1 for p in d.continuous if p >= 1)
+        a, k, site_sd = 1, len(have), 0.3
+        changes.append(f"a path from mediator {a} to mediator {b} with mean 0.5 and between-site SD 0.3")
+    effect_changes, effect_extra = _site_effect_sd(d)
+    changes += effect_changes
+    changes.append(f"the sites' path coefficient {a} -> {b} correlates with their effect of mediator {b}")
+
+    def extra(r):
+        effect_extra(r)
+        paths = r.setdefault("paths", [])
+        if k == len(paths):
+            paths.append({"from": a, "to": b, "mean": 0.5, "site_sd": site_sd})
+        else:
+            paths[k] = dict(paths[k], site_sd=site_sd)
+    return d.plan([f"site.correlations.path_{a}_{b}:effect_{b}"], [v], changes=changes, extra=extra)
+
+
+def _spillover_treated(d: Design, v: float):
+    return d.plan(["spillover.treated_outcome"], [v])
+
+
+def _mediator_interaction(d: Design, v: float):
+    if len(d.continuous) < 2:
+        return "needs two continuous mediators"
+    a, b = d.continuous[0] + 1, d.continuous[1] + 1
+    have = d.raw.get("interactions", [])
+    k = len(have) + 1
+
+    def extra(r):
+        r.setdefault("interactions", []).append({"first": a, "second": b, "coefficient": 0.0})
+    return d.plan([f"interactions[{k}].coefficient"], [v],
+                  changes=[f"an interaction of mediators {a} and {b} in the outcome (Y += theta M_{a} M_{b})"],
+                  extra=extra)
 
 
 def _selection(d: Design, v: float):
@@ -329,6 +377,17 @@ def _cross_dependence(d: Design, v: float):
     return d.plan([CROSS_TERM], [v], changes=changes, extra=extra)
 
 
+def _site_distribution(key):
+    def recipe(d: Design, v: float):
+        if any(d.binary):
+            return "applies to continuous mediators only (binary complier shares are calibrated to normal sites)"
+        if not _varies(d):
+            return "needs compliance that varies between sites"
+        changes, extra = _site_effect_sd(d)
+        return d.plan([f"site.{key}"], [v], changes=changes, extra=extra)
+    return recipe
+
+
 # ---------------------------------------------------------------------------
 # The catalogue
 # ---------------------------------------------------------------------------
@@ -338,6 +397,11 @@ ASSUMPTIONS: tuple[Assumption, ...] = (
                "controls' outcomes move with the share treated in their site (displacement or contamination), "
                "so the site ITT on the outcome no longer comes only through the mediators",
                "outcome units per unit share treated in the site", lambda d: round(d.itt, 4), True, _spillover),
+    Assumption("spillover_treated", "i", "SUTVA", "Spillovers onto the treated",
+               "the treated's outcomes move with the share treated in their site (crowding or peer effects among "
+               "the treated), which the site ITT on the outcome credits to the mediators",
+               "outcome units per unit share treated in the site", lambda d: round(d.itt, 4), True,
+               _spillover_treated),
     Assumption("direct_effect", "ii", "exclusion", "A direct effect of treatment on the outcome",
                "the offer changes the outcome by a route other than the mediators, and 2SLS through the origin "
                "credits that route to the mediators",
@@ -349,11 +413,20 @@ ASSUMPTIONS: tuple[Assumption, ...] = (
     Assumption("outcome_curvature", "iv", "Y linear in M", "An outcome not linear in the mediators",
                "the outcome responds to the square of a mediator, so the effect of a unit depends on the level",
                "curvature phi of h(m) = m + phi m^2", lambda d: 0.2, True, _outcome_curvature),
+    Assumption("mediator_interaction", "iv", "Y linear in M, no interactions", "Mediators interacting in the outcome",
+               "the effect of one mediator depends on the level of another (Y has an M_p x M_q term)",
+               "coefficient theta of Y += theta M_p M_q", lambda d: 0.2, True, _mediator_interaction),
     Assumption("mediator_paths", "v", "parallel mediators", "One mediator moving another",
                "part of the treatment's effect on a later mediator runs through an earlier one, with person-level "
                "path coefficients that go with the later mediator's effect",
                "path coefficient (mean and person SD), downstream mediator units per upstream unit",
                lambda d: 1.0, True, _mediator_paths),
+    Assumption("path_site_correlation", "v", "parallel mediators, between sites",
+               "A site's path coefficient going with the downstream effect",
+               "sites where one mediator moves another more are also sites where the other matters more, so the "
+               "upstream mediator's instruments carry part of the downstream effect",
+               "correlation corr(beta, delta) between sites of the path coefficient and the downstream effect",
+               lambda d: 0.6, True, _path_site_correlation),
     Assumption("selection", "vi", "ignorable assignment", "Selection into treatment",
                "within sites, persons with higher untreated outcomes are more likely to be treated",
                "probit index strength xi on the standardized Y(0)", lambda d: 1.0, True, _selection),
@@ -374,6 +447,14 @@ ASSUMPTIONS: tuple[Assumption, ...] = (
                "Between-site correlation of compliance and effect",
                "sites where the offer moves the mediator more are also sites where the mediator matters more",
                "correlation corr(gamma, delta) between sites", lambda d: 0.6, True, _between_site_correlation),
+    Assumption("site_skew", "ix", "between-site distribution, skewed", "Skewed site distribution",
+               "the sites' compliances and effects are skewed (same means and covariance), so the third moments "
+               "E[gamma gamma delta] that the 2SLS limit reads differ from the normal's",
+               "b of z -> sqrt(1 - b^2) z + b (z^2 - 1)/sqrt 2", lambda d: 0.6, True, _site_distribution("skew")),
+    Assumption("site_heavy_tails", "ix", "between-site distribution, heavy-tailed", "Heavy-tailed site distribution",
+               "a few sites have extreme compliances or effects (multivariate t, same covariance): the limits that "
+               "read fourth moments move, and the estimators' finite-sample behaviour with them",
+               "1/nu of the multivariate t", lambda d: 0.2, True, _site_distribution("heavy_tails")),
     Assumption("nonlinear_dependence", "ix", "between-site independence, nonlinear",
                "Nonlinear between-site dependence",
                "the mediator's effect depends on the site's compliance nonlinearly, with zero correlation, which "

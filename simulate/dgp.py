@@ -19,8 +19,13 @@ effect_1..P, mediator_1..P, outcome) with the within-site correlation R_person:
     Gamma_pi = gamma_ps + sd(Gamma_p) u^Gamma_pi,   Delta_pi = delta_ps + sd(Delta_p) u^Delta_pi
     M_pi(0)  = E[M_p(0)] + b_ps + sd(M_p) u^M_pi,   Y_i(0) = E[Y(0)] + b_s + sd(Y) u^Y_i
     M_pi     = M_pi(0) + g_p(T_i) Gamma_pi + sum_{paths r -> p} B_ri (M_ri(T_i) - M_ri(0))
-               [+ spillover_p * share treated in site, for controls]
-    Y_i      = Y_i(0) + sum_p Delta_pi h_p(M_pi) + kappa_s T_i  [+ spillover * share treated, controls]
+               [+ spillover_p * share treated in site, for controls; treated_spillover_p * share, treated]
+    Y_i      = Y_i(0) + sum_p Delta_pi h_p(M_pi) + sum_{p<q} theta_pq M_pi M_qi + kappa_s T_i
+               [+ spillover * share treated, controls; treated_spillover * share, treated]
+
+Paths may chain (1 -> 2 -> 3): M_ri(T_i) - M_ri(0) is the source's whole change, its own
+paths included.  A path's site coefficient beta_rs is a component of the site vector
+(``path_<from>_<to>``), so it may correlate with compliances, effects or the direct effect.
 
 with g_p(t) = t + c_p t (t - 1) and h_p(m) = m + phi_p m^2.
 
@@ -52,6 +57,16 @@ used in one fixed order, so that adding a feature never moves another feature's 
 3. assignment: per person, one normal e_i;
 4. binary: per person, per binary mediator, v (and w with 3+ arms);
 5. paths: K x R site normals, then per person per path (paths ordered by target).
+   A path coefficient correlated with the site vector (``[site.correlations]`` naming
+   ``path_<from>_<to>``) is C z_site + D z_path (:func:`path_factor`): the same draws,
+   combined; without such a correlation the path normal is used as drawn.
+
+Site distributions beyond the normal (``site.skew`` b, ``site.heavy_tails`` 1/nu; both 0 by
+default, and then nothing below is drawn or computed): each of a site's 2P+1 site-vector
+normals and R path normals z becomes sqrt(1 - b^2) z + b (z^2 - 1) / sqrt 2 (skewed, mean 0,
+variance 1) before the loadings; with heavy tails the loaded site vector and path coefficients
+are multiplied by sqrt((nu - 2) / W), W = 2 Gamma(nu / 2) drawn on stream 1 after the site's
+normals (a multivariate t with the same covariance).
 """
 
 from __future__ import annotations
@@ -186,8 +201,17 @@ class KernelPlan(NamedTuple):
     path_site_sd: np.ndarray  # (R,)
     path_person_sd: np.ndarray  # (R,)
     path_rho: np.ndarray  # (R,)
+    F_path_site: np.ndarray  # (R, 2P+1) loadings of the path coefficients on the site vector's normals
+    F_path: np.ndarray  # (R, R) loadings of the path coefficients on their own normals (identity if uncorrelated)
+    site_df: float  # nu of the multivariate t site distribution (0: normal)
+    site_skew: float  # b of the skewed site distribution (0: normal)
     spill_out: float
     spill_med: np.ndarray  # (P,)
+    spill_out_treated: float  # spillover onto the treated's Y per unit share treated
+    spill_med_treated: np.ndarray  # (P,) onto the treated's M_p
+    inter_first: np.ndarray  # (I,) int64, mediator interactions in Y: Y += theta M_first M_second
+    inter_second: np.ndarray  # (I,) int64
+    inter_theta: np.ndarray  # (I,)
     shares: np.ndarray  # (K, arms)
     complete: bool
     thresholds: np.ndarray  # (K, arms - 1), Bernoulli only
@@ -260,6 +284,41 @@ def cross_dependence_plan(sc: Scenario) -> dict:
             "cross_b": b, "cross_coef": coef, "cross_centre": centre}
 
 
+def path_factor(sc: Scenario, F_site: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (C, D) of the extended site factor that give the path coefficients' normals.
+
+    The extended site vector (site components, then the R path coefficients, :mod:`simulate.layout`)
+    has the correlation [[R_ss, R_sp'], [R_sp, R_pp]] (``sc.site_path_correlation``).  With
+    F_site F_site' = R_ss, the block factor [[F_site, 0], [C, D]] has C = R_sp (F_site')^+ and
+    D D' = R_pp - C C' (the Schur complement), so the site components keep their loadings and
+    path r's standardized coefficient is C_r z_site + D_r z_path.  Without a path correlation
+    C = 0 and D = I exactly, and the path normals are used as they are drawn.
+
+    Parameters
+    ----------
+    sc : Scenario
+    F_site : numpy.ndarray
+        The factor of the site correlation, (2P+1, 2P+1).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        C (R, 2P+1) and D (R, R).
+    """
+    R = len(sc.paths)
+    Ds = F_site.shape[0]
+    C = np.zeros((R, Ds))
+    D = np.eye(R)
+    if R == 0 or not sc.site_path_correlation:
+        return C, D
+    Rx = np.array(sc.site_path_correlation, float)
+    Rsp, Rpp = Rx[Ds:, :Ds], Rx[Ds:, Ds:]
+    if not Rsp.any() and np.array_equal(Rpp, np.eye(R)):
+        return C, D
+    C = Rsp @ np.linalg.pinv(F_site).T
+    return C, psd_factor(Rpp - C @ C.T)
+
+
 def plan(sc: Scenario) -> KernelPlan:
     """Kernel constants of a scenario.
 
@@ -287,8 +346,10 @@ def plan(sc: Scenario) -> KernelPlan:
     xi = sc.selection_strength
     cum = np.cumsum(shares, axis=1)[:, :-1]
     thresholds = special.ndtri(np.clip(cum, 0, 1)) * np.sqrt(1.0 + xi * xi)
+    F_site = psd_factor(np.array(sc.site_correlation, float))
+    F_path_site, F_path = path_factor(sc, F_site)
     return KernelPlan(
-        F_site=psd_factor(np.array(sc.site_correlation, float)),
+        F_site=F_site,
         site_mean=site_mean, site_sd=site_sd,
         nonlinear=lam * site_sd[L.site_effects] / np.sqrt(2.0),
         **cross_dependence_plan(sc),
@@ -307,7 +368,14 @@ def plan(sc: Scenario) -> KernelPlan:
         path_site_sd=np.array([r.site_sd for r in paths], float),
         path_person_sd=np.array([r.person_sd for r in paths], float),
         path_rho=np.array([r.effect_correlation for r in paths], float),
+        F_path_site=F_path_site, F_path=F_path,
+        site_df=1.0 / sc.site_heavy_tails if sc.site_heavy_tails > 0 else 0.0, site_skew=float(sc.site_skew),
         spill_out=float(sc.spillover_outcome), spill_med=np.array(sc.spillover_mediator, float),
+        spill_out_treated=float(sc.spillover_treated_outcome),
+        spill_med_treated=np.array(sc.spillover_treated_mediator or (0.0,) * P, float),
+        inter_first=np.array([ia[0] for ia in sc.interactions], np.int64),
+        inter_second=np.array([ia[1] for ia in sc.interactions], np.int64),
+        inter_theta=np.array([ia[2] for ia in sc.interactions], float),
         shares=shares, complete=sc.assignment == "complete", thresholds=thresholds,
         size_lo=int(sc.n_per_site_range[0]) if sc.n_per_site_range else 0,
         size_hi=int(sc.n_per_site_range[1]) if sc.n_per_site_range else 0,

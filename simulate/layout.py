@@ -18,18 +18,42 @@ uncorrelated draws in the generator (the 2P + 1 site normals, then one baseline 
 per mediator, then the outcome's baseline: canonical draw order step 1) and, for the
 truth's Gaussian moments, the person vector extended by one independent normal per
 mediator-to-mediator path.
+
+The site vector is extended, in the same way, by one component per path: its site-level
+coefficient beta_rs, named ``path_<from>_<to>`` (1-based mediators, e.g. ``path_1_2``), so
+that ``[site.correlations]`` can correlate a site's path coefficient with its compliances,
+effects or direct effect (``"path_1_2:effect_2" = 0.5``).  The extended site vector is
+``compliance_1..P, effect_1..P, direct_effect, path_1..R`` (length 2P + 1 + R, paths in the
+scenario's order: by target, then source); the generator draws the first 2P + 1 from the
+site stream and the R path normals from the path stream, so a scenario without path
+correlations draws exactly what it drew before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Layout", "SITE_COMPONENTS", "PERSON_COMPONENTS"]
+__all__ = ["Layout", "SITE_COMPONENTS", "PERSON_COMPONENTS", "path_name"]
 
 SITE_COMPONENTS = ("compliance", "effect")
 """The per-mediator blocks of the site vector, in order (``direct_effect`` follows them)."""
 PERSON_COMPONENTS = ("compliance", "effect", "mediator")
 """The per-mediator blocks of the person vector, in order (``outcome`` follows them)."""
+
+
+def path_name(source: int, target: int) -> str:
+    """The site component name of the path from mediator ``source`` to ``target`` (0-based): ``path_1_2``.
+
+    Parameters
+    ----------
+    source, target : int
+        The path's mediators, 0-based.
+
+    Returns
+    -------
+    str
+    """
+    return f"path_{source + 1}_{target + 1}"
 
 
 @dataclass(frozen=True)
@@ -41,8 +65,11 @@ class Layout:
     n_mediators : int
         P, the number of mediators.
     n_paths : int
-        R, the number of mediator-to-mediator paths (only the truth's extended person
-        vector and the truth's site draws depend on it).
+        R, the number of mediator-to-mediator paths (only the extended site vector, the
+        truth's extended person vector and the truth's site draws depend on it).
+    path_ends : tuple of (int, int), optional
+        The paths' (source, target) mediators, 0-based, in the scenario's order (they name
+        the path components); default: R unnamed paths ``path_r<r>``.
 
     Examples
     --------
@@ -55,10 +82,13 @@ class Layout:
 
     n_mediators: int
     n_paths: int = 0
+    path_ends: tuple = ()
 
     def __post_init__(self):
         if self.n_mediators < 1 or self.n_paths < 0:
             raise ValueError(f"a layout needs P >= 1 and R >= 0, got P = {self.n_mediators}, R = {self.n_paths}")
+        if self.path_ends and len(self.path_ends) != self.n_paths:
+            raise ValueError(f"path_ends names {len(self.path_ends)} paths, the layout has R = {self.n_paths}")
 
     @classmethod
     def of(cls, sc) -> Layout:
@@ -72,7 +102,7 @@ class Layout:
         -------
         Layout
         """
-        return cls(sc.n_mediators, len(sc.paths))
+        return cls(sc.n_mediators, len(sc.paths), tuple((r.source, r.target) for r in sc.paths))
 
     @property
     def P(self) -> int:
@@ -107,6 +137,33 @@ class Layout:
     def site_effects(self) -> slice:
         """The slice of the P site effects."""
         return slice(self.n_mediators, 2 * self.n_mediators)
+
+    # -- the extended site vector: ..., direct_effect, path_1..R ------------------------
+    def site_path(self, r: int) -> int:
+        """Index of path r's site coefficient beta_rs in the extended site vector (after direct_effect)."""
+        return self.site_size + r
+
+    @property
+    def site_paths(self) -> slice:
+        """The slice of the R path coefficients in the extended site vector."""
+        return slice(self.site_size, self.site_size + self.n_paths)
+
+    @property
+    def site_extended_size(self) -> int:
+        """Length of the site vector extended by the path coefficients, 2P + 1 + R."""
+        return self.site_size + self.n_paths
+
+    @property
+    def path_names(self) -> tuple[str, ...]:
+        """The path components' names, in the scenario's order (``path_1_2``)."""
+        if self.path_ends:
+            return tuple(path_name(a, b) for a, b in self.path_ends)
+        return tuple(f"path_r{r + 1}" for r in range(self.n_paths))
+
+    @property
+    def site_extended_names(self) -> tuple[str, ...]:
+        """The extended site vector's names: the site components, then the paths."""
+        return self.site_names + self.path_names
 
     # -- the person vector: compliance_1..P, effect_1..P, mediator_1..P, outcome -----
     def person_compliance(self, p: int) -> int:

@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .rng_nb import fill_double, fill_normal, next_double, standard_normal
+from .rng_nb import fill_double, fill_normal, next_double, standard_gamma, standard_normal
 
 
 @njit(cache=True)
@@ -69,41 +69,94 @@ def draw_sizes(states, plan):
     return sizes, counts
 
 
+@njit(inline="always")
+def skewed(z, b, a):
+    """The skewed family's variate a z + b (z^2 - 1) / sqrt 2 of a standard normal z (a = sqrt(1 - b^2))."""
+    return a * z + b * (z * z - 1.0) / math.sqrt(2.0)
+
+
+@njit(cache=True)
+def draw_path_coefficients(rng_path, K, z_site, t_scale, plan):
+    """The site path coefficients (K, R): beta_rs = mean_r + sd_r (C_r z_site + D_r z_path), z_path on stream 5.
+
+    C = 0 and D = I unless a path is correlated with the site vector (then every sum adds
+    exact zeros otherwise, so the coefficients are the ones drawn before paths could correlate).
+    With a skewed site distribution the path normals are skewed as the site vector's are; with
+    heavy tails the standardized coefficient is scaled by the site's ``t_scale``.
+    """
+    C, D = plan.F_path_site, plan.F_path
+    path_mean, path_site_sd = plan.path_mean, plan.path_site_sd
+    nu, skew = plan.site_df, plan.site_skew
+    skew_a = math.sqrt(1.0 - skew * skew)
+    Ds = C.shape[1]
+    R = path_mean.shape[0]
+    path_site = np.empty((K, R))
+    zp = np.empty(R)
+    for s in range(K):
+        for r in range(R):
+            zp[r] = standard_normal(rng_path)
+            if skew != 0.0:
+                zp[r] = skewed(zp[r], skew, skew_a)
+        for r in range(R):
+            acc = 0.0
+            for j in range(Ds):
+                acc += C[r, j] * z_site[s, j]
+            for j in range(R):
+                acc += D[r, j] * zp[j]
+            if nu > 0.0:
+                acc *= t_scale[s]
+            path_site[s, r] = path_mean[r] + path_site_sd[r] * acc
+    return path_site
+
+
 @njit(cache=True)
 def draw_sites(states, K, plan):
     """Site parameters (K, 2P+1), mediator and outcome baselines, path coefficients' site means.
 
     A site's ``plan.site_draws`` normals (stream 1): the site vector's, then the P mediator
     baselines from ``plan.baseline_at`` on, then the outcome's at ``plan.baseline_outcome_at``.
+    The path coefficients' R normals per site come from stream 5 and load on the site vector's
+    normals through ``plan.F_path_site`` (``simulate.dgp.path_factor``).
     """
     F_site, site_mean, site_sd, nonlinear = plan.F_site, plan.site_mean, plan.site_sd, plan.nonlinear
     binary, bin_a, bin_tau = plan.binary, plan.bin_a, plan.bin_tau
     cross_effect, cross_a, cross_b = plan.cross_effect, plan.cross_a, plan.cross_b
     cross_coef, cross_centre = plan.cross_coef, plan.cross_centre
     med_base_sd, out_base_sd = plan.med_base_sd, plan.out_base_sd
-    path_mean, path_site_sd = plan.path_mean, plan.path_site_sd
     E = plan.site_effect_at
     kap = plan.site_direct_at
     B, BY = plan.baseline_at, plan.baseline_outcome_at
     rng_site = states[1]
-    rng_path = states[5]
     P = binary.shape[0]
     Ds = F_site.shape[0]
-    R = path_mean.shape[0]
     n_draws = plan.site_draws
     site_params = np.empty((K, Ds))
     base_m = np.empty((K, P))
     base_y = np.empty(K)
     z = np.empty(n_draws)
     u = np.empty(Ds)
+    z_site = np.empty((K, Ds))  # the site vector's normals, which correlated path coefficients load on
+    nu, skew = plan.site_df, plan.site_skew
+    skew_a = math.sqrt(1.0 - skew * skew)
+    t_scale = np.ones(K)  # sqrt((nu - 2) / W) per site (heavy tails), else 1 (never applied)
     for s in range(K):
         for j in range(n_draws):
             z[j] = standard_normal(rng_site)
+        if skew != 0.0:
+            for j in range(Ds):
+                z[j] = skewed(z[j], skew, skew_a)
+        if nu > 0.0:
+            t_scale[s] = math.sqrt((nu - 2.0) / (2.0 * standard_gamma(rng_site, 0.5 * nu)))
+        for j in range(Ds):
+            z_site[s, j] = z[j]
         for i in range(Ds):
             acc = 0.0
             for j in range(Ds):
                 acc += F_site[i, j] * z[j]
             u[i] = acc
+        if nu > 0.0:
+            for i in range(Ds):
+                u[i] *= t_scale[s]
         for p in range(P):
             if binary[p]:
                 site_params[s, p] = bin_a[p] + bin_tau[p] * u[p]  # latent complier threshold c_ps
@@ -117,10 +170,7 @@ def draw_sites(states, K, plan):
             site_params[s, e] = site_params[s, e] + cross_coef[k] * (u[cross_a[k]] * u[cross_b[k]] - cross_centre[k])
         site_params[s, kap] = site_mean[kap] + site_sd[kap] * u[kap]
         base_y[s] = out_base_sd * z[BY]
-    path_site = np.empty((K, R))
-    for s in range(K):
-        for r in range(R):
-            path_site[s, r] = path_mean[r] + path_site_sd[r] * standard_normal(rng_path)
+    path_site = draw_path_coefficients(states[5], K, z_site, t_scale, plan)
     return site_params, base_m, base_y, path_site
 
 
@@ -297,6 +347,7 @@ def binary_mediator(p, s, n, slot, share, plan, sites, buffers, out):
     eff_site = site_params[s, plan.site_effect_at + p]
     d_top = dose[p, arms - 1]
     spill = plan.spill_med[p] * share
+    spill_t = plan.spill_med_treated[p] * share
     eff_sd, effect_shift, phi = plan.eff_sd[p], plan.effect_shift, plan.phi[p]
     for i in range(n):
         t = a[i]
@@ -321,6 +372,8 @@ def binary_mediator(p, s, n, slot, share, plan, sites, buffers, out):
         m = mt
         if t == 0:
             m += spill
+        elif spill_t != 0.0:
+            m += spill_t
         d_eff = eff_site + eff_sd * U[UD + p, i] + effect_shift[p, ty]
         ptype[i, p] = ty
         M[i, p] = m
@@ -344,6 +397,7 @@ def continuous_mediator(p, s, n, share, plan, sites, buffers, out):
     eff_site = site_params[s, plan.site_effect_at + p]
     d_top = dose[p, arms - 1]
     spill = plan.spill_med[p] * share
+    spill_t = plan.spill_med_treated[p] * share
     eff_sd, phi = plan.eff_sd[p], plan.phi[p]
     gam_site = site_params[s, p]
     m_site = plan.med_mean[p] + base_m[s, p]
@@ -366,6 +420,8 @@ def continuous_mediator(p, s, n, share, plan, sites, buffers, out):
         m = m0 + ch
         if t == 0:
             m += spill
+        elif spill_t != 0.0:
+            m += spill_t
         d_eff = eff_site + eff_sd * U[UD + p, i]
         ptype[i, p] = -1
         M[i, p] = m
@@ -408,13 +464,21 @@ def site_block(s, n, states, counts_s, thresholds_s, sites, plan, buffers, out):
             slot += 2 if arms > 2 else 1
         else:
             continuous_mediator(p, s, n, share, plan, sites, buffers, out)
+    M = out[1]
+    inter_first, inter_second, inter_theta = plan.inter_first, plan.inter_second, plan.inter_theta
+    for k in range(inter_theta.shape[0]):  # mediator interactions in Y (none: nothing is added)
+        ip, iq, th = inter_first[k], inter_second[k], inter_theta[k]
+        for i in range(n):
+            Y[i] += th * M[i, ip] * M[i, iq]
     a = out[0]
-    kap, spill_out = plan.site_direct_at, plan.spill_out
+    kap, spill_out, spill_out_t = plan.site_direct_at, plan.spill_out, plan.spill_out_treated
     for i in range(n):
         t = a[i]
         y = Y[i] + site_params[s, kap] * t
         if t == 0:
             y += spill_out * share
+        elif spill_out_t != 0.0:
+            y += spill_out_t * share
         Y[i] = y
     return share
 

@@ -155,6 +155,24 @@ def standard_normal(s):
 
 
 @njit(cache=True)
+def standard_gamma(s, shape):
+    """A Gamma(shape, 1) variate, shape >= 1 (Marsaglia & Tsang 2000: one normal and one uniform per try)."""
+    d = shape - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    while True:
+        x = standard_normal(s)
+        v = 1.0 + c * x
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        u = next_double(s)
+        if u < 1.0 - 0.0331 * x * x * x * x:
+            return d * v
+        if u > 0.0 and math.log(u) < 0.5 * x * x + d * (1.0 - v + math.log(v)):
+            return d * v
+
+
+@njit(cache=True)
 def fill_normal(s, out):
     """Fill ``out`` (1-d, contiguous) with standard normals from state row ``s``.
 

@@ -18,6 +18,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ..layout import path_name
 from .schema import SCHEMA, Field, _component_names
 
 __all__ = ["Path_", "Scenario", "Pairs", "TreatmentSpec", "MediatorsSpec", "SiteSpec", "PersonSpec", "BinarySpec",
@@ -134,6 +135,8 @@ class SiteSpec:
     sd: tuple[float, ...]
     correlation: tuple[tuple[float, ...], ...]
     cross_dependence: Pairs = Pairs()  # [site.cross_dependence]: "effect_p:compliance_q:compliance_r" = lambda
+    heavy_tails: float = 0.0
+    skew: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -183,10 +186,12 @@ class SelectionSpec:
 
 @dataclass(frozen=True)
 class SpilloverSpec:
-    """``[spillover]``: spillovers onto controls."""
+    """``[spillover]``: spillovers onto controls (``outcome``, ``mediator``) and onto the treated."""
 
     outcome: float
     mediator: tuple[float, ...]
+    treated_outcome: float = 0.0
+    treated_mediator: tuple[float, ...] = ()
 
 
 def _frozen(value):
@@ -263,6 +268,12 @@ class Scenario:
     # cross-mediator nonlinear dependence (assumption ix): (p, q, r, lambda) adds
     # lambda sd(delta_p) (z_q z_r - corr(z_q, z_r)) / sqrt(1 + corr^2) to delta_p (0-based, q <= r)
     cross_dependence: tuple[tuple[int, int, int, float], ...] = ()
+    site_path_correlation: tuple[tuple[float, ...], ...] = ()  # the extended site vector's (2P+1+R); () if R = 0
+    site_heavy_tails: float = 0.0  # 1/nu of the multivariate t site distribution (0: normal)
+    site_skew: float = 0.0  # b of the skewed site distribution (0: normal)
+    spillover_treated_outcome: float = 0.0
+    spillover_treated_mediator: tuple[float, ...] = ()  # () or P values
+    interactions: tuple[tuple[int, int, float], ...] = ()  # (p, q, theta_pq), 0-based p < q: Y += theta M_p M_q
 
     @property
     def n_mediators(self) -> int:
@@ -285,8 +296,21 @@ class Scenario:
         return hashlib.sha256(self.spec.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
-        """The normalised table (every default filled in), suitable for ``tomli_w``/JSON."""
-        return json.loads(self.spec)
+        """The normalised table (every default filled in), suitable for ``tomli_w``/JSON.
+
+        The newer dials that :func:`build` leaves out of ``spec`` while they are off (so that a
+        scenario without them keeps its hash) are filled in with their defaults here.
+        """
+        d = json.loads(self.spec)
+        P = self.n_mediators
+        spill = d.setdefault("spillover", {})
+        spill.setdefault("treated_outcome", 0.0)
+        spill.setdefault("treated_mediator", [0.0] * P)
+        site = d.setdefault("site", {})
+        site.setdefault("heavy_tails", 0.0)
+        site.setdefault("skew", 0.0)
+        d.setdefault("interactions", [])
+        return d
 
     def dose(self, p: int) -> np.ndarray:
         """g_p(t) = t + c_p t (t - 1) for t = 0..L (assumption iii)."""
@@ -348,18 +372,25 @@ class Scenario:
 
     @cached_property
     def spillover(self) -> SpilloverSpec:
-        """``[spillover]``: ``outcome``, ``mediator``."""
-        return SpilloverSpec(outcome=self.spillover_outcome, mediator=self.spillover_mediator)
+        """``[spillover]``: ``outcome``, ``mediator``, ``treated_outcome``, ``treated_mediator``."""
+        return SpilloverSpec(outcome=self.spillover_outcome, mediator=self.spillover_mediator,
+                             treated_outcome=self.spillover_treated_outcome,
+                             treated_mediator=self.spillover_treated_mediator)
 
 
-def correlation_matrix(level: str, table: dict, P: int) -> np.ndarray:
+def correlation_matrix(level: str, table: dict, P: int, paths=None) -> np.ndarray:
     """Assemble the site- or person-level correlation matrix from convenience fields and pairs.
 
     Site order: compliance_1..P, effect_1..P, direct_effect.
     Person order: compliance_1..P, effect_1..P, mediator_1..P, outcome.
-    Named pairs in ``correlations`` override the convenience fields.
+    Named pairs in ``correlations`` override the convenience fields.  ``paths`` (site level
+    only: the (source, target) mediators of the paths, 0-based, in the scenario's order)
+    extends the site matrix by the path coefficients ``path_<from>_<to>`` (:mod:`simulate.layout`);
+    without it the pairs that name a path are left out.
     """
     names = _component_names(level, P)
+    if level == "site" and paths:
+        names = names + [path_name(a, b) for a, b in paths]
     idx = {n: i for i, n in enumerate(names)}
     R = np.eye(len(names))
 
@@ -378,7 +409,8 @@ def correlation_matrix(level: str, table: dict, P: int) -> np.ndarray:
             put(f"mediator_{p + 1}", "outcome", table["confounding"][p])
     for key, v in table["correlations"].items():
         a, b = key.split(":")
-        put(a, b, v)
+        if a in idx and b in idx:
+            put(a, b, v)
     return R
 
 
@@ -429,9 +461,24 @@ def build(t: dict, source: str) -> Scenario:
             del spec_table["person"][key]
         for key in ("compliance_mean", "compliance_sd"):
             del spec_table["site"][key]
+    # the newer dials are left out of the spec while off, so a scenario without them keeps its hash
+    spill = spec_table["spillover"] = dict(spec_table["spillover"])
+    for key in ("treated_outcome", "treated_mediator"):
+        v = spill.get(key, 0.0)
+        if not any(x != 0.0 for x in (v if isinstance(v, list) else [v])):
+            spill.pop(key, None)
+    if not spec_table.get("interactions"):
+        spec_table.pop("interactions", None)
+    site_spec = spec_table["site"] = dict(spec_table["site"])
+    for key in ("heavy_tails", "skew"):
+        if site_spec.get(key, 0.0) == 0.0:
+            site_spec.pop(key, None)
     spec = json.dumps(spec_table, sort_keys=True, separators=(",", ":"))
     R_site = correlation_matrix("site", site, P)
     R_person = correlation_matrix("person", person, P)
+    path_rows = sorted(t["paths"], key=lambda x: (x["to"], x["from"]))
+    ends = [(pa["from"] - 1, pa["to"] - 1) for pa in path_rows]
+    R_ext = correlation_matrix("site", site, P, ends) if ends else np.zeros((0, 0))
     return Scenario(
         name=t["name"],
         description=t["description"],
@@ -466,7 +513,7 @@ def build(t: dict, source: str) -> Scenario:
         effect_shift=tuple((0.0, b["always_effect_shift"][p], b["never_effect_shift"][p], b["defier_effect_shift"][p])
                            for p in range(P)),
         paths=tuple(Path_(pa["from"] - 1, pa["to"] - 1, pa["mean"], pa["site_sd"], pa["person_sd"],
-                          pa["effect_correlation"]) for pa in sorted(t["paths"], key=lambda x: (x["to"], x["from"]))),
+                          pa["effect_correlation"]) for pa in path_rows),
         selection_strength=t["selection"]["strength"],
         selection_on=t["selection"]["on"],
         selection_mediator=t["selection"]["mediator"] - 1,
@@ -475,6 +522,11 @@ def build(t: dict, source: str) -> Scenario:
         spec=spec,
         warnings=warnings,
         cross_dependence=_cross_terms(site.get("cross_dependence", {})),
+        site_path_correlation=tuple(tuple(float(x) for x in row) for row in R_ext),
+        site_heavy_tails=site["heavy_tails"], site_skew=site["skew"],
+        spillover_treated_outcome=t["spillover"]["treated_outcome"],
+        spillover_treated_mediator=tuple(t["spillover"]["treated_mediator"]),
+        interactions=tuple((ia["first"] - 1, ia["second"] - 1, ia["coefficient"]) for ia in t.get("interactions", [])),
     )
 
 

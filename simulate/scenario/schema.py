@@ -1,7 +1,7 @@
 """The schema of a scenario file: every key it may hold, with its type, default and range.
 
 :data:`SCHEMA` mirrors the TOML tables (``[treatment]``, ``[mediators]``, ``[site]``,
-``[person]``, ``[binary]``, ``[[paths]]``, ``[selection]``, ``[spillover]``, ``[grid]``);
+``[person]``, ``[binary]``, ``[[paths]]``, ``[[interactions]]``, ``[selection]``, ``[spillover]``, ``[grid]``);
 a :class:`Field` is one scalar (or per-mediator, or per-site) entry.  The limits
 (:data:`MAX_PERSONS`, :data:`MAX_GRID_CELLS`, ...) and the names of the components
 of the correlation matrices live here too, since validation, the model and the grid
@@ -100,6 +100,12 @@ SCHEMA: dict[str, Any] = {
         "nonlinear_dependence": _f(0.0, pm=True,
                                    doc="lambda_p: delta_p += lambda_p sd(delta_p) (z_p^2 - 1) / sqrt(2), "
                                        "z_p standardized gamma_p (assumption ix, zero correlation)"),
+        "heavy_tails": _f(0.0, 0.0, 0.25, hi_open=True,
+                          doc="1/nu: the site vector (with the path coefficients) is multivariate t with nu "
+                              "degrees of freedom, scaled to the same covariance (0: normal)"),
+        "skew": _f(0.0, 0.0, 1.0, hi_open=True,
+                   doc="b: each independent normal z of the site vector becomes sqrt(1 - b^2) z + b (z^2 - 1) "
+                       "/ sqrt 2 (mean 0, variance 1, skewed; 0: normal)"),
         "mediator_baseline_sd": _f(0.0, 0.0, pm=True, doc="SD of site means of M_p(0)"),
         "outcome_baseline_sd": _f(0.0, 0.0, doc="SD of site means of Y(0)"),
         "correlations": "site_pairs",
@@ -148,7 +154,16 @@ SCHEMA: dict[str, Any] = {
     "spillover": {
         "outcome": _f(0.0, doc="shift of controls' Y per unit share treated in their site (assumption i)"),
         "mediator": _f(0.0, pm=True, doc="shift of controls' M_p per unit share treated (assumption i)"),
+        "treated_outcome": _f(0.0, doc="shift of the treated's Y per unit share treated in their site (assumption i)"),
+        "treated_mediator": _f(0.0, pm=True, doc="shift of the treated's M_p per unit share treated (assumption i)"),
     },
+    "interactions": [  # array of tables: mediator interactions in Y (assumption iv)
+        {
+            "first": Field("int", None, low=1, doc="the first mediator p (1-based)"),
+            "second": Field("int", None, low=1, doc="the second mediator q (1-based, q > p)"),
+            "coefficient": _f(0.0, doc="theta_pq: Y += theta_pq M_p M_q"),
+        }
+    ],
     "grid": "grid",
 }
 
@@ -159,7 +174,7 @@ _TABLE_DOC = {
     "person": "within-site distribution",
     "binary": "compliance types of binary mediators",
     "selection": "selection into treatment",
-    "spillover": "spillovers onto controls",
+    "spillover": "spillovers onto controls (and the treated)",
 }
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..layout import path_name
 from .model import Scenario, _distinct, arm_counts, build, correlation_matrix
 from .schema import MAX_DEPTH, MAX_MAGNITUDE, MAX_PERSONS, SCHEMA, Field, ScenarioError, _component_names
 
@@ -221,11 +222,12 @@ def normalise(raw: dict, source: str) -> dict:
     P = out["mediators"]["count"]
     out["treatment"] = _normalise_treatment(raw, source, n_sites)
     for table in ("site", "person", "binary", "selection", "spillover"):
-        out[table] = _normalise_table(raw, source, table, P)
+        out[table] = _normalise_table(raw, source, table, P, _raw_path_names(raw) if table == "site" else ())
     out["_given"] = {t: sorted(_table(raw, t, source).keys()) for t in ("binary", "person", "site")}
     out["_lists"] = {f"{t}.{k}" for t in ("mediators", "site", "person", "binary", "spillover")
                      for k, v in _table(raw, t, source).items() if isinstance(v, list)}
     out["paths"] = _normalise_paths(raw, source)
+    out["interactions"] = _normalise_interactions(raw, source)
     _cross_checks(out, source, smallest)
     return out
 
@@ -327,8 +329,21 @@ def _normalise_treatment(raw: dict, source: str, n_sites: int) -> dict:
     return {"arms": arms, "arm_shares": arm_shares, "assignment": assignment}
 
 
-def _normalise_table(raw: dict, source: str, table: str, P: int) -> dict:
-    """A table of scalar and per-mediator fields (``[site]``, ``[person]``, ...), with its named pairs."""
+def _raw_path_names(raw: dict) -> tuple[str, ...]:
+    """The site component names of the file's paths (``path_1_2``), read before the paths are checked."""
+    paths = raw.get("paths", [])
+    if not isinstance(paths, list):
+        return ()
+    return tuple(path_name(pa["from"] - 1, pa["to"] - 1) for pa in paths
+                 if isinstance(pa, dict) and type(pa.get("from")) is int and type(pa.get("to")) is int)
+
+
+def _normalise_table(raw: dict, source: str, table: str, P: int, path_names=()) -> dict:
+    """A table of scalar and per-mediator fields (``[site]``, ``[person]``, ...), with its named pairs.
+
+    ``path_names`` are the extra site components of the file's paths (``path_1_2``), which
+    ``[site.correlations]`` may name.
+    """
     t_raw = _table(raw, table, source)
     t_out: dict[str, Any] = {}
     for key in t_raw:
@@ -344,7 +359,7 @@ def _normalise_table(raw: dict, source: str, table: str, P: int) -> dict:
         else:
             t_out[key] = _check_scalar(source, name, f, v)
     if table in ("site", "person"):
-        t_out["correlations"] = _pairs(source, table, t_raw.get("correlations", {}), P)
+        t_out["correlations"] = _pairs(source, table, t_raw.get("correlations", {}), P, path_names)
     if table == "site":
         t_out["cross_dependence"] = _cross_terms(source, t_raw.get("cross_dependence", {}), P)
     return t_out
@@ -404,6 +419,41 @@ def _check_cross_dependence(t: dict, source: str, binary: list) -> None:
                 raise _err(source, field, f"needs mediator {q + 1}'s compliance to vary between sites "
                                           "(site.compliance_sd > 0, or binary.complier_share_site_sd > 0 for a "
                                           "binary mediator)")
+
+
+def _normalise_interactions(raw: dict, source: str) -> list:
+    """``[[interactions]]``: each interaction's fields, ``first`` and ``second`` required."""
+    i_raw = raw.get("interactions", [])
+    if not isinstance(i_raw, list) or not all(isinstance(x, dict) for x in i_raw):
+        raise _err(source, "interactions", "must be an array of tables: [[interactions]] with first, second, "
+                                           "coefficient")
+    out = []
+    spec = SCHEMA["interactions"][0]
+    for i, ir in enumerate(i_raw):
+        pre = f"interactions[{i + 1}]"
+        for key in ir:
+            if key not in spec:
+                raise _unknown(source, f"{pre}.", key, spec)
+        for req in ("first", "second"):
+            if req not in ir:
+                raise _err(source, f"{pre}.{req}", "is required (a mediator number, 1..P)")
+        out.append({key: _check_scalar(source, f"{pre}.{key}", f, ir.get(key, f.default)) for key, f in spec.items()})
+    return out
+
+
+def _check_interactions(t: dict, source: str) -> None:
+    """Interactions join two different mediators 1..P, first < second, each pair once."""
+    P = t["mediators"]["count"]
+    seen = set()
+    for i, ia in enumerate(t["interactions"]):
+        pre = f"interactions[{i + 1}]"
+        if ia["first"] > P or ia["second"] > P:
+            raise _err(source, pre, f"first and second must name mediators 1..{P}")
+        if ia["first"] >= ia["second"]:
+            raise _err(source, pre, "must name two different mediators with first < second")
+        if (ia["first"], ia["second"]) in seen:
+            raise _err(source, pre, f"a second interaction of mediators {ia['first']} and {ia['second']}")
+        seen.add((ia["first"], ia["second"]))
 
 
 def _normalise_paths(raw: dict, source: str) -> list:
@@ -487,11 +537,11 @@ def _table(raw: dict, name: str, source: str) -> dict:
     return t
 
 
-def _pairs(source: str, level: str, table, P: int) -> dict:
-    """A table of named correlation pairs, e.g. ``"compliance_1:effect_2" = 0.2``."""
+def _pairs(source: str, level: str, table, P: int, extra_names=()) -> dict:
+    """A table of named correlation pairs, e.g. ``"compliance_1:effect_2" = 0.2`` (``extra_names``: path components)."""
     if not isinstance(table, dict):
         raise _err(source, f"{level}.correlations", "must be a table of pairs such as \"compliance_1:effect_1\" = 0.3")
-    names = _component_names(level, P)
+    names = _component_names(level, P) + list(extra_names)
     out = {}
     for key, v in table.items():
         field = f"{level}.correlations.{_clean(key)}"
@@ -527,6 +577,7 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
     _check_binary(t, source, binary)
     Rs, Rp = _check_correlations(t, source, binary)
     _check_paths(t, source, binary)
+    _check_interactions(t, source)
     for p in range(P):
         if t["site"]["nonlinear_dependence"][p] != 0.0:
             spread = t["binary"]["complier_share_site_sd"][p] if binary[p] else t["site"]["compliance_sd"][p]
@@ -534,6 +585,10 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
                 raise _err(source, f"site.nonlinear_dependence[{p + 1}]", "needs compliance that varies between sites "
                            "(site.compliance_sd > 0, or binary.complier_share_site_sd > 0 for a binary mediator)")
     _check_cross_dependence(t, source, binary)
+    for key in ("heavy_tails", "skew"):
+        if t["site"][key] != 0.0 and any(binary):
+            raise _err(source, f"site.{key}", "applies to continuous mediators only (a binary mediator's complier "
+                                              "shares are calibrated to normal site draws); set it to 0")
     sel = t["selection"]
     if sel["mediator"] > P:
         raise _err(source, "selection.mediator", f"must name a mediator 1..{P}, got {sel['mediator']}")
@@ -623,6 +678,12 @@ def _check_correlations(t: dict, source: str, binary: list):
     _psd(source, "site.correlations", Rs, _component_names("site", P))
     Rp = correlation_matrix("person", t["person"], P)
     _psd(source, "person.correlations", Rp, _component_names("person", P))
+    ends = [(pa["from"] - 1, pa["to"] - 1) for pa in sorted(t["paths"], key=lambda x: (x["to"], x["from"]))]
+    if ends and any(":" in k and "path_" in k for k in t["site"]["correlations"]):
+        if any(not (0 <= a < P and 0 <= b < P) for a, b in ends):
+            raise _err(source, "paths", f"from and to must name mediators 1..{P}")
+        names = _component_names("site", P) + [path_name(a, b) for a, b in ends]
+        _psd(source, "site.correlations", correlation_matrix("site", t["site"], P, ends), names)
     for p in range(P):
         if binary[p] and Rp[p, 2 * P + p] != 0.0:
             raise _err(source, f"person.correlations.compliance_{p + 1}:mediator_{p + 1}",
@@ -631,10 +692,9 @@ def _check_correlations(t: dict, source: str, binary: list):
 
 
 def _check_paths(t: dict, source: str, binary: list) -> None:
-    """Paths run from an earlier to a later continuous mediator, once, without chains."""
+    """Paths run from an earlier to a later continuous mediator, once; chains (1 -> 2 -> 3) are allowed."""
     P = t["mediators"]["count"]
     seen = set()
-    targets = {pa["to"] for pa in t["paths"]}
     for i, pa in enumerate(t["paths"]):
         pre = f"paths[{i + 1}]"
         if pa["from"] > P or pa["to"] > P:
@@ -643,9 +703,6 @@ def _check_paths(t: dict, source: str, binary: list) -> None:
             raise _err(source, pre, "must run from an earlier to a later mediator (from < to)")
         if binary[pa["to"] - 1]:
             raise _err(source, f"{pre}.to", "a path cannot end at a binary mediator")
-        if pa["from"] in targets:
-            raise _err(source, f"{pre}.from", f"mediator {pa['from']} receives a path itself; chains of paths are "
-                                              "not supported")
         if (pa["from"], pa["to"]) in seen:
             raise _err(source, pre, f"a second path from {pa['from']} to {pa['to']}")
         seen.add((pa["from"], pa["to"]))
@@ -773,8 +830,17 @@ def _site_no_effect(x: _Inertia) -> None:
                    lambda p: None if site["effect_sd"][p] != 0.0 else ["site.effect_sd"],
                    lambda c, p: x.why(c, p).replace("; set", " (it scales sd(delta)); set", 1))
     sidx = {n: k for k, n in enumerate(_component_names("site", P))}
+    path_sd = {path_name(pa["from"] - 1, pa["to"] - 1): pa["site_sd"] for pa in x.t["paths"]}
     for key, v in site["correlations"].items():
-        a, c = (sidx[n] for n in key.split(":"))
+        names = key.split(":")
+        if any(n in path_sd for n in names):
+            # a path's site coefficient matters when it varies between sites; its partner as below
+            causes = [f"paths[{_path_number(x.t, n)}].site_sd" for n in names if n in path_sd and path_sd[n] == 0.0]
+            causes += [c for n in names if n not in path_sd and sidx[n] != 2 * P for c in (inert(sidx[n]) or [])]
+            if v != 0.0 and causes:
+                raise _err(x.source, f"site.correlations.{key}", x.why(causes))
+            continue
+        a, c = (sidx[n] for n in names)
         if v != 0.0 and 2 * P not in (a, c):
             causes = pair(inert, a, c)
             if causes:
@@ -782,6 +848,11 @@ def _site_no_effect(x: _Inertia) -> None:
     x.per_mediator("site", "mediator_baseline_sd", lambda p: ["mediators.kind"] if binary[p] else None,
                    lambda c, p: f"has no effect on a binary mediator{f' (mediator {p + 1})' if P > 1 else ''}, "
                                 "whose baseline follows [binary]; set it to 0")
+
+
+def _path_number(t: dict, name: str) -> int:
+    """The 1-based place in the file of the path named ``name`` (``path_1_2``)."""
+    return next(i + 1 for i, pa in enumerate(t["paths"]) if path_name(pa["from"] - 1, pa["to"] - 1) == name)
 
 
 def _selection_no_effect(x: _Inertia, Rp: np.ndarray) -> None:

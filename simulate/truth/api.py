@@ -30,6 +30,7 @@ from .limits import (
     quadrature_moments,
     site_moments,
 )
+from .paths import total_effects
 
 __all__ = ["Truth", "truth", "targets", "LIMIT_OF", "TRUTH_SEED", "TRUTH_SITES"]
 
@@ -126,6 +127,7 @@ class Truth:
         if method == "simulation":
             return f"SE {self.se_of(name)[p]:.1e}"
         return "0 (closed form)" if method == "closed form" else f"quadrature ({self.quadrature_error:.0e})"
+    total_effect: tuple[float, ...] = field(default=())  # E[Delta_p + sum_{p -> q} B T_q] (the ATE without paths)
 
     def to_records(self) -> list[dict]:
         """One row per mediator: its estimands and large-sample limits, each limit with its ``_se``."""
@@ -136,6 +138,7 @@ class Truth:
                 "ate": self.ate[p],
                 "late": self.late[p],
                 "compliance_weighted": self.compliance_weighted[p],
+                "total_effect": self.total_effect[p] if self.total_effect else self.ate[p],
                 "compliance_weighted_se": self.se_of("compliance_weighted")[p],
             }
             for lim in LIMIT_FIELDS:
@@ -236,6 +239,7 @@ def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED, meth
         limit_between_intercept_constant_se=float(se["between_intercept"][0]),
         quadrature_nodes=nodes,
         quadrature_error=error,
+        total_effect=total_effects(sc, pl, ate),
     )
 
 
@@ -272,6 +276,20 @@ def _flat(lim: Limits, cw: np.ndarray) -> np.ndarray:
                            cw])
 
 
+def _beyond_quadrature(model: _Model) -> bool:
+    """Cases the quadrature's degree bookkeeping does not cover: they are simulated, with standard errors.
+
+    Site distributions beyond the normal (Gauss-Hermite integrates against the normal), path
+    coefficients correlated with the site components, chains of paths, mediator interactions
+    in Y and spillover onto the treated (the integrand's degree grows with them).
+    """
+    pl, ends = model.pl, model.L.path_ends
+    chained = {to for _, to in ends} & {fr for fr, _ in ends}
+    return bool(pl.site_skew != 0.0 or pl.site_df > 0.0 or pl.F_path_site.any()
+                or not np.array_equal(pl.F_path, np.eye(pl.F_path.shape[0])) or chained
+                or len(pl.inter_theta) or pl.spill_out_treated != 0.0 or np.any(pl.spill_med_treated != 0.0))
+
+
 def _by_quadrature(model: _Model):
     """(moments, nodes, error) by tensor Gauss-Hermite quadrature, or None where it is not possible.
 
@@ -280,6 +298,8 @@ def _by_quadrature(model: _Model):
     ``BINARY_ORDERS`` are tried until two successive ones agree to ``QUADRATURE_TOLERANCE``
     (relative to the limit's size where it exceeds 1); the error is their largest difference.
     """
+    if _beyond_quadrature(model):
+        return None
     design = quadrature_design(model.sc, model.pl)
     if not design.n_binary:
         if design.n_nodes(1) > QUADRATURE_MAX_NODES:
@@ -341,8 +361,9 @@ def targets(tr: Truth, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
     """Per (estimator, mediator): the population targets and the estimator's limit.
 
     Keys of each value: ``ate``, ``late`` (NaN for continuous mediators), ``compliance_weighted``,
-    ``limit``, and the numerical errors ``limit_se`` and ``compliance_weighted_se`` (0 where exact).
-    The between-site intercept row (mediator ``direct_effect``) targets
+    ``limit``, the numerical errors ``limit_se`` and ``compliance_weighted_se`` (0 where exact), and
+    ``total_effect`` (the mediator's effect directly and through the mediators its paths move; the
+    ATE without paths).  The between-site intercept row (mediator ``direct_effect``) targets
     E[kappa], the mean direct effect of one unit of T.
     """
     out = {}
@@ -359,6 +380,7 @@ def targets(tr: Truth, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
                 "limit": getattr(tr, lim)[p] if lim else math.nan,
                 "limit_se": tr.se_of(lim)[p] if lim else math.nan,
                 "compliance_weighted_se": tr.se_of("compliance_weighted")[p],
+                "total_effect": tr.total_effect[p] if tr.total_effect else tr.ate[p],
             }
     out[("between_intercept", "direct_effect")] = {
         "ate": float(sc.site_mean[Layout.of(sc).site_direct]), "late": math.nan, "compliance_weighted": math.nan,

@@ -47,15 +47,42 @@ def _site_normals(rng, K, d):
     return np.concatenate([half, -half])[:K]
 
 
+def _non_normal(Z, pl, rng, site_cols, path_cols):
+    """The generator's skewed and heavy-tailed transforms of the site and path normals (``simulate.dgp``).
+
+    Skew b: z -> sqrt(1 - b^2) z + b (z^2 - 1) / sqrt 2 for the site vector's and the paths'
+    normals; heavy tails 1/nu: the loaded values are scaled by sqrt((nu - 2) / chi2_nu), returned
+    (None without).  The moment matching of :func:`_site_normals` is then no longer exact, so these
+    limits carry simulation error at every order.
+    """
+    Z = Z.copy()
+    b = pl.site_skew
+    if b != 0.0:
+        a = math.sqrt(1.0 - b * b)
+        for cols in (site_cols, path_cols):
+            z = Z[:, cols]
+            Z[:, cols] = a * z + b * (z * z - 1.0) / math.sqrt(2.0)
+    t_scale = None
+    if pl.site_df > 0.0:
+        t_scale = np.sqrt((pl.site_df - 2.0) / rng.chisquare(pl.site_df, Z.shape[0]))
+    return Z, t_scale
+
+
 def _sites(sc: Scenario, pl, rng, K):
     """Site parameters for K simulated sites (same transformation as the generator)."""
     L = Layout.of(sc)
     site_cols, path_cols, base_cols = L.truth_site_columns
     Z = _site_normals(rng, K, L.truth_site_draws)
-    return _site_params(sc, pl, Z[:, site_cols] @ pl.F_site.T, Z[:, path_cols], Z[:, base_cols])
+    t_scale = None
+    if pl.site_skew != 0.0 or pl.site_df > 0.0:  # a site distribution beyond the normal (as the generator's)
+        Z, t_scale = _non_normal(Z, pl, rng, site_cols, path_cols)
+    U = Z[:, site_cols] @ pl.F_site.T
+    if t_scale is not None:
+        U = U * t_scale[:, None]
+    return _site_params(sc, pl, U, Z[:, path_cols], Z[:, base_cols], Zsite=Z[:, site_cols], t_scale=t_scale)
 
 
-def _site_params(sc: Scenario, pl, U, Zpath, Zbase):
+def _site_params(sc: Scenario, pl, U, Zpath, Zbase, Zsite=None, t_scale=None):
     """Site parameters from the standardized site vector U (K, 2P + 1) and the path and baseline normals.
 
     Parameters
@@ -66,6 +93,11 @@ def _site_params(sc: Scenario, pl, U, Zpath, Zbase):
         The standardized site components (correlation ``sc.site_correlation``).
     Zpath, Zbase : ndarray, shapes (K, R) and (K, P)
         Independent standard normals of the path coefficients and the mediator baselines.
+    Zsite : ndarray, shape (K, 2P + 1), optional
+        The site vector's own normals (before its factor), needed when path coefficients are
+        correlated with the site components (``KernelPlan.F_path_site``).
+    t_scale : ndarray, shape (K,), optional
+        The heavy-tailed sites' scale factors (None: normal sites).
 
     Returns
     -------
@@ -87,7 +119,15 @@ def _site_params(sc: Scenario, pl, U, Zpath, Zbase):
         delta[:, e - L.site_effect(0)] += coef * (U[:, a] * U[:, b] - centre)  # cross-mediator dependence
     kap = L.site_direct
     kappa = pl.site_mean[kap] + pl.site_sd[kap] * U[:, kap]
-    beta = pl.path_mean + pl.path_site_sd * Zpath
+    C, D = pl.F_path_site, pl.F_path
+    if C.any() or not np.array_equal(D, np.eye(D.shape[0])):  # path coefficients correlated with the site vector
+        if Zsite is None:
+            raise ValueError("path coefficients correlated with the site components need the site normals")
+        beta = pl.path_mean + pl.path_site_sd * (Zsite @ C.T + Zpath @ D.T)
+    else:
+        beta = pl.path_mean + pl.path_site_sd * Zpath
+    if t_scale is not None:
+        beta = pl.path_mean + (beta - pl.path_mean) * t_scale[:, None]
     base_m = pl.med_base_sd * Zbase
     return gamma, delta, kappa, beta, base_m
 
@@ -148,9 +188,12 @@ class _Model:
         mean_y = np.full(K, pl.out_mean) + pl.out_sd * E(self.u(L.person_outcome, a)) + kappa * t
         if control:
             mean_y = mean_y + pl.spill_out * share
+        elif pl.spill_out_treated != 0.0:
+            mean_y = mean_y + pl.spill_out_treated * share
+        mediator_monos = {}  # continuous p: M_p's monomials (for the interactions)
         for p in range(P):
             g = pl.dose[p]
-            spill = pl.spill_med[p] * share if control else 0.0
+            spill = self._spill(p, control, share)
             Dl = self._effect_form(p, delta, a)
             if binary[p]:
                 if sc.selection_strength != 0.0:
@@ -165,7 +208,7 @@ class _Model:
                 continue
             # continuous: M = L0 + sum_r B_r change_r
             L0 = self._mediator0_form(p, t, spill, gamma, base_m, a)
-            products = []  # (B form, change form) pairs from continuous sources
+            ext = []  # the paths' monomials B_r x (source's change), from continuous sources (chains expanded)
             binary_sources = []
             for r, path in enumerate(sc.paths):
                 if path.target != p:
@@ -175,13 +218,17 @@ class _Model:
                 if binary[q]:
                     binary_sources.append((B, q))
                 else:
-                    products.append((B, self._compliance_form(q, pl.dose[q][t], gamma, a)))
-            em = E(L0) + sum(E(B, G) for B, G in products)
-            ey = E(Dl, L0) + sum(E(Dl, B, G) for B, G in products)
+                    sub = self._change_monos(q, t, gamma, beta, a)
+                    if sub is None:
+                        self._nan("a chain of paths that starts at a binary mediator")
+                        return np.full((K, P), np.nan), np.full(K, np.nan)
+                    ext += [[B] + m for m in sub]
+            mediator_monos[p] = [[L0]] + ext
+            em = E(L0) + sum(E(*m) for m in ext)
+            ey = E(Dl, L0) + sum(E(Dl, *m) for m in ext)
             phi = pl.phi[p]
             if phi != 0.0:
-                terms = [[L0, L0]] + [[L0, B, G] for B, G in products] * 2 + \
-                        [[B1, G1, B2, G2] for B1, G1 in products for B2, G2 in products]
+                terms = [[L0, L0]] + [[L0] + m for m in ext] * 2 + [m1 + m2 for m1 in ext for m2 in ext]
                 ey = ey + phi * sum(E(Dl, *tm) for tm in terms)
             if binary_sources:
                 if sc.selection_strength != 0.0 or phi != 0.0:
@@ -194,7 +241,39 @@ class _Model:
                     ey = ey + frac * (self._half(q, c, B, Dl, "C") - self._half(q, c, B, Dl, "D"))
             mean_m[:, p] = em
             mean_y = mean_y + ey
+        for p, q, theta in sc.interactions:  # Y += theta M_p M_q: E[M_p M_q | s, t] over the monomials
+            if p not in mediator_monos or q not in mediator_monos or binary_sources_of(sc, p, q):
+                self._nan("a mediator interaction with a binary mediator (or one fed by a binary mediator's path)")
+                return np.full((K, P), np.nan), np.full(K, np.nan)
+            mean_y = mean_y + theta * sum(E(*m1, *m2) for m1 in mediator_monos[p] for m2 in mediator_monos[q])
         return mean_m, mean_y
+
+    def _spill(self, p, control, share):
+        """The spillover onto mediator p in an arm: the controls' or the treated's, times the share treated."""
+        pl = self.pl
+        if control:
+            return pl.spill_med[p] * share
+        return pl.spill_med_treated[p] * share if pl.spill_med_treated[p] != 0.0 else 0.0
+
+    def _change_monos(self, q, t, gamma, beta, a):
+        """Continuous mediator q's change from arm 0 to arm t as monomials (lists of forms), its paths included.
+
+        g_q(t) Gamma_q + sum over the paths r into q of B_r times the source's change (chains
+        expand recursively).  None when a path from a binary mediator feeds q (not expanded).
+        """
+        sc, pl = self.sc, self.pl
+        monos = [[self._compliance_form(q, pl.dose[q][t], gamma, a)]]
+        for r, path in enumerate(sc.paths):
+            if path.target != q:
+                continue
+            if sc.is_binary[path.source]:
+                return None
+            sub = self._change_monos(path.source, t, gamma, beta, a)
+            if sub is None:
+                return None
+            B = self._path_form(r, path, beta, a)
+            monos += [[B] + m for m in sub]
+        return monos
 
     def second(self, t, band, share, gamma, delta, kappa, beta, base_m):
         """E[Z Z' | s, t] for Z = (Y, M_1..M_P), shape (K, 1+P, 1+P); None where not available.
@@ -208,20 +287,20 @@ class _Model:
             return None
         a, S, mom = self.selection(band)
         control = t == 0
-        y0 = (pl.out_mean + kappa * t + (pl.spill_out * share if control else 0.0),
-              pl.out_sd * self.unit(L.person_outcome), pl.out_sd * a[L.person_outcome])
+        spill_y = pl.spill_out * share if control else pl.spill_out_treated * share
+        y0 = (pl.out_mean + kappa * t + spill_y, pl.out_sd * self.unit(L.person_outcome),
+              pl.out_sd * a[L.person_outcome])
         m_monos = []
         y_monos = [[y0]]
         for p in range(P):
-            spill = pl.spill_med[p] * share if control else 0.0
+            spill = self._spill(p, control, share)
             L0 = self._mediator0_form(p, t, spill, gamma, base_m, a)
             monos = [[L0]]
             for r, path in enumerate(sc.paths):
                 if path.target != p:
                     continue
                 B = self._path_form(r, path, beta, a)
-                q = path.source
-                monos.append([B, self._compliance_form(q, pl.dose[q][t], gamma, a)])
+                monos += [[B] + m for m in self._change_monos(path.source, t, gamma, beta, a)]
             m_monos.append(monos)
             Dl = self._effect_form(p, delta, a)
             y_monos += [[Dl] + m for m in monos]
@@ -229,8 +308,11 @@ class _Model:
             if phi != 0.0:
                 Dphi = (phi * Dl[0], phi * Dl[1], phi * Dl[2])
                 y_monos += [[Dphi] + m1 + m2 for m1 in monos for m2 in monos]
+        for p, q, theta in sc.interactions:
+            y_monos += [[_scaled(m1[0], theta)] + m1[1:] + m2 for m1 in m_monos[p] for m2 in m_monos[q]]
         if max(len(m) for m in y_monos) > 3:
-            self._nan("LIML/Fuller (within-cell moments) with outcome curvature on a mediator that a path feeds")
+            self._nan("LIML/Fuller (within-cell moments) with outcome curvature, a mediator interaction or a chain "
+                      "of paths on a mediator that a path feeds")
             return None
         Z = [y_monos] + m_monos
         K = gamma.shape[0]
@@ -339,6 +421,16 @@ class _Model:
                + b11 * b21 * m11 * P2 + (b11 * b22 + b12 * b21) * m1 * m2 + b12 * b22 * P1 * m22 + resid * P1 * P2)
         return w * val
 
+def _scaled(form, c):
+    """The linear form c x (c0 + l'x + alpha k)."""
+    return (c * form[0], c * form[1], c * form[2])
+
+
+def binary_sources_of(sc: Scenario, *mediators) -> bool:
+    """Whether a path from a binary mediator feeds any of ``mediators`` (directly)."""
+    return any(r.target in mediators and sc.is_binary[r.source] for r in sc.paths)
+
+
 def _liml_limit(c2: float, b2: np.ndarray, A2: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, str]:
     """LIML's limit: argmin_b (1, -b) G (1, -b)' / (1, -b) W (1, -b)', and why it has none ('' if it has).
 
@@ -410,6 +502,12 @@ def _compliance_weighted_moments(model: _Model, gamma, delta, beta):
                 c = gamma[:, qs]
                 n_ = n_ + ratio * (model._half(qs, c, B, Dl, "C") - model._half(qs, c, B, Dl, "D"))
                 d_ = d_ + ratio * (model._half(qs, c, B, None, "C") - model._half(qs, c, B, None, "D"))
+            elif any(r2.target == qs for r2 in sc.paths):  # a chain: the source's whole change at the top arm
+                sub = model._change_monos(qs, sc.arms - 1, gamma, beta, zero)
+                if sub is None:
+                    return np.full((K, P), np.nan), np.full((K, P), np.nan)
+                n_ = n_ + sum(E(Dl, B, *m) for m in sub) / gL
+                d_ = d_ + sum(E(B, *m) for m in sub) / gL
             else:
                 Gq = model._compliance_form(qs, 1.0, gamma, zero)
                 n_ = n_ + ratio * E(Dl, B, Gq)
