@@ -163,4 +163,4 @@ site_sd = 0.6
 
     mean, se = _spread(batch, range(16))
     assert np.all(np.abs(np.array(tr_t.limit_2sls) - mean) < 4 * se + 3e-3), (tr_t.limit_2sls, mean, se)
-    assert abs(tr_t.limit_2sls[0] - tr_n.limit_2sls[0]) > 0.01  # fourth moments: the t moves this limit
+    assert abs(tr_t.limit_2sls[0] - tr_n.limit_2sls[0]) > 0.005  # fourth moments: the t moves this limit (SE ~5e-4)

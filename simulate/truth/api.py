@@ -280,14 +280,14 @@ def _beyond_quadrature(model: _Model) -> bool:
     """Cases the quadrature's degree bookkeeping does not cover: they are simulated, with standard errors.
 
     Site distributions beyond the normal (Gauss-Hermite integrates against the normal), path
-    coefficients correlated with the site components, chains of paths, mediator interactions
-    in Y and spillover onto the treated (the integrand's degree grows with them).
+    coefficients correlated with the site components (the rule treats them as independent),
+    and chains of paths whose coefficients vary between sites (each link raises the degree).
     """
     pl, ends = model.pl, model.L.path_ends
     chained = {to for _, to in ends} & {fr for fr, _ in ends}
     return bool(pl.site_skew != 0.0 or pl.site_df > 0.0 or pl.F_path_site.any()
-                or not np.array_equal(pl.F_path, np.eye(pl.F_path.shape[0])) or chained
-                or len(pl.inter_theta) or pl.spill_out_treated != 0.0 or np.any(pl.spill_med_treated != 0.0))
+                or not np.array_equal(pl.F_path, np.eye(pl.F_path.shape[0]))
+                or (chained and np.any(pl.path_site_sd > 0)))
 
 
 def _by_quadrature(model: _Model):

@@ -758,7 +758,7 @@ def quadrature_design(sc: Scenario, pl) -> QuadratureDesign:
     n_bin = int(np.count_nonzero(np.any(F[:len(binary)] != 0, axis=0))) if binary else 0
     d_delta = 2 if np.any(pl.nonlinear != 0) or np.any(pl.cross_coef != 0) else 1
     d_m = 2 if np.any(pl.path_site_sd > 0) else 1
-    d_y = d_delta + (2 * d_m if np.any(pl.phi != 0) else d_m)
+    d_y = d_delta + (2 * d_m if np.any(pl.phi != 0) or len(pl.inter_theta) else d_m)  # M^2 or M_p M_q in Y
     return QuadratureDesign(tuple(comps), F, n_bin,
                             tuple(int(r) for r in np.flatnonzero(pl.path_site_sd > 0)),
                             tuple(int(p) for p in np.flatnonzero(pl.med_base_sd > 0)), 2 * d_y)
