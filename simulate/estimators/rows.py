@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..kernels import estimators_nb as nb
+from .falsification import falsification_columns, within_site_columns
 from .inference import diagnostic_columns, direct_effect_inference_arrays, primary_standard_error, t_inference
 from .registry import DIRECT_EFFECT, ESTIMATORS, PRIMARY_SE, SPECS, STATUS_NAMES, primary_df
 
@@ -107,6 +108,19 @@ COLUMNS: dict[str, Column] = {
     "seed": Column("int64", "the run seed (entropy)", "simulation"),
     "cell_key": Column("int64", "spawn key: SeedSequence(seed, spawn_key=(cell_key, rep)) replays the replication",
                        "simulation"),
+    "quadratic_stat": Column(_F, "Wald statistic (CR3) of the squares and cross-products of the site compliances "
+                             "(between sites, with intercept)" + _PER_DATASET),
+    "quadratic_df": Column(_F, "its degrees of freedom P(P+1)/2" + _PER_DATASET),
+    "quadratic_p": Column(_F, "its p-value, F(df, K - 1 - P - P(P+1)/2) reference" + _PER_DATASET),
+    "falsification_stat": Column(_F, "Wald statistic (CR3) of the intercept and the quadratic terms jointly: the "
+                                 "site ITT effects on a plane through the origin" + _PER_DATASET),
+    "falsification_df": Column(_F, "its degrees of freedom 1 + P(P+1)/2" + _PER_DATASET),
+    "falsification_p": Column(_F, "its p-value, F(df, K - 1 - P - P(P+1)/2) reference" + _PER_DATASET),
+    "intercept_stat": Column(_F, "Wald statistic (CR3) of the intercept of between_intercept" + _PER_DATASET),
+    "intercept_p": Column(_F, "its p-value, F(1, K - 1 - P) reference" + _PER_DATASET),
+    "conf_low_within": Column(_F, "one site (K = 1) only: lower end of the within-site interval, person-level HC1 "
+                              "standard error, t(n - 1 - P); NaN when K > 1"),
+    "conf_high_within": Column(_F, "one site (K = 1) only: its upper end"),
 }
 """Every column: name -> :class:`Column` (dtype, meaning, the path that carries it), in column order."""
 
@@ -255,4 +269,8 @@ def estimate_columns(estimate: np.ndarray, se: np.ndarray, status: np.ndarray, d
     col["conditional_f"] = rows(np.asarray(conditional_f, float), nan)
     for key, v in d.items():
         col[key] = np.repeat(v, n)
+    for key, v in falsification_columns(diag, n_sites, P).items():
+        col[key] = np.repeat(v, n)
+    for key, v in within_site_columns(estimate, se, diag, n_sites, level).items():
+        col[key] = rows(v, nan)
     return col

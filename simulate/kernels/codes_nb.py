@@ -55,4 +55,11 @@ D_DIRECT_SE_HC1 = 15
 D_FIRST_STAGE_DF1 = 16
 D_FIRST_STAGE_DF2 = 17
 D_NONLINEAR_STATUS = 18
-N_DIAGNOSTICS = 19
+# the falsification tests of falsify_nb.py (between-site, jackknife CR3 covariance)
+D_QUADRATIC = 19  # Wald statistic of the squares and cross-products of the compliances
+D_QUADRATIC_DF = 20
+D_QUADRATIC_STATUS = 21
+D_FALSIFICATION = 22  # Wald statistic of the intercept and the quadratic terms jointly
+D_FALSIFICATION_DF = 23
+D_INTERCEPT_TEST = 24  # Wald statistic of the intercept of between_intercept (1 df)
+N_DIAGNOSTICS = 25
