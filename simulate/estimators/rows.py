@@ -111,12 +111,16 @@ COLUMNS: dict[str, Column] = {
     "quadratic_stat": Column(_F, "Wald statistic (CR3) of the squares and cross-products of the site compliances "
                              "(between sites, with intercept)" + _PER_DATASET),
     "quadratic_df": Column(_F, "its degrees of freedom P(P+1)/2" + _PER_DATASET),
+    "quadratic_htz_df": Column(_F, "Hotelling (HTZ) degrees of freedom of its CR3 covariance: small means a few "
+                               "high-leverage sites, read the p-value with care" + _PER_DATASET),
     "quadratic_p": Column(_F, "its p-value, F(df, K - 1 - P - P(P+1)/2) reference" + _PER_DATASET),
     "falsification_stat": Column(_F, "Wald statistic (CR3) of the intercept and the quadratic terms jointly: the "
                                  "site ITT effects on a plane through the origin" + _PER_DATASET),
     "falsification_df": Column(_F, "its degrees of freedom 1 + P(P+1)/2" + _PER_DATASET),
+    "falsification_htz_df": Column(_F, "Hotelling (HTZ) degrees of freedom of its CR3 covariance" + _PER_DATASET),
     "falsification_p": Column(_F, "its p-value, F(df, K - 1 - P - P(P+1)/2) reference" + _PER_DATASET),
     "intercept_stat": Column(_F, "Wald statistic (CR3) of the intercept of between_intercept" + _PER_DATASET),
+    "intercept_htz_df": Column(_F, "Hotelling (HTZ) degrees of freedom of its CR3 variance" + _PER_DATASET),
     "intercept_p": Column(_F, "its p-value, F(1, K - 1 - P) reference" + _PER_DATASET),
     "conf_low_within": Column(_F, "one site (K = 1) only: lower end of the within-site interval, person-level HC1 "
                               "standard error, t(n - 1 - P); NaN when K > 1"),

@@ -17,8 +17,10 @@ site-clustered covariance of :func:`simulate.kernels.sitelevel_nb.cr3_cov`:
   H0: the intercept is zero (1 degree of freedom).
 
 The statistics go into the diagnostics (``D_QUADRATIC``, ``D_FALSIFICATION``,
-``D_INTERCEPT_TEST`` and their degrees of freedom and status); their F references are
-applied in :mod:`simulate.estimators.falsification`.
+``D_INTERCEPT_TEST``, their degrees of freedom and status), each with the degrees of freedom
+nu of its Hotelling approximation (:func:`htz_df`, ``D_*_NU``), a measure of how variable the
+CR3 covariance is (a few high-leverage sites make it small); the F references are applied in
+:mod:`simulate.estimators.falsification`.
 """
 
 import numpy as np
@@ -27,9 +29,12 @@ from numba import njit
 from .codes_nb import (
     D_FALSIFICATION,
     D_FALSIFICATION_DF,
+    D_FALSIFICATION_NU,
+    D_INTERCEPT_NU,
     D_INTERCEPT_TEST,
     D_QUADRATIC,
     D_QUADRATIC_DF,
+    D_QUADRATIC_NU,
     D_QUADRATIC_STATUS,
     STATUS_OK,
     STATUS_SINGULAR,
@@ -52,6 +57,129 @@ def _wald(beta, cov, idx):
     if not ok:
         return np.nan, False
     return b @ Vi @ b, True
+
+
+@njit(cache=True)
+def htz_df(G, GGi, idx, n_sites, L):
+    r"""Degrees of freedom nu of the Hotelling approximation of a CR3 Wald test (Pustejovsky & Tipton 2018, HTZ).
+
+    Under the working model (independent errors of equal variance) the residuals are
+    ``r ~ N(0, I - H)`` and the CR3 covariance of the tested coefficients is
+    ``V = sum_s a_s r_s r_s' a_s'`` with ``a_s = C (G'G)^{-1} G_s' (I - H_ss)^{-1}`` (C selects the
+    rows ``idx``).  With ``Omega = E[V]`` and ``b_s = Omega^{-1/2} a_s`` (a Cholesky root; the
+    total variance below does not depend on the root), nu is chosen so that a Wishart matrix with
+    nu degrees of freedom and mean I has the total variance of ``Omega^{-1/2} V Omega^{-T/2}``:
+    ``nu = m (m + 1) / sum_{s,t} [(tr C_st)^2 + tr(C_st C_st)]`` with
+    ``C_st = b_s Cov(r_s, r_t) b_t' = delta_st b_s b_s' - X_s E_t'``, ``E_s = b_s G_s``,
+    ``X_s = E_s (G'G)^{-1}`` (Isserlis' theorem; the double sum is computed in O(K) through
+    ``S_x = sum_s vec(X_s) vec(X_s)'`` and ``S_e = sum_t vec(E_t) vec(E_t)'``).  The test then
+    refers ``(nu - m + 1) / (nu m) W`` to F(m, nu - m + 1).  NaN where a leverage block or Omega
+    is singular.
+
+    Parameters
+    ----------
+    G : (K L, k)
+        The regressors (rows of site s at s L .. s L + L - 1).
+    GGi : (k, k)
+        (G'G)^{-1}.
+    idx : int64 (m,)
+        The tested coefficients.
+    n_sites, L : int
+        K and the contrasts per site.
+
+    Returns
+    -------
+    float
+        nu.
+    """
+    N, k = G.shape
+    m = idx.shape[0]
+    K = n_sites
+    Q = np.empty((m, k))
+    for i in range(m):
+        for c in range(k):
+            Q[i, c] = GGi[idx[i], c]
+    a = np.empty((K, m, L))
+    Hs = np.empty((L, L))
+    Gs = np.empty((L, k))
+    for s in range(K):
+        for r in range(L):
+            for c in range(k):
+                Gs[r, c] = G[s * L + r, c]
+        GsP = Gs @ GGi
+        for r in range(L):
+            for c in range(L):
+                acc = 0.0
+                for j in range(k):
+                    acc += GsP[r, j] * Gs[c, j]
+                Hs[r, c] = (1.0 if r == c else 0.0) - acc
+        if L == 1:
+            if not abs(Hs[0, 0]) > 1e-12:
+                return np.nan
+            As = np.full((1, 1), 1.0 / Hs[0, 0])
+        else:
+            if not abs(np.linalg.det(Hs)) > 1e-12:
+                return np.nan
+            As = np.linalg.inv(Hs)
+        a[s] = (Q @ np.ascontiguousarray(Gs.T)) @ As
+    Om = np.zeros((m, m))
+    for s in range(K):
+        Gs[:, :] = G[s * L:(s + 1) * L, :]
+        Hs = np.eye(L) - Gs @ GGi @ np.ascontiguousarray(Gs.T)
+        Om += a[s] @ Hs @ np.ascontiguousarray(a[s].T)
+    ev = np.linalg.eigvalsh(Om)
+    if not ev[0] > 1e-14 * max(ev[m - 1], 1e-300):
+        return np.nan
+    Lc = np.linalg.cholesky(Om)
+    Li = np.linalg.inv(Lc)
+    d = m * k
+    Sx = np.zeros((d, d))
+    Se = np.zeros((d, d))
+    t1 = 0.0
+    t2 = 0.0
+    x = np.empty(d)
+    e = np.empty(d)
+    for s in range(K):
+        Gs[:, :] = G[s * L:(s + 1) * L, :]
+        b = Li @ a[s]
+        D = b @ np.ascontiguousarray(b.T)
+        E = b @ Gs
+        X = E @ GGi
+        XE = X @ np.ascontiguousarray(E.T)
+        trD = 0.0
+        trXE = 0.0
+        for i in range(m):
+            trD += D[i, i]
+            trXE += XE[i, i]
+        DD = 0.0
+        DXE = 0.0
+        for i in range(m):
+            for j in range(m):
+                DD += D[i, j] * D[j, i]
+                DXE += D[i, j] * XE[j, i]
+        t1 += trD * trD - 2.0 * trD * trXE
+        t2 += DD - 2.0 * DXE
+        for i in range(m):
+            for c in range(k):
+                x[i * k + c] = X[i, c]
+                e[i * k + c] = E[i, c]
+        for u in range(d):
+            for v in range(d):
+                Sx[u, v] += x[u] * x[v]
+                Se[u, v] += e[u] * e[v]
+    for u in range(d):
+        for v in range(d):
+            t1 += Sx[u, v] * Se[u, v]
+    # sum_{s,t} tr(X_s E_t' X_s E_t') = sum_{i,j,a,b} Sx[(i,a),(j,b)] Se[(j,a),(i,b)]
+    for i in range(m):
+        for j in range(m):
+            for aa in range(k):
+                for bb in range(k):
+                    t2 += Sx[i * k + aa, j * k + bb] * Se[j * k + aa, i * k + bb]
+    total = t1 + t2
+    if not total > 0:
+        return np.nan
+    return m * (m + 1) / total
 
 
 @njit(inline="always")
@@ -91,6 +219,7 @@ def falsification_tests(diag, itt, comp, tval, srow, ones):
         if ok:
             diag[D_QUADRATIC] = stat
             diag[D_QUADRATIC_DF] = m
+            diag[D_QUADRATIC_NU] = htz_df(G, GGi, quad_idx, K, L)
         else:
             diag[D_QUADRATIC_STATUS] = STATUS_SINGULAR
         joint_idx = np.empty(m + 1, np.int64)
@@ -100,9 +229,11 @@ def falsification_tests(diag, itt, comp, tval, srow, ones):
         if ok:
             diag[D_FALSIFICATION] = stat
             diag[D_FALSIFICATION_DF] = m + 1
+            diag[D_FALSIFICATION_NU] = htz_df(G, GGi, joint_idx, K, L)
     Gl = np.ascontiguousarray(G[:, : 1 + P])
     bl, _, _, _, stl, GGl = site_gls(itt, Gl, srow, ones, K, L)
     if stl == STATUS_OK:
         c3 = cr3_cov(itt, Gl, bl, GGl, K, L)
         if c3[0, 0] > 0:
             diag[D_INTERCEPT_TEST] = bl[0] * bl[0] / c3[0, 0]
+            diag[D_INTERCEPT_NU] = htz_df(Gl, GGl, np.zeros(1, np.int64), K, L)
