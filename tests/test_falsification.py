@@ -328,21 +328,38 @@ def _rates(sc, reps, seed=7):
     return rejection_rates(rows, tests=tuple(cols[1:])).set_index("test")
 
 
+def _baseline(K):
+    import tomllib
+
+    from simulate.datasets import scenario_dir
+    from simulate.scenario import from_dict
+
+    t = tomllib.loads((scenario_dir() / "baseline.toml").read_text())
+    t["n_sites"] = K
+    return from_dict(t, "baseline")
+
+
 @pytest.mark.slow
-def test_size_of_the_quadratic_test_where_ix_holds():
-    """Baseline with SIZE_SITES sites of 200 (every assumption holds): rejection at 5% within 3 MCSE of 5%."""
-    sc = loads(TWO.format(K=SIZE_SITES, n=200, r=0.0, treatment=""), "ix holds")
-    rates = _rates(sc, 2000)
+@pytest.mark.parametrize(("K", "excess"), [(200, 0.0), (50, 0.035)])
+def test_size_of_the_quadratic_test_where_ix_holds(K, excess):
+    """Bundled baseline (every assumption holds), K sites of 200, 2,000 replications.
+
+    With 200 sites the rejection rate at 5% is within 3 MCSE of 5% (measured 6.1%, MCSE 0.5%);
+    with 50 sites the F reference is liberal (measured 7.0%): the bound there is 5% + 3 MCSE +
+    3.5 points, the documented excess, so that a worse calibration still fails.
+    """
+    rates = _rates(_baseline(K), 2000)
     q = rates.loc["quadratic_p"]
     assert q.n == 2000
-    assert abs(q.rejection_rate - 0.05) < 3 * math.sqrt(0.05 * 0.95 / q.n), q.rejection_rate
+    mcse = math.sqrt(0.05 * 0.95 / q.n)
+    assert 0.05 - 3 * mcse < q.rejection_rate < 0.05 + 3 * mcse + excess, q.rejection_rate
 
 
 @pytest.mark.slow
 def test_power_against_the_cross_mediator_violation():
-    """corr(gamma_1, delta_2) = 0.6: the squares-only check barely moves, the full quadratic does."""
+    """corr(gamma_1, delta_2) = 0.6, 400 sites of 200: the squares-only check barely moves, the full quadratic does."""
     sc = loads(TWO.format(K=400, n=200, r=0.6, treatment=""), "cross")
     rates = _rates(sc, 1000)
     old, new = rates.loc["nonlinearity_p"], rates.loc["quadratic_p"]
-    assert new.rejection_rate > POWER_400
+    assert new.rejection_rate > 0.40  # measured 50.8% (MCSE 1.1%) at 2,000 replications, the squares 8.6%
     assert new.rejection_rate - old.rejection_rate > 5 * math.hypot(old.mcse, new.mcse)
