@@ -60,6 +60,89 @@ def _wald(beta, cov, idx):
 
 
 @njit(cache=True)
+def _cr3_rows(G, GGi, idx, n_sites, L):
+    """a_s = C (G'G)^{-1} G_s' (I - H_ss)^{-1} of every site, (K, m, L), and Omega = sum_s a_s (I - H_ss) a_s'.
+
+    Returns (a, Omega, ok); ok is False where a leverage block is singular.
+    """
+    N, k = G.shape
+    m = idx.shape[0]
+    K = n_sites
+    Q = np.empty((m, k))
+    for i in range(m):
+        for c in range(k):
+            Q[i, c] = GGi[idx[i], c]
+    a = np.empty((K, m, L))
+    Om = np.zeros((m, m))
+    Gs = np.empty((L, k))
+    for s in range(K):
+        for r in range(L):
+            for c in range(k):
+                Gs[r, c] = G[s * L + r, c]
+        Hs = np.eye(L) - Gs @ GGi @ np.ascontiguousarray(Gs.T)
+        if L == 1:
+            if not abs(Hs[0, 0]) > 1e-12:
+                return a, Om, False
+            As = np.full((1, 1), 1.0 / Hs[0, 0])
+        else:
+            if not abs(np.linalg.det(Hs)) > 1e-12:
+                return a, Om, False
+            As = np.linalg.inv(Hs)
+        a_s = (Q @ np.ascontiguousarray(Gs.T)) @ As
+        a[s] = a_s
+        Om += a_s @ Hs @ np.ascontiguousarray(a_s.T)
+    return a, Om, True
+
+
+@njit(cache=True)
+def _total_variance(G, GGi, a, Li, n_sites, L):
+    """sum_{s,t} [(tr C_st)^2 + tr(C_st C_st)] of :func:`htz_df`, in O(K) through S_x and S_e."""
+    k = G.shape[1]
+    m = a.shape[1]
+    d = m * k
+    Sx = np.zeros((d, d))
+    Se = np.zeros((d, d))
+    t1 = 0.0
+    t2 = 0.0
+    Gs = np.empty((L, k))
+    for s in range(n_sites):
+        Gs[:, :] = G[s * L:(s + 1) * L, :]
+        b = Li @ np.ascontiguousarray(a[s])
+        D = b @ np.ascontiguousarray(b.T)
+        E = b @ Gs
+        X = E @ GGi
+        XE = X @ np.ascontiguousarray(E.T)
+        trD = 0.0
+        trXE = 0.0
+        DD = 0.0
+        DXE = 0.0
+        for i in range(m):
+            trD += D[i, i]
+            trXE += XE[i, i]
+            for j in range(m):
+                DD += D[i, j] * D[j, i]
+                DXE += D[i, j] * XE[j, i]
+        t1 += trD * trD - 2.0 * trD * trXE
+        t2 += DD - 2.0 * DXE
+        x = X.ravel()
+        e = E.ravel()
+        for u in range(d):
+            for v in range(d):
+                Sx[u, v] += x[u] * x[v]
+                Se[u, v] += e[u] * e[v]
+    for u in range(d):
+        for v in range(d):
+            t1 += Sx[u, v] * Se[u, v]
+    # sum_{s,t} tr(X_s E_t' X_s E_t') = sum_{i,j,a,b} Sx[(i,a),(j,b)] Se[(j,a),(i,b)]
+    for i in range(m):
+        for j in range(m):
+            for aa in range(k):
+                for bb in range(k):
+                    t2 += Sx[i * k + aa, j * k + bb] * Se[j * k + aa, i * k + bb]
+    return t1 + t2
+
+
+@njit(cache=True)
 def htz_df(G, GGi, idx, n_sites, L):
     r"""Degrees of freedom nu of the Hotelling approximation of a CR3 Wald test (Pustejovsky & Tipton 2018, HTZ).
 
@@ -92,91 +175,15 @@ def htz_df(G, GGi, idx, n_sites, L):
     float
         nu.
     """
-    N, k = G.shape
     m = idx.shape[0]
-    K = n_sites
-    Q = np.empty((m, k))
-    for i in range(m):
-        for c in range(k):
-            Q[i, c] = GGi[idx[i], c]
-    a = np.empty((K, m, L))
-    Hs = np.empty((L, L))
-    Gs = np.empty((L, k))
-    for s in range(K):
-        for r in range(L):
-            for c in range(k):
-                Gs[r, c] = G[s * L + r, c]
-        GsP = Gs @ GGi
-        for r in range(L):
-            for c in range(L):
-                acc = 0.0
-                for j in range(k):
-                    acc += GsP[r, j] * Gs[c, j]
-                Hs[r, c] = (1.0 if r == c else 0.0) - acc
-        if L == 1:
-            if not abs(Hs[0, 0]) > 1e-12:
-                return np.nan
-            As = np.full((1, 1), 1.0 / Hs[0, 0])
-        else:
-            if not abs(np.linalg.det(Hs)) > 1e-12:
-                return np.nan
-            As = np.linalg.inv(Hs)
-        a[s] = (Q @ np.ascontiguousarray(Gs.T)) @ As
-    Om = np.zeros((m, m))
-    for s in range(K):
-        Gs[:, :] = G[s * L:(s + 1) * L, :]
-        Hs = np.eye(L) - Gs @ GGi @ np.ascontiguousarray(Gs.T)
-        Om += a[s] @ Hs @ np.ascontiguousarray(a[s].T)
+    a, Om, ok = _cr3_rows(G, GGi, idx, n_sites, L)
+    if not ok:
+        return np.nan
     ev = np.linalg.eigvalsh(Om)
     if not ev[0] > 1e-14 * max(ev[m - 1], 1e-300):
         return np.nan
-    Lc = np.linalg.cholesky(Om)
-    Li = np.linalg.inv(Lc)
-    d = m * k
-    Sx = np.zeros((d, d))
-    Se = np.zeros((d, d))
-    t1 = 0.0
-    t2 = 0.0
-    x = np.empty(d)
-    e = np.empty(d)
-    for s in range(K):
-        Gs[:, :] = G[s * L:(s + 1) * L, :]
-        b = Li @ a[s]
-        D = b @ np.ascontiguousarray(b.T)
-        E = b @ Gs
-        X = E @ GGi
-        XE = X @ np.ascontiguousarray(E.T)
-        trD = 0.0
-        trXE = 0.0
-        for i in range(m):
-            trD += D[i, i]
-            trXE += XE[i, i]
-        DD = 0.0
-        DXE = 0.0
-        for i in range(m):
-            for j in range(m):
-                DD += D[i, j] * D[j, i]
-                DXE += D[i, j] * XE[j, i]
-        t1 += trD * trD - 2.0 * trD * trXE
-        t2 += DD - 2.0 * DXE
-        for i in range(m):
-            for c in range(k):
-                x[i * k + c] = X[i, c]
-                e[i * k + c] = E[i, c]
-        for u in range(d):
-            for v in range(d):
-                Sx[u, v] += x[u] * x[v]
-                Se[u, v] += e[u] * e[v]
-    for u in range(d):
-        for v in range(d):
-            t1 += Sx[u, v] * Se[u, v]
-    # sum_{s,t} tr(X_s E_t' X_s E_t') = sum_{i,j,a,b} Sx[(i,a),(j,b)] Se[(j,a),(i,b)]
-    for i in range(m):
-        for j in range(m):
-            for aa in range(k):
-                for bb in range(k):
-                    t2 += Sx[i * k + aa, j * k + bb] * Se[j * k + aa, i * k + bb]
-    total = t1 + t2
+    Li = np.linalg.inv(np.linalg.cholesky(Om))
+    total = _total_variance(G, GGi, a, Li, n_sites, L)
     if not total > 0:
         return np.nan
     return m * (m + 1) / total
