@@ -66,7 +66,7 @@ Measures (value; MCSE)
     :math:`\mathrm{median}_i\hat\theta_i - \theta` (or :math:`\mathrm{median}_i d_i`); MCSE by
     order statistics (below; the same for every fixed target).
 ``identification_bias``
-    For the population targets (ate, late, compliance_weighted): limit - target, the bias an
+    For the population targets (ate, late, late_site_mean, compliance_weighted): limit - target, the bias an
     infinite study would still have because an assumption fails.  Its MCSE is the limit's own
     numerical error (``limit_se`` of the truth: 0 for a closed form or Gauss-Hermite
     quadrature, the simulation SE where the truth had to simulate sites; with the target's
@@ -128,7 +128,7 @@ __all__ = [
     "empirical_se", "model_se", "relative_error_model_se", "bias", "relative_bias", "finite_sample_bias",
     "identification_bias", "target_value", "rmse", "coverage", "order_mcse", "bootstrap_mcse", "median_and_mad",
     "median_mcse", "location_and_scale", "quantiles", "AR_TARGET_FREE_MEASURES", "AR_TARGET_MEASURES",
-    "ar_set_coverage",
+    "ar_set_coverage", "rejection_rate",
 ]
 
 ALPHA = 0.05
@@ -140,11 +140,11 @@ F_QUANTILES = (0.05, 0.50, 0.95)
 QUANTILE_MCSE = ("order", "bootstrap")
 """How the MCSE of the median bias, MAD and F quantiles is computed (see the module docstring)."""
 
-FIXED_TARGETS = ("ate", "late", "compliance_weighted", "limit")
+FIXED_TARGETS = ("ate", "late", "late_site_mean", "compliance_weighted", "limit")
 ROW_TARGETS = {"sample": "sample_ate", "sample_late": "sample_late"}  # target -> row column
 TARGETS = ("none", *FIXED_TARGETS, *ROW_TARGETS)
 """Target names, in output order (``none``: the target-free measures)."""
-POPULATION_TARGETS = ("ate", "late", "compliance_weighted")
+POPULATION_TARGETS = ("ate", "late", "late_site_mean", "compliance_weighted")
 
 TARGET_FREE_MEASURES = ("n_reps", "n_failed", "failure_share", "mean_estimate", "empirical_se", "model_se",
                         "relative_error_model_se", "bias_eliminated_coverage", "power", "mad",
@@ -225,6 +225,26 @@ def share(k: int, n: int) -> Measure:
     """The share k / n (failure share, coverage, power) with its binomial MCSE."""
     p = k / n if n else _NAN
     return Measure(p, binomial_mcse(p, n), n)
+
+
+def rejection_rate(p_values, alpha: float = ALPHA) -> Measure:
+    """Share of finite p-values below ``alpha`` (a test's size or power) with its binomial MCSE.
+
+    Parameters
+    ----------
+    p_values : array_like
+        One p-value per replication (NaN: the test could not be computed; left out).
+    alpha : float
+        The level.
+
+    Returns
+    -------
+    Measure
+        value = k / n over the n finite p-values, MCSE sqrt(value (1 - value) / n).
+    """
+    p = np.asarray(p_values, float)
+    p = p[np.isfinite(p)]
+    return share(int(np.count_nonzero(p < alpha)), len(p))
 
 
 def mean_estimate(m: Moments) -> Measure:

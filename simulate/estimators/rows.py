@@ -28,6 +28,7 @@ import numpy as np
 
 from ..kernels import codes_nb as codes
 from ..kernels import estimators_nb as nb
+from .falsification import falsification_columns, within_site_columns
 from .inference import (
     ar_sets,
     ar_tests,
@@ -143,6 +144,23 @@ COLUMNS: dict[str, Column] = {
                                           "the Gaussian part plus the third- and fourth-moment terms (person level)"),
     "effect_sd": Column(_F, "estimated cross-site SD of the mediator's effect (RCIV rows; NaN elsewhere); its "
                         "truth: simulate.truth.site_effect_sd"),
+    "quadratic_stat": Column(_F, "Wald statistic (CR3) of the squares and cross-products of the site compliances "
+                             "(between sites, with intercept)" + _PER_DATASET),
+    "quadratic_df": Column(_F, "its degrees of freedom P(P+1)/2" + _PER_DATASET),
+    "quadratic_htz_df": Column(_F, "Hotelling (HTZ) degrees of freedom of its CR3 covariance: small means a few "
+                               "high-leverage sites, read the p-value with care" + _PER_DATASET),
+    "quadratic_p": Column(_F, "its p-value, F(df, K - 1 - P - P(P+1)/2) reference" + _PER_DATASET),
+    "falsification_stat": Column(_F, "Wald statistic (CR3) of the intercept and the quadratic terms jointly: the "
+                                 "site ITT effects on a plane through the origin" + _PER_DATASET),
+    "falsification_df": Column(_F, "its degrees of freedom 1 + P(P+1)/2" + _PER_DATASET),
+    "falsification_htz_df": Column(_F, "Hotelling (HTZ) degrees of freedom of its CR3 covariance" + _PER_DATASET),
+    "falsification_p": Column(_F, "its p-value, F(df, K - 1 - P - P(P+1)/2) reference" + _PER_DATASET),
+    "intercept_stat": Column(_F, "Wald statistic (CR3) of the intercept of between_intercept" + _PER_DATASET),
+    "intercept_htz_df": Column(_F, "Hotelling (HTZ) degrees of freedom of its CR3 variance" + _PER_DATASET),
+    "intercept_p": Column(_F, "its p-value, F(1, K - 1 - P) reference" + _PER_DATASET),
+    "conf_low_within": Column(_F, "one site (K = 1) only: lower end of the within-site interval, person-level HC1 "
+                              "standard error, t(n - 1 - P); NaN when K > 1"),
+    "conf_high_within": Column(_F, "one site (K = 1) only: its upper end"),
 }
 """Every column: name -> :class:`Column` (dtype, meaning, the path that carries it), in column order."""
 
@@ -300,6 +318,10 @@ def estimate_columns(estimate: np.ndarray, se: np.ndarray, status: np.ndarray, d
         col[key] = np.repeat(v, n)
     for key, v in _ar_columns(diag, P, level, ar_null).items():
         col[key] = np.repeat(v, n)
+    for key, v in falsification_columns(diag, n_sites, P).items():
+        col[key] = np.repeat(v, n)
+    for key, v in within_site_columns(estimate, se, diag, n_sites, level).items():
+        col[key] = rows(v, nan)
     return col
 
 

@@ -66,10 +66,20 @@ D_DIRECT_SE_HC1 = 15
 D_FIRST_STAGE_DF1 = 16
 D_FIRST_STAGE_DF2 = 17
 D_NONLINEAR_STATUS = 18
+# the falsification tests of falsify_nb.py (between-site, jackknife CR3 covariance)
+D_QUADRATIC = 19  # Wald statistic of the squares and cross-products of the compliances
+D_QUADRATIC_DF = 20
+D_QUADRATIC_STATUS = 21
+D_FALSIFICATION = 22  # Wald statistic of the intercept and the quadratic terms jointly
+D_FALSIFICATION_DF = 23
+D_INTERCEPT_TEST = 24  # Wald statistic of the intercept of between_intercept (1 df)
+D_QUADRATIC_NU = 25  # Hotelling (HTZ) degrees of freedom nu of each falsification test
+D_FALSIFICATION_NU = 26
+D_INTERCEPT_NU = 27
 # Anderson-Rubin sufficient statistics (kernels/ar_nb.py), Q = P + 1 <= AR_MAX_Q; upper triangles row-major
 AR_MAX_Q = 4
 AR_TRI = AR_MAX_Q * (AR_MAX_Q + 1) // 2
-D_AR_B = 19  # B (between cells within sites), AR_TRI slots
+D_AR_B = 28  # B (between cells within sites), AR_TRI slots
 D_AR_W = D_AR_B + AR_TRI  # Wc (within cells)
 D_AR_G = D_AR_W + AR_TRI  # g, the pooled instrument's score (AR_MAX_Q slots)
 D_AR_V = D_AR_G + AR_MAX_Q  # V, its site-clustered covariance at the unrestricted fit

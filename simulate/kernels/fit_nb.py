@@ -65,6 +65,7 @@ from .codes_nb import (
     STATUS_SINGULAR,
     STATUS_TOO_FEW_SITES,
 )
+from .falsify_nb import falsification_tests
 from .jive_nb import person_meats_all, ujive_from_deviations
 from .kclass_nb import bekker_se, kcfgi_complete_se, kcfgi_se, kclass_from_deviations, liml_kappa, wald_fit
 from .linalg_nb import coef_vector, quad, sandwich_se, sym_inverse
@@ -298,7 +299,11 @@ def _fit_between_intercept(est, se, status, diag, itt, comp, tval, srow, ones):
 
 @njit(inline="always")
 def _nonlinearity_test(diag, itt, comp, tval, srow, ones):
-    """Add the squared compliances to the between-site regression and Wald-test them (site-robust, jackknife CR3)."""
+    """Add the squared compliances to the between-site regression and Wald-test them (site-robust, jackknife CR3).
+
+    The squares only, no cross-products: the full quadratic and the zero-intercept tests are
+    :func:`simulate.kernels.falsify_nb.falsification_tests`.
+    """
     K, L = ones.shape[0], ones.shape[1]
     N, P = comp.shape
     Gn = np.empty((N, 2 * P + 1))
@@ -419,6 +424,7 @@ def fit_with_breads(count, mean, cross, fuller_alpha):
     _fit_between_site(est, se, status, count, cross, itt, comp, srow, ones)
     _fit_between_intercept(est, se, status, diag, itt, comp, tval, srow, ones)
     _nonlinearity_test(diag, itt, comp, tval, srow, ones)
+    falsification_tests(diag, itt, comp, tval, srow, ones)
     _fit_wald(est, se, status, count, dev, cross, B, Wc, arm_mean)
     _fit_rciv(est, se, status, count, mean, cross)
     return est, se, status, diag, fs_f, sw_f, ols_bread_inv, ujive_bread_inv

@@ -16,6 +16,11 @@ For a scenario, per mediator p:
     with r = corr(gamma, delta) between sites and rho = corr(Gamma, Delta) within,
     from E[Phi(a + tau u)] = Phi(b), E[u Phi(a + tau u)] = (tau/s) phi(b),
     E[u^2 Phi(a + tau u)] = Phi(b) - (tau^2/s^2) b phi(b), E[phi(a + tau u)] = phi(b)/s.
+``late_site_mean`` (binary mediators; :mod:`simulate.truth.site_late`)
+    The mean of the site LATEs E_s[E[Delta_p | complier, s]], every site counted once
+    (the paper's delta_cp), while ``late`` counts every complier once.  They differ when
+    assumption ix fails, and the model breaks ix by itself when compliers are selected on
+    gains (rho != 0) and complier shares vary across sites (tau > 0).
 ``compliance_weighted``
     E[Gamma_p Delta_p] / E[Gamma_p] (the single-site IV estimand delta + Cov(Gamma,
     Delta) / gamma, pooled over sites).  Continuous mediator without paths::
@@ -58,7 +63,7 @@ For a scenario, per mediator p:
     that a binary mediator's path feeds) the limits are NaN and ``notes`` says why.
 """
 
-from .api import LIMIT_OF, TRUTH_SEED, TRUTH_SITES, Truth, targets, truth
+from .api import LIMIT_OF, TRUTH_SEED, TRUTH_SITES, Truth, truth
 
 # the private names of the former single-module simulate/truth.py, still importable from here
 from .limits import _CHUNK as _CHUNK
@@ -74,6 +79,7 @@ from .moments import _Phi as _Phi
 from .moments import _phi as _phi
 from .moments import _xphi as _xphi
 from .site_effects import site_effect_sd, site_effect_sd_applies
+from .site_late import late_site_mean, targets  # targets: api.targets plus late_site_mean
 
-__all__ = ["Truth", "truth", "targets", "LIMIT_OF", "TRUTH_SEED", "TRUTH_SITES", "site_effect_sd",
+__all__ = ["Truth", "truth", "targets", "late_site_mean", "LIMIT_OF", "TRUTH_SEED", "TRUTH_SITES", "site_effect_sd",
            "site_effect_sd_applies"]
