@@ -38,6 +38,7 @@ EXPECTED = {
     "c_stress_test",
     "d_many_weak_instruments",
     "e_real_study",
+    "f_sensitivity",
 }
 DEFAULT = re.compile(r'REPS = int\(os\.environ\.get\("SIMULATE_NOTEBOOK_REPS", (\d+)\)\)')
 
@@ -50,7 +51,7 @@ def cells(nb) -> list[tuple[str, str]]:
     return [(c.cell_type, c.source) for c in nb.cells]
 
 
-def test_the_five_notebooks_are_there():
+def test_the_six_notebooks_are_there():
     assert {p.stem for p in NB_DIR.glob("*.py")} == EXPECTED
     assert {p.stem for p in NB_DIR.glob("*.ipynb")} == EXPECTED
 

@@ -601,6 +601,9 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
     if n_instruments < P:
         warnings.append(f"n_sites: {K} sites x {arms - 1} contrast(s) give {n_instruments} instrument(s) for {P} "
                         "mediators; the effects are not identified (assumption viii) and IV estimators will fail")
+    from ..estimators.falsification import design_warnings  # the inference's own warnings (K = P, K = 1)
+
+    warnings += design_warnings(K, P, arms)
     t["_warnings"] = warnings
 
 
