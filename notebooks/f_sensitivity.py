@@ -49,7 +49,7 @@ from simulate.sensitivity import sensitivity
 # One knob: Monte Carlo replications per simulated cell (the exact part needs none).
 REPS = int(os.environ.get("SIMULATE_NOTEBOOK_REPS", 40))
 WORK = Path(tempfile.mkdtemp(prefix="simulate-notebook-"))
-print(f"simulate {simulate.__version__}, {REPS} replications per simulated cell")
+print(f"{REPS} replications per simulated cell (simulate {simulate.__version__})")
 
 # %% [markdown]
 # ## AK80: year of birth as the site, quarter of birth as a 4-arm treatment, education -> log wage

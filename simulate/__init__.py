@@ -19,8 +19,5 @@ def _version() -> str:
 
 __version__ = _version()
 
-__all__ = ["sensitivity", "analyze", "estimate", "ESTIMATORS", "Scenario", "ScenarioError", "GridCell", "load", "loads",
+__all__ = ["analyze", "estimate", "ESTIMATORS", "Scenario", "ScenarioError", "GridCell", "load", "loads",
            "expand_grid", "Trial", "draw", "Truth", "truth", "__version__"]
-
-# last: it reads __version__ (through the stress test); the name is the function, the package stays importable
-from .sensitivity import sensitivity  # noqa: E402

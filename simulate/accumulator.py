@@ -86,6 +86,12 @@ AR_COLUMNS = ("ar_low", "ar_high", "ar_set_kind", "ar_cluster_low", "ar_cluster_
 """Optional row columns (issue 15): read when a batch has all of them, for the AR and balanced-design measures."""
 _AR_SETS = ("ar", "ar_cluster")
 
+CHECK_COLUMNS = {"nonlinearity_p": "nonlinearity_rejection", "quadratic_p": "quadratic_rejection",
+                 "falsification_p": "falsification_rejection", "intercept_p": "intercept_rejection",
+                 "overid_p": "overid_rejection"}
+"""Optional row columns (issue 14): the design's own tests, each read when a batch has it, and the measure
+(target ``none``) of its rejection rate at alpha, over the group's successful replications (as every measure)."""
+
 TargetsArg = Mapping[int, Mapping] | Callable[[int], Mapping] | None
 
 
@@ -166,7 +172,7 @@ class _Group:
 
     __slots__ = ("estimator", "mediator", "last_rep", "n_rows", "n_failed", "n_not_applicable", "estimate",
                  "conf_low", "conf_high", "deviation", "row_cover", "row_target", "model_variance", "p_n", "p_reject",
-                 "ar_sets", "ar_reject", "balanced")
+                 "ar_sets", "ar_reject", "balanced", "check_reject")
 
     def __init__(self, estimator: str, mediator: str):
         self.estimator, self.mediator = estimator, mediator
@@ -184,6 +190,7 @@ class _Group:
         self.ar_sets = {k: (_Buffer(), _Buffer(), _Buffer()) for k in _AR_SETS}  # low, high, kind index
         self.ar_reject = {k: [0, 0] for k in _AR_SETS}  # [finite p-values, rejections] at the true value
         self.balanced = [0, 0]  # [finite flags, balanced]
+        self.check_reject = {c: [0, 0] for c in CHECK_COLUMNS}  # [finite p-values, rejections] of each check
 
 
 class _Cell:
@@ -204,7 +211,7 @@ class _SortedRows:
     by one ``numpy.add.reduceat``; a failed row's values enter no flag but the failure itself.
     """
 
-    __slots__ = ("rep", "ok", "estimate", "conf_low", "conf_high", "row_target", "variance", "flags", "ar")
+    __slots__ = ("rep", "ok", "estimate", "conf_low", "conf_high", "row_target", "variance", "flags", "ar", "checks")
 
     def __init__(self, cols: dict, order: np.ndarray, rep: np.ndarray, alpha: float):
         def col(name):
@@ -225,6 +232,11 @@ class _SortedRows:
         p_ok = ok & np.isfinite(p)
         self.flags = np.array([status == "not_applicable", ok, *use, *cover, p_ok, p_ok & (p < alpha)], dtype=np.int64)
         self.ar = _ar_arrays(cols, order, alpha) if all(c in cols for c in AR_COLUMNS) else None
+        self.checks = {}
+        for c in CHECK_COLUMNS:
+            if c in cols:
+                p = cols[c].astype(np.float64)[order]
+                self.checks[c] = (np.isfinite(p), np.isfinite(p) & (p < alpha))
 
 
 class SummaryAccumulator:
@@ -372,6 +384,9 @@ class SummaryAccumulator:
         g.p_reject += int(p_reject)
         if rows.ar is not None and g.mediator != DIRECT_EFFECT:
             _add_ar_rows(g, rows.ar, lo, hi, rows.ok[lo:hi])
+        for c, (fin, rej) in rows.checks.items():  # over the successful replications, like every measure
+            g.check_reject[c][0] += int(fin[lo:hi][ok].sum())
+            g.check_reject[c][1] += int(rej[lo:hi][ok].sum())
 
     # -- output --------------------------------------------------------------
     def _cell_targets(self, c: int) -> Mapping:
@@ -443,6 +458,7 @@ class SummaryAccumulator:
             out += [("none", name, q) for name, q in zip(("first_stage_f_q05", "first_stage_f_q50",
                                                           "first_stage_f_q95"), f_stats)]
         out += _ar_free_measures(g)
+        out += [("none", CHECK_COLUMNS[c], M.share(r, n)) for c, (n, r) in g.check_reject.items() if n]
         out += self._fixed_target_measures(tg or {}, x, mom, lo_f, hi_f, med_x, med_se)
         out += _ar_target_measures(g, tg or {})
         out += self._row_target_measures(g)
@@ -577,6 +593,7 @@ def _columns(batch) -> dict[str, np.ndarray]:
     have = batch.columns if isinstance(batch, pd.DataFrame) else batch
     if all(c in have for c in AR_COLUMNS):
         cols.update({c: get(c) for c in AR_COLUMNS})
+    cols.update({c: get(c) for c in CHECK_COLUMNS if c in have})
     lengths = {len(v) for v in cols.values()}
     if len(lengths) > 1:
         raise SummaryError("batch columns have different lengths")

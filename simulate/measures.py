@@ -84,6 +84,12 @@ Measures (value; MCSE)
     Share of replications whose joint AR test of H0: beta = the scenario's mean effects
     rejects at alpha (row columns ``ar_true_p``, ``ar_cluster_true_p``; any P): the size
     where the AR's null holds (homogeneous effects, no direct effect).
+``nonlinearity_rejection``, ``quadratic_rejection``, ``falsification_rejection``, ``intercept_rejection``,
+``overid_rejection`` (target ``none``)
+    Share of replications whose test rejects at alpha (row columns ``nonlinearity_p``,
+    ``quadratic_p``, ``falsification_p``, ``intercept_p``, ``overid_p``), over the group's
+    successful replications where its p-value is finite; binomial MCSE: the size of the design's own checks where the
+    assumptions hold, their power where one fails.
 ``balanced_design_share`` (target ``none``)
     Share of replications whose every site x arm cell has the same size: where it is 1,
     UJIVE and MBTSLS are the same k-class estimator and their rows equal by construction.
@@ -128,7 +134,7 @@ __all__ = [
     "empirical_se", "model_se", "relative_error_model_se", "bias", "relative_bias", "finite_sample_bias",
     "identification_bias", "target_value", "rmse", "coverage", "order_mcse", "bootstrap_mcse", "median_and_mad",
     "median_mcse", "location_and_scale", "quantiles", "AR_TARGET_FREE_MEASURES", "AR_TARGET_MEASURES",
-    "ar_set_coverage", "rejection_rate",
+    "ar_set_coverage", "rejection_rate", "CHECK_MEASURES",
 ]
 
 ALPHA = 0.05
@@ -155,7 +161,11 @@ TARGET_MEASURES = ("target_value", "bias", "relative_bias", "rmse", "coverage", 
 # same under every estimator of a replication
 AR_TARGET_FREE_MEASURES = ("ar_true_rejection", "ar_cluster_true_rejection", "balanced_design_share")
 AR_TARGET_MEASURES = ("ar_coverage", "ar_cluster_coverage")
-TARGET_FREE_MEASURES = TARGET_FREE_MEASURES + AR_TARGET_FREE_MEASURES
+# issue 14: how often the design's own tests reject at alpha (row columns nonlinearity_p, quadratic_p,
+# falsification_p, intercept_p, overid_p; dataset-level, the same under every estimator of a replication)
+CHECK_MEASURES = ("nonlinearity_rejection", "quadratic_rejection", "falsification_rejection", "intercept_rejection",
+                  "overid_rejection")
+TARGET_FREE_MEASURES = TARGET_FREE_MEASURES + AR_TARGET_FREE_MEASURES + CHECK_MEASURES
 TARGET_MEASURES = TARGET_MEASURES + AR_TARGET_MEASURES
 MEASURES = TARGET_FREE_MEASURES + TARGET_MEASURES
 

@@ -29,7 +29,9 @@ VERDICT_WORDS = {
 _DRIVER_WORDS = {"identification": "identification bias", "finite_sample": "finite-sample bias", "bias": "bias",
                  "coverage": "coverage", "rmse": "RMSE", "": ""}
 _CHECK_WORDS = {"weak_first_stage": "first-stage F < 10", "overidentification": "overidentification test",
-                "nonlinearity": "nonlinearity (falsification) test", "any_check": "any of them"}
+                "nonlinearity": "squares-only nonlinearity test",
+                "quadratic": "full-quadratic falsification test (squares and cross-products)",
+                "any_check": "any of them"}
 
 
 def _env() -> Environment:
@@ -146,7 +148,7 @@ def report_data(result, out: Path) -> dict:
             "settings": _settings_rows(result, out), "design": _design_rows(result),
             "estimators": [label(e) for e in iv], "mediators": meds,
             "overview": [_overview_row(result, sw, iv, meds) for sw in result.sweeps],
-            "baseline": _baseline_rows(result),
+            "baseline": _baseline_rows(result), "balanced_note": _balanced_note(result),
             "baseline_checks": [{"check": _CHECK_WORDS.get(k, k), "rate": _pct(v[0], v[1])}
                                 for k, v in result.baseline_checks.items()],
             "sections": [_section(result, sw, order, meds) for sw in result.sweeps],
@@ -227,8 +229,26 @@ def _baseline_rows(result) -> list[dict]:
                      if math.isfinite(r.relative_bias) else "–",
                      "rmse": _pm(r.rmse, r.rmse_mcse), "coverage": _pct(r.coverage, r.coverage_mcse),
                      "power": _pct(r.power, r.power_mcse), "width": _f(r.width),
-                     "reps": str(int(r.reps))})
+                     "ar_coverage": _ar_pct(r), "reps": str(int(r.reps))})
     return rows
+
+
+def _ar_pct(r) -> str:
+    """The coverage of the AR sets (conventional / site-clustered, with MCSEs), or a dash (P > 1)."""
+    a, b = getattr(r, "ar_coverage", math.nan), getattr(r, "ar_cluster_coverage", math.nan)
+    if not (math.isfinite(a) or math.isfinite(b)):
+        return "–"
+    return f"{_pct(a, r.ar_coverage_mcse)} / {_pct(b, r.ar_cluster_coverage_mcse)}"
+
+
+def _balanced_note(result) -> str:
+    """A note where UJIVE and MBTSLS are equal by construction (every site x arm cell the same size)."""
+    b = result.baseline
+    share = b[b.estimator.isin(["ujive", "mbtsls"])].get("balanced_design_share")
+    if share is not None and len(share) and (share == 1.0).all():
+        return ("UJIVE and MBTSLS are equal by construction here: every site x arm cell has the same size "
+                "(a balanced design), where both are the k-class estimator with kappa = 1 + (A - 1)/(n_s - A).")
+    return ""
 
 
 def _verdict_rows(v) -> list[dict]:
@@ -253,7 +273,7 @@ def _measure_tables(m, order: list[str], meds: list[str]) -> list[dict]:
                              "finite_sample": _pm(r.finite_sample_bias, r.finite_sample_bias_mcse),
                              "rmse": _pm(r.rmse, r.rmse_mcse), "coverage": _pct(r.coverage, r.coverage_mcse),
                              "power": _pct(r.power, r.power_mcse), "width": _f(r.width),
-                             "reps": str(int(r.reps)), "reference": est == "ols"})
+                             "ar_coverage": _ar_pct(r), "reps": str(int(r.reps)), "reference": est == "ols"})
         if rows:
             t = m[m.mediator == med].target.iloc[0]
             tables.append({"mediator": med, "target": "LATE" if t == "late" else "ATE", "rows": rows})

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .accumulator import AR_COLUMNS, NEEDED_COLUMNS, SummaryAccumulator
+from .accumulator import AR_COLUMNS, CHECK_COLUMNS, NEEDED_COLUMNS, SummaryAccumulator
 from .measures import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Summary, SummaryError
 from .rundir import part_files, read_manifest
 from .tables import to_csv
@@ -133,6 +133,7 @@ def summarize_run(directory: str | Path, *, alpha: float = ALPHA, truth_sites: i
         try:
             names = set(pq.read_schema(path).names)
             wanted = list(NEEDED_COLUMNS) + ([c for c in AR_COLUMNS] if set(AR_COLUMNS) <= names else [])
+            wanted += [c for c in CHECK_COLUMNS if c in names]
             table = pq.read_table(path, columns=wanted)
         except Exception as exc:  # a damaged or foreign file: one line
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

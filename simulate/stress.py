@@ -605,7 +605,7 @@ def _round_up(x: float, step: int = 50) -> int:
 # ---------------------------------------------------------------------------
 
 _ROW_COLS = ["rep", "estimator", "mediator", "status", "estimate", "conf_low", "conf_high", "first_stage_f",
-             "overid_p", "nonlinearity_p"]
+             "overid_p", "nonlinearity_p", "quadratic_p"]
 
 
 def _cell_measures(run_dir: Path, kinds: dict, level_alpha: float = 0.05) -> tuple[pd.DataFrame, dict]:
@@ -631,7 +631,9 @@ def _cell_measures(run_dir: Path, kinds: dict, level_alpha: float = 0.05) -> tup
         for measure in ("target_value", "bias", "relative_bias", "identification_bias", "finite_sample_bias",
                         "rmse", "coverage"):
             rec[measure], rec[f"{measure}_mcse"] = look.get((est, med, target, measure), nan2)
-        for measure in ("power", "mean_estimate"):
+        for measure in ("ar_coverage", "ar_cluster_coverage"):  # the AR sets beside the Wald intervals (P = 1)
+            rec[measure], rec[f"{measure}_mcse"] = look.get((est, med, target, measure), nan2)
+        for measure in ("power", "mean_estimate", "balanced_design_share"):
             rec[measure], rec[f"{measure}_mcse"] = look.get((est, med, "none", measure), nan2)
         rec["width"], rec["width_mcse"] = width_of.get((est, med), nan2)
         out.append(rec)
@@ -639,11 +641,12 @@ def _cell_measures(run_dir: Path, kinds: dict, level_alpha: float = 0.05) -> tup
     first = "2sls" if (rows.estimator == "2sls").any() else rows.estimator.iloc[0]
     d = rows[rows.estimator == first]
     per_rep = d.groupby("rep").agg(f_min=("first_stage_f", "min"), overid=("overid_p", "first"),
-                                   nonlin=("nonlinearity_p", "first"))
+                                   nonlin=("nonlinearity_p", "first"), quadratic=("quadratic_p", "first"))
     checks, flags = {}, {}
     for name, col, fires in (("weak_first_stage", "f_min", lambda x: x < 10),
                              ("overidentification", "overid", lambda x: x < level_alpha),
-                             ("nonlinearity", "nonlin", lambda x: x < level_alpha)):
+                             ("nonlinearity", "nonlin", lambda x: x < level_alpha),
+                             ("quadratic", "quadratic", lambda x: x < level_alpha)):
         x = per_rep[col].to_numpy(float)
         fin = np.isfinite(x)
         if fin.any():

@@ -186,12 +186,14 @@ def test_c_stress_test(kernel, monkeypatch):
                       kernel, monkeypatch)
     assert got["exists"] and got["report"].endswith("report.html")
     # two continuous mediators and a binary treatment: every dial but the dose curvature and defiers
-    assert got["dials"] == sorted(["spillover", "direct_effect", "outcome_curvature", "mediator_paths", "selection",
-                                   "within_site_correlation", "rank", "between_site_correlation",
-                                   "nonlinear_dependence", "cross_dependence"])
-    assert got["rows"] == 10 * 2 * 9  # dials x mediators x estimators (no Wald with two mediators)
+    assert got["dials"] == sorted(["spillover", "spillover_treated", "direct_effect", "outcome_curvature",
+                                   "mediator_interaction", "mediator_paths", "path_site_correlation", "selection",
+                                   "within_site_correlation", "rank", "between_site_correlation", "site_skew",
+                                   "site_heavy_tails", "nonlinear_dependence", "cross_dependence"])
+    # dials x mediators x estimators (no Wald and no bivariate random-coefficient IV with two mediators)
+    assert got["rows"] == 15 * 2 * 10
     # OLS is confounded by design: it fails where every assumption holds
-    assert got["ols"] == ["fails_at_zero"] * 10
+    assert got["ols"] == ["fails_at_zero"] * 15
     assert set(got["states"]) <= {"holds", "breaks_at", "fails_at_zero", "cannot_tell", "not_applicable"}
     # a direct effect up to half the outcome ITT moves the 2SLS limit beyond 10%: the exact part says where
     d = got["direct_2sls"]
@@ -233,7 +235,7 @@ def test_e_real_study(kernel, monkeypatch):
     assert got["estimates"]["ols/education"] == pytest.approx(0.0711, abs=5e-4)
     assert got["ate"] == pytest.approx(got["effect_mean"], rel=1e-5)  # TOML keeps 6 digits
     assert got["reps"] == REPS
-    assert got["rows"] == 10
+    assert got["rows"] == 12  # every estimator (one mediator)
     # issue 17: "centred" is said of an estimator exactly where its bias interval covers zero
     said = markdown_printed(nb)[-1]
     for e, name in (("liml", "LIML"), ("ujive", "UJIVE"), ("mbtsls", "MBTSLS")):

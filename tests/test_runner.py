@@ -149,7 +149,8 @@ def test_a_failing_replication_is_a_row_not_the_end(tmp_path, monkeypatch):
     status = pd.Series(cols["status"])
     rep = pd.Series(cols["rep"])
     assert (status[rep == 2] == "error: FloatingPointError: boom").all()
-    assert (status[rep != 2] == "ok").all()
+    by_design = {"site_underidentified"}  # rciv_meta with P = 2 and one contrast per site: a status, not an error
+    assert status[rep != 2].isin({"ok"} | by_design).all()
     assert np.isnan(pd.Series(cols["estimate"])[rep == 2]).all()
     # the other replications are exactly what an undisturbed batch gives
     monkeypatch.setattr(rp, "_batch_arrays", real)

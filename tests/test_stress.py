@@ -143,6 +143,12 @@ selection = false
 rank = false
 between_site_correlation = false
 nonlinear_dependence = false
+spillover_treated = false
+mediator_interaction = false
+path_site_correlation = false
+site_skew = false
+site_heavy_tails = false
+cross_dependence = false
 within_site_correlation = 0.8
 """
 
@@ -180,6 +186,12 @@ rank = false
 within_site_correlation = false
 between_site_correlation = false
 nonlinear_dependence = false
+spillover_treated = false
+mediator_interaction = false
+path_site_correlation = false
+site_skew = false
+site_heavy_tails = false
+cross_dependence = false
 defiers = 0.15
 """
 
@@ -208,6 +220,12 @@ rank = false
 within_site_correlation = false
 between_site_correlation = false
 nonlinear_dependence = false
+spillover_treated = false
+mediator_interaction = false
+path_site_correlation = false
+site_skew = false
+site_heavy_tails = false
+cross_dependence = false
 direct_effect = 0.01
 """
 
@@ -402,10 +420,10 @@ def test_the_flagship_design_plans_every_dial():
     raw, settings = read_design(ROOT / "scenarios" / "designs" / "flagship.toml")
     sweeps = plan_sweeps(raw, settings, "flagship")
     assert [s.dial.key for s in sweeps if s.skipped is None] == [
-        "spillover", "direct_effect", "mediator_curvature", "outcome_curvature", "mediator_paths", "selection",
-        "within_site_correlation", "defiers", "rank", "between_site_correlation", "nonlinear_dependence",
-        "cross_dependence"]
-    for s in sweeps:
+        "spillover", "spillover_treated", "direct_effect", "mediator_curvature", "outcome_curvature", "mediator_paths",
+        "path_site_correlation", "selection", "within_site_correlation", "defiers", "rank", "between_site_correlation",
+        "nonlinear_dependence", "cross_dependence"]
+    for s in (s for s in sweeps if s.skipped is None):
         assert s.values[0][0] == 0.0 or s.dial.key == "rank"
         assert np.all(np.diff(s.values[0]) > 0) or s.dial.key == "rank"
     # the flagship's defiers gain what compliers gain: the sweep gives them an effect of their own
@@ -462,7 +480,7 @@ def test_each_assumption_is_defined_once_and_the_readme_table_names_every_one():
     from simulate.assumptions import ASSUMPTIONS
 
     keys = [a.key for a in ASSUMPTIONS]
-    assert len(keys) == len(set(keys)) == 12
+    assert len(keys) == len(set(keys)) == 17
     numerals = {a.numeral for a in ASSUMPTIONS}
     assert numerals == {"i", "ii", "iii", "iv", "v", "vi", "vii.a", "vii.b", "viii", "ix"}
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
