@@ -258,7 +258,8 @@ def test_sampling_distribution_plot(rows, rundir):
     (ax,) = fig.axes
     labels = [t.get_text() for t in ax.get_yticklabels()]
     # a violin per estimator with two or more estimates of M1 (an estimator that fails in this design has none)
-    ok = rows[(rows["cell"] == 0) & (rows["status"] == "ok") & (rows["mediator"] == "M1") & np.isfinite(rows["estimate"])]
+    ok = rows[(rows["cell"] == 0) & (rows["status"] == "ok") & (rows["mediator"] == "M1")
+              & np.isfinite(rows["estimate"])]
     assert len(labels) == int((ok.groupby("estimator").size() >= 2).sum())
     assert any(lbl.startswith("2SLS") for lbl in labels)
     target = [ln for ln in ax.get_lines() if np.allclose(ln.get_xdata(), ate) and len(ln.get_xdata()) == 2]

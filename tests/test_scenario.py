@@ -136,7 +136,8 @@ def test_typo_suggests_nearest_name():
 def test_unknown_key_without_near_name_lists_valid_keys():
     with pytest.raises(ScenarioError) as info:
         loads("[spillover]\nzzzzzz = 1\n", source="f.toml")
-    assert str(info.value) == "f.toml: spillover.zzzzzz: unknown key; valid keys here: mediator, outcome, treated_mediator, treated_outcome"
+    assert str(info.value) == ("f.toml: spillover.zzzzzz: unknown key; valid keys here: mediator, outcome, "
+                               "treated_mediator, treated_outcome")
 
 
 def test_convenience_fields_can_make_matrix_not_psd():
