@@ -3,7 +3,8 @@
 The wheel is built from the checkout by setuptools' PEP 517 backend; a new virtual
 environment (``venv``, without pip) gets it the way an installer puts a pure-Python wheel in
 place: its files unpacked into the environment's site-packages and its console script written
-from ``entry_points.txt`` (no pip, no download, nothing outside the temporary folder), so
+from ``entry_points.txt`` (no pip, no download, nothing written outside the temporary folder:
+the wheel is built from a copy of the sources there), so
 ``simulate`` is the installed one; the
 dependencies (numpy, numba, ...) are reached through a ``.pth`` file naming this
 interpreter's site-packages folders, whose own ``.pth`` files (an editable install of the
@@ -14,6 +15,7 @@ would take minutes); the slow one compiles them and analyses the bundled AK80 ex
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -30,10 +32,14 @@ def installed(tmp_path_factory):
     pytest.importorskip("setuptools", reason="building the wheel needs setuptools (in the test extra)")
     pytest.importorskip("wheel", reason="building the wheel needs wheel (in the test extra)")
     d = tmp_path_factory.mktemp("wheel")
-    # the PEP 517 backend itself (setuptools.build_meta): builds the wheel, installs nothing
+    # the PEP 517 backend itself (setuptools.build_meta): builds the wheel, installs nothing; from a copy of
+    # the sources, so that its build/ and egg-info folders are written in the temporary folder, not the checkout
+    src = d / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", "results", "build", "dist", "*.egg-info",
+                                                              "__pycache__", ".pytest_cache", ".hypothesis"))
     build = f"from setuptools import build_meta; build_meta.build_wheel({str(d / 'dist')!r})"
     (d / "dist").mkdir()
-    res = subprocess.run([sys.executable, "-c", build], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    res = subprocess.run([sys.executable, "-c", build], cwd=src, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     wheel = next((d / "dist").glob("simulate-*.whl"))
     venv = d / "venv"
