@@ -7,7 +7,6 @@ and ``templates/stress_report.md.j2`` lay them out.  Both documents show the sam
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import math
 from pathlib import Path
@@ -15,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from ._text import number as _f
+from ._text import png_data_uri as _img
 from .plots.stress import label
 
 __all__ = ["write_report", "report_data", "VERDICT_WORDS"]
@@ -37,19 +38,6 @@ _CHECK_WORDS = {"weak_first_stage": "first-stage F < 10", "overidentification": 
 def _env() -> Environment:
     return Environment(loader=PackageLoader("simulate", "templates"), autoescape=select_autoescape(["html.j2"]),
                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-
-
-def _f(v, digits: int = 3) -> str:
-    """A number in ``digits`` significant digits ("–" for NaN)."""
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return "" if v is None else str(v)
-    if not math.isfinite(v):
-        return "–"
-    if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
-        return f"{v:.{max(1, digits - 1)}e}"
-    return f"{v:.{digits}g}"
 
 
 def _pm(v, s) -> str:
@@ -117,10 +105,6 @@ def _headline(sw, ver: pd.DataFrame, order: list[str]) -> str:
                      f"{', '.join(sorted({label(e) for e in zero.estimator}))} (see the baseline)")
     s = "; ".join(parts)
     return s[0].upper() + s[1:] + "."
-
-
-def _img(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
 def report_data(result, out: Path) -> dict:

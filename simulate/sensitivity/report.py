@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import base64
 import math
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from .._text import number as _f
+from .._text import png_data_uri as _img
 from ..plots.stress import label
 
 __all__ = ["write_report", "report_data", "sentence", "PHRASES", "NOUNS", "figures"]
@@ -48,18 +49,6 @@ NOUNS = {
 """The noun of each dial in "No ... within the range" sentences."""
 
 _MAIN = ("2sls", "liml", "ujive", "between_ols", "wald")
-
-
-def _f(v, digits: int = 3) -> str:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return "" if v is None else str(v)
-    if not math.isfinite(v):
-        return "–"
-    if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
-        return f"{v:.{max(1, digits - 1)}e}"
-    return f"{v:.{digits}g}"
 
 
 def _finite(v) -> bool:
@@ -205,10 +194,6 @@ def figures(res, folder: Path) -> dict[str, list[Path]]:
 # ---------------------------------------------------------------------------
 # Report data
 # ---------------------------------------------------------------------------
-
-
-def _img(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _pct(v, s=None) -> str:
