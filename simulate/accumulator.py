@@ -75,7 +75,7 @@ from .measures import (
     SummaryError,
 )
 
-__all__ = ["SummaryAccumulator", "summarize", "TargetsArg", "NEEDED_COLUMNS"]
+__all__ = ["SummaryAccumulator", "summarize", "TargetsArg", "NEEDED_COLUMNS", "JAR_COLUMNS", "SE_COVERAGE_COLUMNS"]
 
 NEEDED_COLUMNS = ("cell", "rep", "estimator", "mediator", "estimate", "std_error", "conf_low", "conf_high",
                   "p_value", "status", "first_stage_f", "sample_ate", "sample_late")
@@ -85,6 +85,18 @@ AR_COLUMNS = ("ar_low", "ar_high", "ar_set_kind", "ar_cluster_low", "ar_cluster_
               "ar_true_p", "ar_cluster_true_p", "balanced_design")
 """Optional row columns (issue 15): read when a batch has all of them, for the AR and balanced-design measures."""
 _AR_SETS = ("ar", "ar_cluster")
+
+JAR_COLUMNS = ("jar_low", "jar_high", "jar_set_kind", "jar_true_p")
+"""Optional row columns (issue 15, the jackknife AR): read when a batch has all of them."""
+
+SE_COVERAGE_COLUMNS = {"se_conventional": "coverage_conventional", "se_robust": "coverage_robust",
+                       "se_hc1": "coverage_hc1", "se_cluster": "coverage_cluster",
+                       "se_many_instrument": "coverage_many_instrument", "se_heterogeneity": "coverage_heterogeneity",
+                       "se_heterogeneity_jive": "coverage_heterogeneity_jive",
+                       "se_many_instrument_complete": "coverage_many_instrument_complete"}
+"""Optional row columns (issue 15): every standard error, each read when a batch has it, and the measure of the
+coverage of ``estimate -+ q se`` with q the primary interval's own quantile, ``(conf_high - conf_low) / (2
+std_error)`` (the estimator's t reference), so that only the standard error differs from ``coverage``."""
 
 CHECK_COLUMNS = {"nonlinearity_p": "nonlinearity_rejection", "quadratic_p": "quadratic_rejection",
                  "falsification_p": "falsification_rejection", "intercept_p": "intercept_rejection",
@@ -172,7 +184,7 @@ class _Group:
 
     __slots__ = ("estimator", "mediator", "last_rep", "n_rows", "n_failed", "n_not_applicable", "estimate",
                  "conf_low", "conf_high", "deviation", "row_cover", "row_target", "model_variance", "p_n", "p_reject",
-                 "ar_sets", "ar_reject", "balanced", "check_reject")
+                 "ar_sets", "ar_reject", "balanced", "check_reject", "jar_sets", "jar_reject", "se_cover")
 
     def __init__(self, estimator: str, mediator: str):
         self.estimator, self.mediator = estimator, mediator
@@ -191,6 +203,9 @@ class _Group:
         self.ar_reject = {k: [0, 0] for k in _AR_SETS}  # [finite p-values, rejections] at the true value
         self.balanced = [0, 0]  # [finite flags, balanced]
         self.check_reject = {c: [0, 0] for c in CHECK_COLUMNS}  # [finite p-values, rejections] of each check
+        self.jar_sets = (_Buffer(), _Buffer(), _Buffer())  # jackknife AR set: low, high, kind index
+        self.jar_reject = [0, 0]  # [finite p-values, rejections] of the jackknife AR at the true value
+        self.se_cover: dict[str, tuple[_Buffer, _Buffer]] = {}  # SE column -> (estimate, half-width) of each interval
 
 
 class _Cell:
@@ -211,7 +226,8 @@ class _SortedRows:
     by one ``numpy.add.reduceat``; a failed row's values enter no flag but the failure itself.
     """
 
-    __slots__ = ("rep", "ok", "estimate", "conf_low", "conf_high", "row_target", "variance", "flags", "ar", "checks")
+    __slots__ = ("rep", "ok", "estimate", "conf_low", "conf_high", "row_target", "variance", "flags", "ar", "checks",
+                 "jar", "halfwidth")
 
     def __init__(self, cols: dict, order: np.ndarray, rep: np.ndarray, alpha: float):
         def col(name):
@@ -232,6 +248,10 @@ class _SortedRows:
         p_ok = ok & np.isfinite(p)
         self.flags = np.array([status == "not_applicable", ok, *use, *cover, p_ok, p_ok & (p < alpha)], dtype=np.int64)
         self.ar = _ar_arrays(cols, order, alpha) if all(c in cols for c in AR_COLUMNS) else None
+        self.jar = _jar_arrays(cols, order, alpha) if all(c in cols for c in JAR_COLUMNS) else None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = (self.conf_high - self.conf_low) / (2.0 * np.sqrt(self.variance))
+        self.halfwidth = {c: q * col(c) for c in SE_COVERAGE_COLUMNS if c in cols}
         self.checks = {}
         for c in CHECK_COLUMNS:
             if c in cols:
@@ -384,6 +404,15 @@ class SummaryAccumulator:
         g.p_reject += int(p_reject)
         if rows.ar is not None and g.mediator != DIRECT_EFFECT:
             _add_ar_rows(g, rows.ar, lo, hi, rows.ok[lo:hi])
+        if rows.jar is not None and g.mediator != DIRECT_EFFECT:
+            _add_jar_rows(g, rows.jar, lo, hi, ok)
+        for c, hw in rows.halfwidth.items():
+            h = hw[lo:hi][ok]
+            fin = np.isfinite(h)
+            if fin.any():
+                bx, bh = g.se_cover.setdefault(c, (_Buffer(), _Buffer()))
+                bx.extend(x[fin])
+                bh.extend(h[fin])
         for c, (fin, rej) in rows.checks.items():  # over the successful replications, like every measure
             g.check_reject[c][0] += int(fin[lo:hi][ok].sum())
             g.check_reject[c][1] += int(rej[lo:hi][ok].sum())
@@ -461,6 +490,8 @@ class SummaryAccumulator:
         out += [("none", CHECK_COLUMNS[c], M.share(r, n)) for c, (n, r) in g.check_reject.items() if n]
         out += self._fixed_target_measures(tg or {}, x, mom, lo_f, hi_f, med_x, med_se)
         out += _ar_target_measures(g, tg or {})
+        out += _jar_target_measures(g, tg or {})
+        out += _se_coverage_measures(g, tg or {})
         out += self._row_target_measures(g)
         return out
 
@@ -546,6 +577,8 @@ def _ar_free_measures(g: _Group) -> list[tuple[str, str, Measure]]:
         n, r = g.ar_reject[k]
         if n:
             out.append(("none", name, M.share(r, n)))
+    if g.jar_reject[0]:
+        out.append(("none", "jar_true_rejection", M.share(g.jar_reject[1], g.jar_reject[0])))
     if g.balanced[0]:
         out.append(("none", "balanced_design_share", M.share(g.balanced[1], g.balanced[0])))
     return out
@@ -562,6 +595,63 @@ def _ar_target_measures(g: _Group, tg: Mapping) -> list[tuple[str, str, Measure]
             low, high, kind = (b.values() for b in g.ar_sets[k])
             if len(low):
                 out.append((t, name, M.ar_set_coverage(low, high, kind, theta)))
+    return out
+
+
+def _jar_arrays(cols: dict, order: np.ndarray, alpha: float) -> dict:
+    """The jackknife AR columns of a sorted batch: its set (low, high, kind index or -1), rejections at the truth."""
+    from .estimators.inference import JAR_SET_KINDS
+
+    code = {k: i for i, k in enumerate(JAR_SET_KINDS)}
+    kinds = _strings(cols["jar_set_kind"])[order]
+    p = cols["jar_true_p"].astype(np.float64)[order]
+    return {"set": (cols["jar_low"].astype(np.float64)[order], cols["jar_high"].astype(np.float64)[order],
+                    np.array([code.get(str(v), -1) for v in kinds], np.float64)),
+            "p": (np.isfinite(p), np.isfinite(p) & (p < alpha))}
+
+
+def _add_jar_rows(g: _Group, jar: dict, lo: int, hi: int, ok: np.ndarray) -> None:
+    """Rows ``lo:hi`` of one group, its successful ones: the jackknife AR sets (where computed) and rejections."""
+    low, high, kind = (a[lo:hi][ok] for a in jar["set"])
+    keep = kind >= 0
+    for buf, a in zip(g.jar_sets, (low, high, kind)):
+        buf.extend(a[keep])
+    fin, rej = jar["p"]
+    g.jar_reject[0] += int(fin[lo:hi][ok].sum())
+    g.jar_reject[1] += int(rej[lo:hi][ok].sum())
+
+
+def _jar_target_measures(g: _Group, tg: Mapping) -> list[tuple[str, str, Measure]]:
+    """Coverage of the jackknife AR sets (P = 1) of each population target.
+
+    Not reported for a group where some set is ``several_pieces`` (a union of intervals the rows do not
+    describe exactly); ``jar_true_rejection`` is then the measure to read (1 - coverage of the mean effect).
+    """
+    from .estimators.inference import JAR_SET_KINDS
+
+    low, high, kind = (b.values() for b in g.jar_sets)
+    if not len(low) or np.any(kind == JAR_SET_KINDS.index("several_pieces")):
+        return []
+    out = []
+    for t in POPULATION_TARGETS:
+        theta = float(tg.get(t, math.nan))
+        if math.isfinite(theta):
+            out.append((t, "jar_coverage", M.ar_set_coverage(low, high, kind, theta)))
+    return out
+
+
+def _se_coverage_measures(g: _Group, tg: Mapping) -> list[tuple[str, str, Measure]]:
+    """``coverage_<se>`` of every standard error the group has, per fixed target (:data:`SE_COVERAGE_COLUMNS`)."""
+    out = []
+    for t in FIXED_TARGETS:
+        theta = float(tg.get(t, math.nan))
+        if not math.isfinite(theta):
+            continue
+        for c, name in SE_COVERAGE_COLUMNS.items():
+            if c not in g.se_cover:
+                continue
+            x, h = (b.values() for b in g.se_cover[c])
+            out.append((t, name, M.share(int(((x - h <= theta) & (theta <= x + h)).sum()), len(x))))
     return out
 
 
@@ -593,6 +683,9 @@ def _columns(batch) -> dict[str, np.ndarray]:
     have = batch.columns if isinstance(batch, pd.DataFrame) else batch
     if all(c in have for c in AR_COLUMNS):
         cols.update({c: get(c) for c in AR_COLUMNS})
+    if all(c in have for c in JAR_COLUMNS):
+        cols.update({c: get(c) for c in JAR_COLUMNS})
+    cols.update({c: get(c) for c in SE_COVERAGE_COLUMNS if c in have})
     cols.update({c: get(c) for c in CHECK_COLUMNS if c in have})
     lengths = {len(v) for v in cols.values()}
     if len(lengths) > 1:

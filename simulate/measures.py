@@ -84,6 +84,21 @@ Measures (value; MCSE)
     Share of replications whose joint AR test of H0: beta = the scenario's mean effects
     rejects at alpha (row columns ``ar_true_p``, ``ar_cluster_true_p``; any P): the size
     where the AR's null holds (homogeneous effects, no direct effect).
+``jar_true_rejection`` (target ``none``), ``jar_coverage``
+    The jackknife AR (Mikusheva & Sun 2022; row columns ``jar_true_p``, ``jar_low``, ``jar_high``,
+    ``jar_set_kind``): the share of replications whose one-sided 5% test of H0: beta = the scenario's mean
+    effects rejects (any P; its size where its null holds), and the share of its P = 1 sets containing each
+    population target.  ``jar_coverage`` is not reported for a group where some set has several pieces
+    (``several_pieces``: a union the rows describe only by its hull); read ``1 - jar_true_rejection`` there.
+``coverage_conventional``, ``coverage_robust``, ``coverage_hc1``, ``coverage_cluster``,
+``coverage_many_instrument``, ``coverage_heterogeneity``, ``coverage_heterogeneity_jive``,
+``coverage_many_instrument_complete`` (:data:`SE_COVERAGE_MEASURES`; fixed targets)
+    Coverage of ``estimate -+ q se_<type>`` for every standard error the estimator has (row columns
+    ``se_<type>``; a measure is absent where the estimator has no such SE), with q the quantile of the
+    estimator's primary interval, ``(conf_high - conf_low) / (2 std_error)`` (its t reference), so that
+    only the SE differs from ``coverage`` (which stays the primary SE's: ``coverage_<primary>`` equals
+    it); binomial MCSE.  Long-format rows only: not in :data:`MEASURES`, so the wide and printed tables
+    stay as they were; select them from :attr:`Summary.table` by name.
 ``nonlinearity_rejection``, ``quadratic_rejection``, ``falsification_rejection``, ``intercept_rejection``,
 ``overid_rejection`` (target ``none``)
     Share of replications whose test rejects at alpha (row columns ``nonlinearity_p``,
@@ -134,7 +149,7 @@ __all__ = [
     "empirical_se", "model_se", "relative_error_model_se", "bias", "relative_bias", "finite_sample_bias",
     "identification_bias", "target_value", "rmse", "coverage", "order_mcse", "bootstrap_mcse", "median_and_mad",
     "median_mcse", "location_and_scale", "quantiles", "AR_TARGET_FREE_MEASURES", "AR_TARGET_MEASURES",
-    "ar_set_coverage", "rejection_rate", "CHECK_MEASURES",
+    "ar_set_coverage", "rejection_rate", "CHECK_MEASURES", "SE_COVERAGE_MEASURES",
 ]
 
 ALPHA = 0.05
@@ -159,8 +174,13 @@ TARGET_MEASURES = ("target_value", "bias", "relative_bias", "rmse", "coverage", 
                    "identification_bias", "finite_sample_bias")
 # issue 15: the weak-instrument-robust tests beside the Wald intervals (see ar_set_coverage); dataset-level, the
 # same under every estimator of a replication
-AR_TARGET_FREE_MEASURES = ("ar_true_rejection", "ar_cluster_true_rejection", "balanced_design_share")
-AR_TARGET_MEASURES = ("ar_coverage", "ar_cluster_coverage")
+AR_TARGET_FREE_MEASURES = ("ar_true_rejection", "ar_cluster_true_rejection", "jar_true_rejection",
+                           "balanced_design_share")
+AR_TARGET_MEASURES = ("ar_coverage", "ar_cluster_coverage", "jar_coverage")
+SE_COVERAGE_MEASURES = ("coverage_conventional", "coverage_robust", "coverage_hc1", "coverage_cluster",
+                        "coverage_many_instrument", "coverage_heterogeneity", "coverage_heterogeneity_jive",
+                        "coverage_many_instrument_complete")
+"""The coverage of every SE type (long-format rows, not in :data:`MEASURES`; see the module docstring)."""
 # issue 14: how often the design's own tests reject at alpha (row columns nonlinearity_p, quadratic_p,
 # falsification_p, intercept_p, overid_p; dataset-level, the same under every estimator of a replication)
 CHECK_MEASURES = ("nonlinearity_rejection", "quadratic_rejection", "falsification_rejection", "intercept_rejection",

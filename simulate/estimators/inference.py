@@ -17,20 +17,28 @@ take the same floating-point operations and give the same bits.
   (overidentification, many-instrument, nonlinearity);
 * :func:`ar_tests` and :func:`ar_sets`: weak-instrument-robust Anderson-Rubin tests (joint, any P) and
   confidence sets (P = 1; an interval, two rays, the whole line or empty), conventional and
-  site-clustered, from the sufficient statistics of :mod:`simulate.kernels.ar_nb`.
+  site-clustered, from the sufficient statistics of :mod:`simulate.kernels.ar_nb`;
+* :func:`jackknife_ar_tests` and :func:`jackknife_ar_sets`: the jackknife AR of Mikusheva & Sun (2022)
+  (many weak instruments) at any beta0 and its P = 1 set, from the numerator matrix and variance quartic
+  that :func:`simulate.kernels.ar_nb.jackknife_ar_statistics` stores; :func:`jackknife_ar` is the same
+  statistic from person-level data (analysis).
 """
 
 from __future__ import annotations
 
+from itertools import combinations_with_replacement
+
 import numpy as np
 from scipy import special
 
+from ..kernels import codes_nb as codes
 from ..kernels import estimators_nb as nb
 from .registry import PRIMARY_SE, REGISTRY, SE_TYPES, SPECS
 
 __all__ = ["t_inference", "primary_standard_error", "direct_effect_inference_arrays", "diagnostic_columns",
            "nonlinearity_p", "DIAGNOSTIC_KEYS", "AR_SET_KINDS", "ar_matrices", "ar_tests", "ar_sets", "quadratic_set",
-           "in_ar_set", "jackknife_ar", "jackknife_ar_set"]
+           "in_ar_set", "jackknife_ar", "jackknife_ar_set", "JAR_SET_KINDS", "jackknife_ar_forms",
+           "jackknife_ar_tests", "jackknife_ar_sets"]
 
 _ROWS = np.arange(len(REGISTRY))
 _PRIMARY_INDEX = np.array([SE_TYPES.index(PRIMARY_SE[s.name]) for s in REGISTRY])
@@ -508,3 +516,131 @@ def jackknife_ar_set(site, arm, mediators, outcome, *, level: float = 0.95) -> l
             else:
                 out.append((float(lo), float(hi)))
     return out
+
+
+# ------------------------------------------------------------------------- jackknife AR from the kernels' forms
+JAR_SET_KINDS: tuple[str, ...] = AR_SET_KINDS + ("several_pieces",)
+"""What a jackknife AR set (P = 1) can be: the kinds of :data:`AR_SET_KINDS`, or ``several_pieces`` (a union
+of intervals that is none of those; ``jar_low`` / ``jar_high`` are then its hull's ends)."""
+
+
+def jackknife_ar_forms(diag: np.ndarray, n_mediators: int) -> dict[str, np.ndarray]:
+    """The jackknife AR's numerator matrix and variance quartic of R datasets, unpacked.
+
+    Parameters
+    ----------
+    diag : numpy.ndarray
+        (R, N_DIAGNOSTICS).
+    n_mediators : int
+        P.
+
+    Returns
+    -------
+    dict
+        ``N`` (R, Q, Q): ``T(a) = a'N a``; ``phi`` (R, C(Q + 3, 4)): the coefficients of Phi(a) on the
+        monomials ``a_i a_j a_k a_l`` in the order of ``itertools.combinations_with_replacement(range(Q), 4)``;
+        ``monomials`` (C(Q + 3, 4), 4) their indices.  All NaN when Q exceeds ``AR_MAX_Q``.
+    """
+    d = np.asarray(diag, float)
+    R, Q = d.shape[0], n_mediators + 1
+    mono = np.array(list(combinations_with_replacement(range(Q), 4)), dtype=np.int64)
+    if Q > nb.AR_MAX_Q:
+        return {"N": np.full((R, Q, Q), np.nan), "phi": np.full((R, len(mono)), np.nan), "monomials": mono}
+    return {"N": _upper(d, codes.D_JAR_N, Q), "phi": d[:, codes.D_JAR_PHI:codes.D_JAR_PHI + len(mono)].copy(),
+            "monomials": mono}
+
+
+def jackknife_ar_tests(diag: np.ndarray, beta0, n_mediators: int) -> dict[str, np.ndarray]:
+    """The jackknife AR test of H0: beta = beta0 (any P) from the kernels' forms (see :func:`jackknife_ar`).
+
+    ``stat = a'N a / sqrt(Phi(a))``, ``a = (1, -beta0')``, one-sided: ``p = 1 - Phi_N(stat)``.
+
+    Parameters
+    ----------
+    diag : numpy.ndarray
+        (R, N_DIAGNOSTICS).
+    beta0 : array_like
+        (P,) or (R, P).
+    n_mediators : int
+        P.
+
+    Returns
+    -------
+    dict
+        ``jar_stat``, ``jar_p`` (R,): NaN where not computed (a cell with fewer than two persons, P > 3)
+        or where Phi(a) is not positive.
+    """
+    f = jackknife_ar_forms(diag, n_mediators)
+    R = f["N"].shape[0]
+    b0 = np.broadcast_to(np.asarray(beta0, float), (R, n_mediators))
+    a = np.concatenate([np.ones((R, 1)), -b0], axis=1)
+    T = np.einsum("ri,rij,rj->r", a, f["N"], a)
+    phi = np.einsum("rm,rm->r", f["phi"], np.prod(a[:, f["monomials"]], axis=2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat = np.where(phi > 0, T / np.sqrt(np.where(phi > 0, phi, 1.0)), np.nan)
+    return {"jar_stat": stat, "jar_p": np.where(np.isfinite(stat), special.ndtr(-stat), np.nan)}
+
+
+def _jar_pieces(t: np.ndarray, ph: np.ndarray, z: float) -> list[tuple[float, float]]:
+    """{b : T(b) <= z sqrt(Phi(b))} for polynomial coefficients t (degree 2) and ph (degree 4), highest first."""
+    def accepts(b):
+        phi = np.polyval(ph, b)
+        return not (phi > 0 and np.polyval(t, b) / np.sqrt(phi) > z)
+
+    cand = np.concatenate([np.roots(t), np.roots(np.polysub(np.polymul(t, t), z * z * ph))])
+    ends = np.unique(np.real(cand[np.abs(np.imag(cand)) <= 1e-9 * np.maximum(1.0, np.abs(cand))]))
+    cuts = np.concatenate([[-np.inf], ends, [np.inf]])
+    out: list[tuple[float, float]] = []
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        mid = (lo + hi) / 2 if np.isfinite(lo) and np.isfinite(hi) else (
+            hi - 1.0 - abs(hi) if np.isfinite(hi) else (lo + 1.0 + abs(lo) if np.isfinite(lo) else 0.0))
+        if accepts(mid):
+            if out and out[-1][1] == lo:
+                out[-1] = (out[-1][0], float(hi))
+            else:
+                out.append((float(lo), float(hi)))
+    return out
+
+
+def jackknife_ar_sets(diag: np.ndarray, level: float = 0.95) -> dict[str, np.ndarray]:
+    """Jackknife AR confidence sets for P = 1 from the kernels' forms: every b the test does not reject.
+
+    T(b) is quadratic and Phi(b) quartic in b (``a = (1, -b)``), so the set's ends are among the real
+    roots of T and of ``T^2 - z^2 Phi`` (z the ``level`` normal quantile); each piece between two
+    consecutive ends is classified by the statistic at its midpoint (as :func:`jackknife_ar_set`).
+
+    Parameters
+    ----------
+    diag : numpy.ndarray
+        (R, N_DIAGNOSTICS) of datasets with one mediator.
+    level : float
+        1 - the level of the one-sided test.
+
+    Returns
+    -------
+    dict
+        ``jar_low``, ``jar_high``, ``jar_set_kind`` (R,): see :data:`JAR_SET_KINDS`; kind None where not
+        computed.
+    """
+    f = jackknife_ar_forms(diag, 1)
+    R = f["N"].shape[0]
+    z = float(special.ndtri(level))
+    low, high = np.full(R, np.nan), np.full(R, np.nan)
+    kind = np.full(R, None, dtype=object)
+    sign = np.array([1.0, -1.0, 1.0, -1.0, 1.0])  # a = (1, -b): the monomial with r ones carries (-b)^r
+    for r in range(R):
+        N, ph = f["N"][r], f["phi"][r]
+        if not (np.all(np.isfinite(N)) and np.all(np.isfinite(ph))):
+            continue
+        pieces = _jar_pieces(np.array([N[1, 1], -2.0 * N[0, 1], N[0, 0]]), (ph * sign)[::-1], z)
+        if not pieces:
+            kind[r] = "empty"
+            continue
+        low[r], high[r] = pieces[0][0], pieces[-1][1]
+        if len(pieces) == 1:
+            kind[r] = "whole_line" if low[r] == -np.inf and high[r] == np.inf else "interval"
+        elif len(pieces) == 2 and low[r] == -np.inf and high[r] == np.inf:
+            kind[r], low[r], high[r] = "two_rays", pieces[0][1], pieces[1][0]
+        else:
+            kind[r] = "several_pieces"
+    return {"jar_low": low, "jar_high": high, "jar_set_kind": kind}

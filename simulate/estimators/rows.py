@@ -34,6 +34,8 @@ from .inference import (
     ar_tests,
     diagnostic_columns,
     direct_effect_inference_arrays,
+    jackknife_ar_sets,
+    jackknife_ar_tests,
     primary_standard_error,
     t_inference,
 )
@@ -125,6 +127,17 @@ COLUMNS: dict[str, Column] = {
     "ar_cluster_low": Column(_F, "site-clustered AR confidence set (P = 1): lower end" + _PER_DATASET),
     "ar_cluster_high": Column(_F, "its upper end" + _PER_DATASET),
     "ar_cluster_set_kind": Column("str", "as ar_set_kind" + _PER_DATASET),
+    "jar_stat": Column(_F, "jackknife AR statistic (Mikusheva & Sun 2022, many weak instruments) of H0: beta = 0, "
+                           "one-sided N(0, 1); NaN with a cell of fewer than two persons or P > 3" + _PER_DATASET),
+    "jar_p": Column(_F, "its p-value 1 - Phi(jar_stat)" + _PER_DATASET),
+    "jar_true_stat": Column(_F, "jar_stat at the true value (site.effect_mean)" + _PER_DATASET, "simulation"),
+    "jar_true_p": Column(_F, "its p-value (its rejection rate is the jackknife AR's size)" + _PER_DATASET,
+                         "simulation"),
+    "jar_low": Column(_F, "jackknife AR confidence set (P = 1, at the level of conf_low): lower end, see "
+                          "jar_set_kind" + _PER_DATASET),
+    "jar_high": Column(_F, "its upper end (see jar_set_kind)" + _PER_DATASET),
+    "jar_set_kind": Column("str", "as ar_set_kind, or several_pieces (a union of intervals; jar_low, jar_high "
+                                  "its hull)" + _PER_DATASET),
     "balanced_design": Column(_F, "1 when every site x arm cell has the same size: UJIVE and MBTSLS are then the "
                                   "same k-class estimator, kappa = 1 + (A - 1)/(n_s - A)" + _PER_DATASET),
     "direct_effect": Column(_F, "the between-site intercept (also the estimate of the direct_effect row)"
@@ -332,15 +345,19 @@ def _ar_columns(diag: np.ndarray, P: int, level: float, ar_null) -> dict[str, np
     if ar_null is not None:
         out.update({k.replace("_stat", "_true_stat").replace("_p", "_true_p"): v
                     for k, v in ar_tests(diag, ar_null, P).items()})
+    out.update(jackknife_ar_tests(diag, np.zeros(P), P))
+    if ar_null is not None:
+        out.update({k.replace("jar_", "jar_true_"): v for k, v in jackknife_ar_tests(diag, ar_null, P).items()})
     if P == 1:
         sets = ar_sets(diag, level)
-        for k in ("ar_set_kind", "ar_cluster_set_kind"):
+        sets.update(jackknife_ar_sets(diag, level))
+        for k in ("ar_set_kind", "ar_cluster_set_kind", "jar_set_kind"):
             sets[k] = np.where(sets[k] == None, "not_computed", sets[k]).astype(object)  # noqa: E711
     else:
         nan = np.full(R, np.nan)
         none = np.full(R, "not_computed", dtype=object)
         sets = {"ar_low": nan, "ar_high": nan, "ar_set_kind": none, "ar_cluster_low": nan, "ar_cluster_high": nan,
-                "ar_cluster_set_kind": none}
+                "ar_cluster_set_kind": none, "jar_low": nan, "jar_high": nan, "jar_set_kind": none}
     out.update(sets)
     out["balanced_design"] = np.asarray(diag, float)[:, nb.D_BALANCED]
     return out

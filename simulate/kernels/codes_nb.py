@@ -84,4 +84,9 @@ D_AR_W = D_AR_B + AR_TRI  # Wc (within cells)
 D_AR_G = D_AR_W + AR_TRI  # g, the pooled instrument's score (AR_MAX_Q slots)
 D_AR_V = D_AR_G + AR_MAX_Q  # V, its site-clustered covariance at the unrestricted fit
 D_BALANCED = D_AR_V + AR_TRI  # 1 when every cell has the same size (UJIVE = MBTSLS exactly), else 0
-N_DIAGNOSTICS = D_BALANCED + 1
+# jackknife AR (Mikusheva & Sun 2022; kernels/ar_nb.py): its numerator a'N a (N upper triangle, AR_TRI slots)
+# and its variance Phi(a), a quartic form (coefficients of the monomials a_i a_j a_k a_l, i <= j <= k <= l)
+AR_QUART = AR_MAX_Q * (AR_MAX_Q + 1) * (AR_MAX_Q + 2) * (AR_MAX_Q + 3) // 24
+D_JAR_N = D_BALANCED + 1
+D_JAR_PHI = D_JAR_N + AR_TRI
+N_DIAGNOSTICS = D_JAR_PHI + AR_QUART

@@ -16,7 +16,7 @@ would make Numba compile the callee once more for the literal's type.
 import numpy as np
 from numba import njit
 
-from .ar_nb import ar_statistics
+from .ar_nb import ar_statistics, jackknife_ar_statistics
 from .codes_nb import (
     D_ARMS,
     D_CRAGG_DONALD,
@@ -465,6 +465,7 @@ def fit_with_statistics(site, arm, mediators, outcome, count, mean, cross, n_sit
     est, se, status, diag, fs_f, sw_f, ols_bread_inv, ujive_bread_inv = fit_with_breads(
         count, mean, cross, fuller_alpha
     )
+    jackknife_ar_statistics(diag, site, arm, mediators, outcome, count, mean, cross)
     P = mediators.shape[1]
     n = outcome.shape[0]
     beta_mb = est[E_MBTSLS] if status[E_MBTSLS] == STATUS_OK else np.full(P, np.nan)
