@@ -101,7 +101,7 @@ def _failed_rows(P: int, message: str) -> dict:
     """The rows of a replication that raised: NaN everywhere, the error as the status."""
     n = len(estimators_for(P)) * P + 1
     out = {col: np.full(n, np.nan) for col, kind in ROW_COLUMNS.items() if kind == "float64"}
-    for col in ("ar_set_kind", "ar_cluster_set_kind"):
+    for col in ("ar_set_kind", "ar_cluster_set_kind", "jar_set_kind"):
         out[col] = np.full(n, "not_computed", dtype=object)
     out["status"] = np.array([f"error: {message}"[:200]] * n, dtype=object)
     out["status_code"] = np.full(n, ERROR_STATUS_CODE, np.int64)

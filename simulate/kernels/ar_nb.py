@@ -222,24 +222,31 @@ def jackknife_ar_statistics(diag, site, arm, mediators, outcome, count, mean, cr
         for p in range(Q2):
             for r in range(Q2):
                 phi[prod[p, r]] += 2.0 * lam * U[p] * U[r]
+    # the person pass: sum_c k_c sum_{i in c} f_i f_i' = Fw Fw', column i of Fw the monomial coefficients f_i of
+    # a'(v_i - vbar_s)(v_i - vbar_c)'a times sqrt(k_c) (k_c >= 0); one matrix product, mapped to Phi's monomials
+    n = outcome.shape[0]
+    Fw = np.empty((Q2, n))
+    v = np.empty(Q)
     x = np.empty(Q)
     y = np.empty(Q)
-    f = np.empty(Q2)
+    rk = np.sqrt(kc)
     P = Q - 1
-    for i in range(outcome.shape[0]):
+    for i in range(n):
         s, t = site[i], arm[i]
-        x[0] = outcome[i] - sm[s, 0]
-        y[0] = outcome[i] - mean[s, t, 0]
+        v[0] = outcome[i]
         for p in range(P):
-            x[p + 1] = mediators[i, p] - sm[s, p + 1]
-            y[p + 1] = mediators[i, p] - mean[s, t, p + 1]
+            v[p + 1] = mediators[i, p]
+        for q in range(Q):
+            x[q] = v[q] - sm[s, q]
+            y[q] = v[q] - mean[s, t, q]
+        w = rk[s, t]
         for p in range(Q2):
             a, b = pi[p], pj[p]
-            f[p] = x[a] * y[a] if a == b else x[a] * y[b] + x[b] * y[a]
-        wt = -2.0 * kc[s, t]
-        for p in range(Q2):
-            for r in range(Q2):
-                phi[prod[p, r]] += wt * f[p] * f[r]
+            Fw[p, i] = w * (x[a] * y[a] if a == b else x[a] * y[b] + x[b] * y[a])
+    H = Fw @ Fw.T
+    for p in range(Q2):
+        for r in range(Q2):
+            phi[prod[p, r]] -= 2.0 * H[p, r]
     _put_upper(diag, D_JAR_N, N)
     for m in range(n_quart):
         diag[D_JAR_PHI + m] = phi[m]
