@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .accumulator import AR_COLUMNS, CHECK_COLUMNS, NEEDED_COLUMNS, SummaryAccumulator
+from .accumulator import AR_COLUMNS, CHECK_COLUMNS, JAR_COLUMNS, NEEDED_COLUMNS, SE_COVERAGE_COLUMNS, SummaryAccumulator
 from .measures import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Summary, SummaryError
 from .rundir import part_files, read_manifest
 from .tables import to_csv
@@ -134,6 +134,8 @@ def summarize_run(directory: str | Path, *, alpha: float = ALPHA, truth_sites: i
             names = set(pq.read_schema(path).names)
             wanted = list(NEEDED_COLUMNS) + ([c for c in AR_COLUMNS] if set(AR_COLUMNS) <= names else [])
             wanted += [c for c in CHECK_COLUMNS if c in names]
+            wanted += [c for c in JAR_COLUMNS if c in names] if set(JAR_COLUMNS) <= names else []
+            wanted += [c for c in SE_COVERAGE_COLUMNS if c in names]
             table = pq.read_table(path, columns=wanted)
         except Exception as exc:  # a damaged or foreign file: one line
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
