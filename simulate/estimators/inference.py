@@ -574,8 +574,15 @@ def jackknife_ar_tests(diag: np.ndarray, beta0, n_mediators: int) -> dict[str, n
     R = f["N"].shape[0]
     b0 = np.broadcast_to(np.asarray(beta0, float), (R, n_mediators))
     a = np.concatenate([np.ones((R, 1)), -b0], axis=1)
-    T = np.einsum("ri,rij,rj->r", a, f["N"], a)
-    phi = np.einsum("rm,rm->r", f["phi"], np.prod(a[:, f["monomials"]], axis=2))
+    # sums in a fixed order, elementwise over rows (einsum's SIMD paths may depend on the batch's memory layout)
+    Q = n_mediators + 1
+    T = np.zeros(R)
+    for i in range(Q):
+        for j in range(Q):
+            T = T + a[:, i] * f["N"][:, i, j] * a[:, j]
+    phi = np.zeros(R)
+    for m, (i, j, k, l) in enumerate(f["monomials"]):
+        phi = phi + f["phi"][:, m] * (((a[:, i] * a[:, j]) * a[:, k]) * a[:, l])
     with np.errstate(invalid="ignore", divide="ignore"):
         stat = np.where(phi > 0, T / np.sqrt(np.where(phi > 0, phi, 1.0)), np.nan)
     return {"jar_stat": stat, "jar_p": np.where(np.isfinite(stat), special.ndtr(-stat), np.nan)}

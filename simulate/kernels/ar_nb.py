@@ -223,7 +223,7 @@ def jackknife_ar_statistics(diag, site, arm, mediators, outcome, count, mean, cr
             for r in range(Q2):
                 phi[prod[p, r]] += 2.0 * lam * U[p] * U[r]
     # the person pass: sum_c k_c sum_{i in c} f_i f_i' = Fw Fw', column i of Fw the monomial coefficients f_i of
-    # a'(v_i - vbar_s)(v_i - vbar_c)'a times sqrt(k_c) (k_c >= 0); one matrix product, mapped to Phi's monomials
+    # a'(v_i - vbar_s)(v_i - vbar_c)'a times sqrt(k_c) (k_c >= 0); dot products of its rows, mapped to Phi's monomials
     n = outcome.shape[0]
     Fw = np.empty((Q2, n))
     v = np.empty(Q)
@@ -243,10 +243,12 @@ def jackknife_ar_statistics(diag, site, arm, mediators, outcome, count, mean, cr
         for p in range(Q2):
             a, b = pi[p], pj[p]
             Fw[p, i] = w * (x[a] * y[a] if a == b else x[a] * y[b] + x[b] * y[a])
-    H = Fw @ Fw.T
-    for p in range(Q2):
-        for r in range(Q2):
-            phi[prod[p, r]] -= 2.0 * H[p, r]
+    for p in range(Q2):  # explicit dot products, not BLAS: the same bits whatever the threads or batch
+        for r in range(p, Q2):
+            h = 0.0
+            for i in range(n):
+                h += Fw[p, i] * Fw[r, i]
+            phi[prod[p, r]] -= (2.0 if p == r else 4.0) * h
     _put_upper(diag, D_JAR_N, N)
     for m in range(n_quart):
         diag[D_JAR_PHI + m] = phi[m]
