@@ -115,7 +115,7 @@ def late_site_mean(sc: Scenario) -> tuple[float, ...]:
 
 
 def targets(tr, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
-    """:func:`simulate.truth.api.targets` with the mean of the site LATEs added as target ``late_site_mean``.
+    """:func:`simulate.truth.api.targets`, which now gives ``late_site_mean`` itself (a compatibility name).
 
     Parameters
     ----------
@@ -128,10 +128,6 @@ def targets(tr, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
         (estimator, mediator) -> targets; ``late_site_mean`` is NaN for continuous mediators
         and for the direct-effect row, as ``late`` is.
     """
-    from .api import targets as population_targets
+    from .api import targets as every_target  # api imports this module
 
-    out = population_targets(tr, sc)
-    site_mean = dict(zip(sc.mediator_names, late_site_mean(sc)))
-    for (_, mediator), tg in out.items():
-        tg["late_site_mean"] = site_mean.get(mediator, math.nan)
-    return out
+    return every_target(tr, sc)
