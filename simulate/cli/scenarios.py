@@ -106,9 +106,10 @@ def _truth_table(cell, tr) -> str:
     if cell.values:
         head += "  " + ", ".join(f"{p} = {v}" for p, v in cell.values)
     lines.append(head)
-    cols = ["ate", "late", "compliance_weighted", "limit_2sls", "limit_between_ols", "limit_between_intercept",
-            "limit_wald"]
-    short = ["ATE", "LATE", "compl.-weighted", "2SLS limit", "between OLS", "between w/ int.", "Wald limit"]
+    cols = ["ate", "late", "late_site_mean", "total_effect", "compliance_weighted", "limit_2sls",
+            "limit_between_ols", "limit_between_intercept", "limit_wald"]
+    short = ["ATE", "LATE", "LATE site mean", "total effect", "compl.-weighted", "2SLS limit", "between OLS",
+             "between w/ int.", "Wald limit"]
     width = max(8, max(len(n) for n in sc.mediator_names))
     lines.append(f"  {'mediator':<{width}} " + " ".join(f"{s:>16}" for s in short))
     for rec in tr.to_records():
@@ -116,7 +117,7 @@ def _truth_table(cell, tr) -> str:
     if tr.limit_method == "simulation":
         se_cols = ["compliance_weighted", "limit_2sls", "limit_between_ols", "limit_between_intercept", "limit_wald"]
         for p, name in enumerate(sc.mediator_names):
-            cells = ["", ""] + [_fmt_se(tr.se_of(c)[p]) for c in se_cols]
+            cells = ["", "", "", ""] + [_fmt_se(tr.se_of(c)[p]) for c in se_cols]
             lines.append(f"  {'SE ' + name:<{width}} " + " ".join(f"{s:>16}" for s in cells))
     lines.append(f"  intercept of the between-site regression (mean direct effect) limit: "
                  f"{_fmt(tr.limit_between_intercept_constant)}")

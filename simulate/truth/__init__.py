@@ -63,7 +63,7 @@ For a scenario, per mediator p:
     that a binary mediator's path feeds) the limits are NaN and ``notes`` says why.
 """
 
-from .api import LIMIT_OF, TRUTH_SEED, TRUTH_SITES, Truth, truth
+from .api import LIMIT_OF, TRUTH_SEED, TRUTH_SITES, Truth, targets, truth
 
 # the private names of the former single-module simulate/truth.py, still importable from here
 from .limits import _CHUNK as _CHUNK
@@ -79,7 +79,7 @@ from .moments import _Phi as _Phi
 from .moments import _phi as _phi
 from .moments import _xphi as _xphi
 from .site_effects import site_effect_sd, site_effect_sd_applies
-from .site_late import late_site_mean, targets  # targets: api.targets plus late_site_mean
+from .site_late import late_site_mean
 
 __all__ = ["Truth", "truth", "targets", "late_site_mean", "LIMIT_OF", "TRUTH_SEED", "TRUTH_SITES", "site_effect_sd",
            "site_effect_sd_applies"]

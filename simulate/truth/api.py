@@ -31,6 +31,7 @@ from .limits import (
     site_moments,
 )
 from .paths import total_effects
+from .site_late import late_site_mean
 
 __all__ = ["Truth", "truth", "targets", "LIMIT_OF", "TRUTH_SEED", "TRUTH_SITES"]
 
@@ -128,6 +129,7 @@ class Truth:
             return f"SE {self.se_of(name)[p]:.1e}"
         return "0 (closed form)" if method == "closed form" else f"quadrature ({self.quadrature_error:.0e})"
     total_effect: tuple[float, ...] = field(default=())  # E[Delta_p + sum_{p -> q} B T_q] (the ATE without paths)
+    late_site_mean: tuple[float, ...] = field(default=())  # mean of the site LATEs (NaN: continuous mediator)
 
     def to_records(self) -> list[dict]:
         """One row per mediator: its estimands and large-sample limits, each limit with its ``_se``."""
@@ -138,6 +140,7 @@ class Truth:
                 "ate": self.ate[p],
                 "late": self.late[p],
                 "compliance_weighted": self.compliance_weighted[p],
+                "late_site_mean": self.late_site_mean[p] if self.late_site_mean else math.nan,
                 "total_effect": self.total_effect[p] if self.total_effect else self.ate[p],
                 "compliance_weighted_se": self.se_of("compliance_weighted")[p],
             }
@@ -240,6 +243,7 @@ def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED, meth
         quadrature_nodes=nodes,
         quadrature_error=error,
         total_effect=total_effects(sc, pl, ate),
+        late_site_mean=late_site_mean(sc),
     )
 
 
@@ -360,7 +364,8 @@ LIMIT_OF = _registry.LIMIT_OF
 def targets(tr: Truth, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
     """Per (estimator, mediator): the population targets and the estimator's limit.
 
-    Keys of each value: ``ate``, ``late`` (NaN for continuous mediators), ``compliance_weighted``,
+    Keys of each value: ``ate``, ``late`` and ``late_site_mean`` (the mean of the site LATEs,
+    :func:`simulate.truth.site_late.late_site_mean`; both NaN for continuous mediators), ``compliance_weighted``,
     ``limit``, the numerical errors ``limit_se`` and ``compliance_weighted_se`` (0 where exact), and
     ``total_effect`` (the mediator's effect directly and through the mediators its paths move; the
     ATE without paths).  The between-site intercept row (mediator ``direct_effect``) targets
@@ -368,6 +373,7 @@ def targets(tr: Truth, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
     """
     out = {}
     P = sc.n_mediators
+    site_mean = tr.late_site_mean if tr.late_site_mean else late_site_mean(sc)  # an old stored truth lacks it
     for spec in _registry.REGISTRY:
         est, lim = spec.name, spec.limit
         if not spec.applies(P):
@@ -376,6 +382,7 @@ def targets(tr: Truth, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
             out[(est, name)] = {
                 "ate": tr.ate[p],
                 "late": tr.late[p],
+                "late_site_mean": site_mean[p],
                 "compliance_weighted": tr.compliance_weighted[p],
                 "limit": getattr(tr, lim)[p] if lim else math.nan,
                 "limit_se": tr.se_of(lim)[p] if lim else math.nan,
@@ -383,8 +390,8 @@ def targets(tr: Truth, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
                 "total_effect": tr.total_effect[p] if tr.total_effect else tr.ate[p],
             }
     out[("between_intercept", "direct_effect")] = {
-        "ate": float(sc.site_mean[Layout.of(sc).site_direct]), "late": math.nan, "compliance_weighted": math.nan,
-        "limit": tr.limit_between_intercept_constant,
+        "ate": float(sc.site_mean[Layout.of(sc).site_direct]), "late": math.nan, "late_site_mean": math.nan,
+        "compliance_weighted": math.nan, "limit": tr.limit_between_intercept_constant,
         "limit_se": _constant_se(tr), "compliance_weighted_se": math.nan}
     return out
 

@@ -52,7 +52,7 @@ from ..dgp import binary_constants, plan
 from ..layout import Layout
 from ..scenario import Scenario
 
-__all__ = ["QUADRATURE_NODES", "inverse_mills", "late_site_mean", "targets"]
+__all__ = ["QUADRATURE_NODES", "inverse_mills", "late_site_mean"]
 
 QUADRATURE_NODES = 160
 """Nodes of the (probabilists') Gauss-Hermite rule behind :func:`late_site_mean`."""
@@ -112,26 +112,3 @@ def late_site_mean(sc: Scenario) -> tuple[float, ...]:
         gain = pl.eff_sd[p] * rho * _expected_mills(float(a[p]), float(tau[p])) if rho != 0.0 else 0.0
         out.append(mean_delta + float(gain))
     return tuple(out)
-
-
-def targets(tr, sc: Scenario) -> dict[tuple[str, str], dict[str, float]]:
-    """:func:`simulate.truth.api.targets` with the mean of the site LATEs added as target ``late_site_mean``.
-
-    Parameters
-    ----------
-    tr : simulate.truth.Truth
-    sc : Scenario
-
-    Returns
-    -------
-    dict
-        (estimator, mediator) -> targets; ``late_site_mean`` is NaN for continuous mediators
-        and for the direct-effect row, as ``late`` is.
-    """
-    from .api import targets as population_targets
-
-    out = population_targets(tr, sc)
-    site_mean = dict(zip(sc.mediator_names, late_site_mean(sc)))
-    for (_, mediator), tg in out.items():
-        tg["late_site_mean"] = site_mean.get(mediator, math.nan)
-    return out
