@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from .layout import Layout
 from .scenario import Scenario, from_dict
 
-__all__ = ["Assumption", "SweepPlan", "Design", "ASSUMPTIONS", "BY_KEY"]
+__all__ = ["Assumption", "SweepPlan", "Design", "ASSUMPTIONS", "BY_KEY", "DESIGN_LABELS", "axis_labels"]
 
 
 @dataclass
@@ -125,6 +125,12 @@ class Assumption:
         leaves the limits alone and acts through the finite sample (weak instruments).
     recipe : callable
         ``recipe(design, severe) -> SweepPlan | str`` (a string: why it does not apply).
+    axes : tuple of (str, str)
+        The scenario paths the dial moves (every path its recipe sweeps, and the other keys of
+        the same assumption), each with its axis label: ``(path, label)``.  A path is a dotted
+        grid path without list indices (``paths.mean`` stands for ``paths[2].mean``); a ``*``
+        matches any name (``site.correlations.path_*:effect_*``), and ``{term}`` in its label is
+        replaced by the path's last component.  A label ends with ``[assumption NUMERAL...]``.
     """
 
     key: str
@@ -136,6 +142,7 @@ class Assumption:
     severe: Callable[[Design], float]
     identification: bool
     recipe: Callable[[Design, float], SweepPlan | str]
+    axes: tuple[tuple[str, str], ...] = ()
 
     @property
     def label(self) -> str:
@@ -396,81 +403,151 @@ ASSUMPTIONS: tuple[Assumption, ...] = (
     Assumption("spillover", "i", "SUTVA", "Spillovers onto controls",
                "controls' outcomes move with the share treated in their site (displacement or contamination), "
                "so the site ITT on the outcome no longer comes only through the mediators",
-               "outcome units per unit share treated in the site", lambda d: round(d.itt, 4), True, _spillover),
+               "outcome units per unit share treated in the site", lambda d: round(d.itt, 4), True, _spillover,
+               axes=(("spillover.outcome", "outcome spillover on controls [assumption i, SUTVA]"),
+                     ("spillover.mediator", "mediator spillover on controls [assumption i, SUTVA]"))),
     Assumption("spillover_treated", "i", "SUTVA", "Spillovers onto the treated",
                "the treated's outcomes move with the share treated in their site (crowding or peer effects among "
                "the treated), which the site ITT on the outcome credits to the mediators",
                "outcome units per unit share treated in the site", lambda d: round(d.itt, 4), True,
-               _spillover_treated),
+               _spillover_treated,
+               axes=(("spillover.treated_outcome", "outcome spillover on the treated [assumption i, SUTVA]"),
+                     ("spillover.treated_mediator", "mediator spillover on the treated [assumption i, SUTVA]"))),
     Assumption("direct_effect", "ii", "exclusion", "A direct effect of treatment on the outcome",
                "the offer changes the outcome by a route other than the mediators, and 2SLS through the origin "
                "credits that route to the mediators",
                "outcome units per unit of treatment dose", lambda d: round(0.5 * d.itt / (d.scenario.arms - 1), 4),
-               True, _direct_effect),
+               True, _direct_effect,
+               axes=(("site.direct_effect_mean", "mean direct effect E[κ] [assumption ii, exclusion]"),
+                     ("site.direct_effect_sd", "between-site SD of the direct effect sd(κ) [assumption ii, exclusion]"),
+                     ("site.direct_effect_compliance_correlation",
+                      "corr(κ, γ) between sites [assumption ii, exclusion]"))),
     Assumption("mediator_curvature", "iii", "M linear in T", "Mediators not linear in the treatment dose",
                "the higher arms move the mediators more (or less) than in proportion",
-               "curvature c of g(t) = t + c t(t-1)", lambda d: 0.5, True, _mediator_curvature),
+               "curvature c of g(t) = t + c t(t-1)", lambda d: 0.5, True, _mediator_curvature,
+               axes=(("mediators.curvature", "mediator curvature c in g(t) = t + c t(t−1) [assumption iii]"),)),
     Assumption("outcome_curvature", "iv", "Y linear in M", "An outcome not linear in the mediators",
                "the outcome responds to the square of a mediator, so the effect of a unit depends on the level",
-               "curvature phi of h(m) = m + phi m^2", lambda d: 0.2, True, _outcome_curvature),
+               "curvature phi of h(m) = m + phi m^2", lambda d: 0.2, True, _outcome_curvature,
+               axes=(("mediators.outcome_curvature", "outcome curvature φ in h(m) = m + φ m² [assumption iv]"),)),
     Assumption("mediator_interaction", "iv", "Y linear in M, no interactions", "Mediators interacting in the outcome",
                "the effect of one mediator depends on the level of another (Y has an M_p x M_q term)",
-               "coefficient theta of Y += theta M_p M_q", lambda d: 0.2, True, _mediator_interaction),
+               "coefficient theta of Y += theta M_p M_q", lambda d: 0.2, True, _mediator_interaction,
+               axes=(("interactions.coefficient", "interaction θ in Y += θ M_p M_q [assumption iv]"),)),
     Assumption("mediator_paths", "v", "parallel mediators", "One mediator moving another",
                "part of the treatment's effect on a later mediator runs through an earlier one, with person-level "
                "path coefficients that go with the later mediator's effect",
                "path coefficient (mean and person SD), downstream mediator units per upstream unit",
-               lambda d: 1.0, True, _mediator_paths),
+               lambda d: 1.0, True, _mediator_paths,
+               axes=(("paths.mean", "mean mediator-path coefficient [assumption v, parallel mediators]"),
+                     ("paths.person_sd", "within-site SD of the mediator path [assumption v, parallel mediators]"),
+                     ("paths.effect_correlation", "corr(path coefficient, Δ_q) [assumption v, parallel mediators]"))),
     Assumption("path_site_correlation", "v", "parallel mediators, between sites",
                "A site's path coefficient going with the downstream effect",
                "sites where one mediator moves another more are also sites where the other matters more, so the "
                "upstream mediator's instruments carry part of the downstream effect",
                "correlation corr(beta, delta) between sites of the path coefficient and the downstream effect",
-               lambda d: 0.6, True, _path_site_correlation),
+               lambda d: 0.6, True, _path_site_correlation,
+               axes=(("paths.site_sd", "between-site SD of the mediator path [assumption v, parallel mediators]"),
+                     ("site.correlations.path_*:effect_*",
+                      "between-site corr({term}) of a path coefficient and the downstream effect "
+                       "[assumption v, parallel mediators]"))),
     Assumption("selection", "vi", "ignorable assignment", "Selection into treatment",
                "within sites, persons with higher untreated outcomes are more likely to be treated",
-               "probit index strength xi on the standardized Y(0)", lambda d: 1.0, True, _selection),
+               "probit index strength xi on the standardized Y(0)", lambda d: 1.0, True, _selection,
+               axes=(("selection.strength", "selection into treatment ξ (probit index) [assumption vi]"),)),
     Assumption("within_site_correlation", "vii.a", "no within-site compliance-effect covariance",
                "Within-site correlation of compliance and effect",
                "persons who respond more to the offer also gain more from the mediator, so each site's IV ratio "
                "tends to delta + cov(Gamma, Delta) / gamma instead of delta",
-               "correlation corr(Gamma, Delta) within sites", lambda d: 0.6, True, _within_site_correlation),
+               "correlation corr(Gamma, Delta) within sites", lambda d: 0.6, True, _within_site_correlation,
+               axes=(("person.within_site_correlation", "within-site correlation corr(Γ, Δ) [assumption vii.a]"),)),
     Assumption("defiers", "vii.b", "no defiers", "Defiers",
                "some persons take up the mediator only when not offered, entering the estimand with a negative "
-               "weight", "share of persons who are defiers", lambda d: 0.15, True, _defiers),
+               "weight", "share of persons who are defiers", lambda d: 0.15, True, _defiers,
+               axes=(("binary.defier_share", "share of defiers [assumption vii.b]"),)),
     Assumption("rank", "viii", "rank of the compliance matrix", "A weak or collinear compliance matrix",
                "the sites' compliances carry less independent variation, so the mediators' effects are barely "
                "separable (weak instruments)",
                "between-site correlation of the compliances (one mediator: the compliance SD, shrunk)",
-               lambda d: 0.9, False, _rank),
+               lambda d: 0.9, False, _rank,
+               axes=(("site.compliance_sd", "between-site SD of compliance sd(γ) [assumption viii, rank]"),
+                     ("site.compliance_correlation", "corr(γ_p, γ_q) between sites [assumption viii, rank]"))),
     Assumption("between_site_correlation", "ix", "between-site independence",
                "Between-site correlation of compliance and effect",
                "sites where the offer moves the mediator more are also sites where the mediator matters more",
-               "correlation corr(gamma, delta) between sites", lambda d: 0.6, True, _between_site_correlation),
+               "correlation corr(gamma, delta) between sites", lambda d: 0.6, True, _between_site_correlation,
+               axes=(("site.compliance_effect_correlation", "between-site correlation corr(γ, δ) [assumption ix]"),)),
     Assumption("site_skew", "ix", "between-site distribution, skewed", "Skewed site distribution",
                "the sites' compliances and effects are skewed (same means and covariance), so the third moments "
                "E[gamma gamma delta] that the 2SLS limit reads differ from the normal's",
-               "b of z -> sqrt(1 - b^2) z + b (z^2 - 1)/sqrt 2", lambda d: 0.6, True, _site_distribution("skew")),
+               "b of z -> sqrt(1 - b^2) z + b (z^2 - 1)/sqrt 2", lambda d: 0.6, True, _site_distribution("skew"),
+               axes=(("site.skew", "skewness b of the site distribution [assumption ix]"),)),
     Assumption("site_heavy_tails", "ix", "between-site distribution, heavy-tailed", "Heavy-tailed site distribution",
                "a few sites have extreme compliances or effects (multivariate t, same covariance): the limits that "
                "read fourth moments move, and the estimators' finite-sample behaviour with them",
-               "1/nu of the multivariate t", lambda d: 0.2, True, _site_distribution("heavy_tails")),
+               "1/nu of the multivariate t", lambda d: 0.2, True, _site_distribution("heavy_tails"),
+               axes=(("site.heavy_tails",
+                      "heavy tails 1/ν of the site distribution (multivariate t) [assumption ix]"),)),
     Assumption("nonlinear_dependence", "ix", "between-site independence, nonlinear",
                "Nonlinear between-site dependence",
                "the mediator's effect depends on the site's compliance nonlinearly, with zero correlation, which "
                "a correlation check cannot see",
                "lambda of delta = ... + lambda sd(delta) (u^2 - 1)/sqrt 2", lambda d: 1.0, True,
-               _nonlinear_dependence),
+               _nonlinear_dependence,
+               axes=(("site.nonlinear_dependence", "nonlinear dependence λ of δ on γ [assumption ix]"),)),
     Assumption("cross_dependence", "ix", "between-site independence, across mediators",
                "Nonlinear between-site dependence across mediators",
                "the second mediator's effect depends on the product of the sites' compliances of the first and "
                "second mediators, which neither a correlation check nor a test of the squared compliances sees",
                "lambda of delta_2 = ... + lambda sd(delta_2) (u_1 u_2 - r)/sqrt(1 + r^2)", lambda d: 1.0, True,
-               _cross_dependence),
+               _cross_dependence,
+               axes=(("site.cross_dependence.*",
+                      "nonlinear dependence λ across mediators ({term}) [assumption ix]"),)),
 )
 """Every assumption the stress test sweeps, in the paper's order."""
 
 BY_KEY: dict[str, Assumption] = {a.key: a for a in ASSUMPTIONS}
+
+DESIGN_LABELS: dict[str, str] = {
+    "n_sites": "number of sites K [finite sample; assumption viii when K < P]",
+    "n_per_site": "persons per site n_s [finite sample]",
+    "treatment.share": "share treated p_s",
+    "treatment.arms": "treatment arms L + 1",
+    "site.compliance_mean": "mean compliance E[γ] [instrument strength]",
+    "site.effect_mean": "mean effect E[δ] (the ATE)",
+    "site.effect_sd": "between-site SD of the effect sd(δ)",
+    "person.compliance_sd": "within-site SD of compliance sd(Γ)",
+    "person.effect_sd": "within-site SD of the effect sd(Δ)",
+    "person.confounding": "confounding corr(M(0), Y(0))",
+    "binary.complier_share": "share of compliers",
+    "binary.never_share": "share of never-takers",
+    "binary.always_share": "share of always-takers",
+    "binary.complier_share_site_sd": "between-site SD of the complier share",
+    "binary.defier_effect_shift": "effect shift of defiers (Δ defier − Δ complier)",
+    "binary.always_effect_shift": "effect shift of always-takers",
+    "binary.never_effect_shift": "effect shift of never-takers",
+}
+"""Axis labels of the design parameters that are no assumption's dial (sizes, means, SDs, shares), by
+dotted grid path without list indices; the dials' own labels are their :attr:`Assumption.axes`."""
+
+
+def axis_labels() -> dict[str, str]:
+    """Every axis label by scenario path: each assumption's :attr:`~Assumption.axes`, then :data:`DESIGN_LABELS`.
+
+    Returns
+    -------
+    dict of str to str
+        Path (dotted, without list indices; ``*`` patterns kept as such) -> label.  A path two
+        assumptions both claim keeps the first one's label (the catalogue's order).
+    """
+    out: dict[str, str] = {}
+    for a in ASSUMPTIONS:
+        for path, label in a.axes:
+            out.setdefault(path, label)
+    for path, label in DESIGN_LABELS.items():
+        out.setdefault(path, label)
+    return out
 
 
 def design(raw: dict, source: str, options: dict | None = None) -> Design:

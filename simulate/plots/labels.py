@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterable, Sequence
 
+from ..assumptions import axis_labels
 from ..estimators import registry as _registry
 
 OKABE_ITO = {
@@ -27,44 +29,10 @@ _SPARE_STYLES = [(c, m, ls) for c, m, ls in zip(
     [_O["blue"], _O["vermillion"], _O["bluish_green"], _O["orange"], _O["reddish_purple"], _O["sky_blue"]],
     ["<", ">", "p", "8", "H", "1"], ["-", "--", "-.", ":", "-", "--"])]
 
-DIAL_LABELS = {
-    "n_sites": "number of sites K [finite sample; assumption viii when K < P]",
-    "n_per_site": "persons per site n_s [finite sample]",
-    "treatment.share": "share treated p_s",
-    "treatment.arms": "treatment arms L + 1",
-    "spillover.outcome": "outcome spillover on controls [assumption i, SUTVA]",
-    "spillover.mediator": "mediator spillover on controls [assumption i, SUTVA]",
-    "site.direct_effect_mean": "mean direct effect E[κ] [assumption ii, exclusion]",
-    "site.direct_effect_sd": "between-site SD of the direct effect sd(κ) [assumption ii, exclusion]",
-    "site.direct_effect_compliance_correlation": "corr(κ, γ) between sites [assumption ii, exclusion]",
-    "mediators.curvature": "mediator curvature c in g(t) = t + c t(t−1) [assumption iii]",
-    "mediators.outcome_curvature": "outcome curvature φ in h(m) = m + φ m² [assumption iv]",
-    "paths.mean": "mean mediator-path coefficient [assumption v, parallel mediators]",
-    "paths.site_sd": "between-site SD of the mediator path [assumption v, parallel mediators]",
-    "paths.person_sd": "within-site SD of the mediator path [assumption v, parallel mediators]",
-    "paths.effect_correlation": "corr(path coefficient, Δ_q) [assumption v, parallel mediators]",
-    "selection.strength": "selection into treatment ξ (probit index) [assumption vi]",
-    "person.within_site_correlation": "within-site correlation corr(Γ, Δ) [assumption vii.a]",
-    "binary.defier_share": "share of defiers [assumption vii.b]",
-    "site.compliance_sd": "between-site SD of compliance sd(γ) [assumption viii, rank]",
-    "site.compliance_correlation": "corr(γ_p, γ_q) between sites [assumption viii, rank]",
-    "site.compliance_effect_correlation": "between-site correlation corr(γ, δ) [assumption ix]",
-    "site.nonlinear_dependence": "nonlinear dependence λ of δ on γ [assumption ix]",
-    "site.compliance_mean": "mean compliance E[γ] [instrument strength]",
-    "site.effect_mean": "mean effect E[δ] (the ATE)",
-    "site.effect_sd": "between-site SD of the effect sd(δ)",
-    "person.compliance_sd": "within-site SD of compliance sd(Γ)",
-    "person.effect_sd": "within-site SD of the effect sd(Δ)",
-    "person.confounding": "confounding corr(M(0), Y(0))",
-    "binary.complier_share": "share of compliers",
-    "binary.never_share": "share of never-takers",
-    "binary.always_share": "share of always-takers",
-    "binary.complier_share_site_sd": "between-site SD of the complier share",
-    "binary.defier_effect_shift": "effect shift of defiers (Δ defier − Δ complier)",
-    "binary.always_effect_shift": "effect shift of always-takers",
-    "binary.never_effect_shift": "effect shift of never-takers",
-}
-"""Axis names of the dials, by dotted grid path without list indices (see :func:`dial_label`)."""
+DIAL_LABELS = axis_labels()
+"""Axis names of the dials, by dotted grid path without list indices (see :func:`dial_label`): read from the
+assumption catalogue (:attr:`simulate.assumptions.Assumption.axes`) and its table of design parameters
+(:data:`simulate.assumptions.DESIGN_LABELS`); keys with ``*`` are patterns."""
 
 MEASURE_LABELS = {
     "bias": "bias (mean estimate − target)",
@@ -112,10 +80,22 @@ _TARGET_FREE = {"n_reps", "n_failed", "failure_share", "mean_estimate", "empiric
 def dial_label(path: str) -> str:
     """The axis name of a dial, from its dotted grid path.
 
-    List indices are read as the mediator (``site.compliance_mean[2]`` -> "..., mediator 2")
-    or the path (``paths[1].mean`` -> "..., path 1"); named correlations
-    (``site.correlations.compliance_1:effect_2``) become ``corr(compliance_1, effect_2)``.
+    List indices are read as the mediator (``site.compliance_mean[2]`` -> "..., mediator 2"),
+    the path (``paths[1].mean`` -> "..., path 1") or the interaction
+    (``interactions[1].coefficient`` -> "..., interaction 1"); a pattern of the catalogue
+    (``site.correlations.path_*:effect_*``) labels every path it matches; other named
+    correlations (``site.correlations.compliance_1:effect_2``) become ``corr(compliance_1, effect_2)``.
     An unknown path is its own label.
+
+    Parameters
+    ----------
+    path : str
+        A dotted grid path, as in ``[grid]``.
+
+    Returns
+    -------
+    str
+        The axis label.
 
     Examples
     --------
@@ -124,17 +104,20 @@ def dial_label(path: str) -> str:
     """
     if path in DIAL_LABELS:
         return DIAL_LABELS[path]
-    m = re.fullmatch(r"(site|person)\.correlations\.([A-Za-z0-9_]+):([A-Za-z0-9_]+)", path)
-    if m:
-        level = "between sites" if m.group(1) == "site" else "within sites"
-        return f"corr({m.group(2)}, {m.group(3)}) {level}"
     indices = [int(i) for i in re.findall(r"\[(\d+)\]", path)]
     base = re.sub(r"\[\d+\]", "", path)
     if base in DIAL_LABELS and indices:
         label = DIAL_LABELS[base]
-        what = "path" if base.startswith("paths.") else "mediator"
+        what = {"paths": "path", "interactions": "interaction"}.get(base.partition(".")[0], "mediator")
         head, sep, tail = label.partition(" [")
         return f"{head}, {what} {indices[0]}{sep}{tail}"
+    for pattern, label in DIAL_LABELS.items():
+        if "*" in pattern and fnmatch.fnmatchcase(path, pattern):
+            return label.replace("{term}", path.rpartition(".")[2].replace(":", ", "))
+    m = re.fullmatch(r"(site|person)\.correlations\.([A-Za-z0-9_]+):([A-Za-z0-9_]+)", path)
+    if m:
+        level = "between sites" if m.group(1) == "site" else "within sites"
+        return f"corr({m.group(2)}, {m.group(3)}) {level}"
     return path
 
 
