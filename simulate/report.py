@@ -218,11 +218,13 @@ def _baseline_rows(result) -> list[dict]:
 
 
 def _ar_pct(r) -> str:
-    """The coverage of the AR sets (conventional / site-clustered, with MCSEs), or a dash (P > 1)."""
+    """The coverage of the AR sets (conventional / site-clustered / jackknife, with MCSEs), or a dash (P > 1)."""
     a, b = getattr(r, "ar_coverage", math.nan), getattr(r, "ar_cluster_coverage", math.nan)
-    if not (math.isfinite(a) or math.isfinite(b)):
+    j = getattr(r, "jar_coverage", math.nan)
+    if not (math.isfinite(a) or math.isfinite(b) or math.isfinite(j)):
         return "–"
-    return f"{_pct(a, r.ar_coverage_mcse)} / {_pct(b, r.ar_cluster_coverage_mcse)}"
+    return (f"{_pct(a, r.ar_coverage_mcse)} / {_pct(b, r.ar_cluster_coverage_mcse)} / "
+            f"{_pct(j, getattr(r, 'jar_coverage_mcse', math.nan))}")
 
 
 def _balanced_note(result) -> str:

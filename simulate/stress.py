@@ -631,7 +631,7 @@ def _cell_measures(run_dir: Path, kinds: dict, level_alpha: float = 0.05) -> tup
         for measure in ("target_value", "bias", "relative_bias", "identification_bias", "finite_sample_bias",
                         "rmse", "coverage"):
             rec[measure], rec[f"{measure}_mcse"] = look.get((est, med, target, measure), nan2)
-        for measure in ("ar_coverage", "ar_cluster_coverage"):  # the AR sets beside the Wald intervals (P = 1)
+        for measure in ("ar_coverage", "ar_cluster_coverage", "jar_coverage"):  # AR sets beside Wald (P = 1)
             rec[measure], rec[f"{measure}_mcse"] = look.get((est, med, target, measure), nan2)
         for measure in ("power", "mean_estimate", "balanced_design_share"):
             rec[measure], rec[f"{measure}_mcse"] = look.get((est, med, "none", measure), nan2)

@@ -25,6 +25,9 @@ JSON_KEYS = set(bench.JSON_KEYS)
 pytest.importorskip("linearmodels")
 pytest.importorskip("distributed")
 
+# about 75 s on two cores (the whole harness in --quick mode): run with `python3 -m pytest -m slow`
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):

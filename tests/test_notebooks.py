@@ -174,6 +174,7 @@ def test_b_many_sites(kernel, monkeypatch):
     assert "leaves the between-site regression with an intercept within" in said
 
 
+@pytest.mark.slow  # about 65 s on two cores: the notebook runs a whole stress test
 def test_c_stress_test(kernel, monkeypatch):
     got, nb = execute("c_stress_test", """{
         "report": str(report), "exists": Path(report).is_file(),

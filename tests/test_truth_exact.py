@@ -179,10 +179,11 @@ def test_bundled_nonlinear_dependence_numbers_of_the_issue():
     NONLINEAR.format(lam=1.0, r=0.4, rho=0.3),
     NONLINEAR.format(lam=0.8, r=0.3, rho=0.2).replace("[site]", "[treatment]\narms = 3\n[mediators]\n"
                                                       "curvature = 0.3\noutcome_curvature = 0.1\n[site]"),
-    "n_sites = 40\n[mediators]\ncount = 2\n[site]\ncompliance_sd = [0.4, 0.3]\neffect_sd = [0.2, 0.3]\n"
-    "nonlinear_dependence = [1.0, -0.5]\ncompliance_correlation = 0.3\ndirect_effect_sd = 0.1\n"
-    "compliance_effect_correlation = [0.2, 0.0]\n[person]\ncompliance_sd = [0.3, 0.2]\neffect_sd = 0.2\n"
-    "within_site_correlation = [0.3, 0.0]\nconfounding = 0.2\n",
+    pytest.param(  # about 45 s on two cores: a two-mediator brute-force integration
+        "n_sites = 40\n[mediators]\ncount = 2\n[site]\ncompliance_sd = [0.4, 0.3]\neffect_sd = [0.2, 0.3]\n"
+        "nonlinear_dependence = [1.0, -0.5]\ncompliance_correlation = 0.3\ndirect_effect_sd = 0.1\n"
+        "compliance_effect_correlation = [0.2, 0.0]\n[person]\ncompliance_sd = [0.3, 0.2]\neffect_sd = 0.2\n"
+        "within_site_correlation = [0.3, 0.0]\nconfounding = 0.2\n", marks=pytest.mark.slow),
 ], ids=["nonlinear", "nonlinear-correlated", "three-arms-curvature", "two-mediators"])
 def test_quadrature_limits_match_an_independent_brute_force_integration(text):
     sc = sm.loads(text)

@@ -60,76 +60,127 @@ def _wald(beta, cov, idx):
 
 
 @njit(cache=True)
-def _cr3_rows(G, GGi, idx, n_sites, L):
-    """a_s = C (G'G)^{-1} G_s' (I - H_ss)^{-1} of every site, (K, m, L), and Omega = sum_s a_s (I - H_ss) a_s'.
+def _leverage(G, GGi, n_sites, L):
+    """The CR3 blocks shared by every test on one regression: (F, H, ok).
 
-    Returns (a, Omega, ok); ok is False where a leverage block is singular.
+    ``H[s] = I - G_s (G'G)^{-1} G_s'`` (K, L, L) and ``F[s] = (G'G)^{-1} G_s' H_ss^{-1}`` (K, k, L), so
+    that ``a_s`` of :func:`htz_df` is the rows ``idx`` of ``F[s]``; ok is False where a leverage block is
+    singular.  Explicit loops: the blocks are tiny and BLAS calls per site cost more than their flops.
     """
-    N, k = G.shape
-    m = idx.shape[0]
+    k = G.shape[1]
     K = n_sites
-    Q = np.empty((m, k))
-    for i in range(m):
-        for c in range(k):
-            Q[i, c] = GGi[idx[i], c]
-    a = np.empty((K, m, L))
-    Om = np.zeros((m, m))
-    Gs = np.empty((L, k))
+    H = np.empty((K, L, L))
+    F = np.zeros((K, k, L))
+    T = np.empty((k, L))
     for s in range(K):
+        r0 = s * L
+        # T = GGi G_s' (k, L); H_s = I - G_s T
+        for c in range(k):
+            for r in range(L):
+                acc = 0.0
+                for e in range(k):
+                    acc += GGi[c, e] * G[r0 + r, e]
+                T[c, r] = acc
         for r in range(L):
-            for c in range(k):
-                Gs[r, c] = G[s * L + r, c]
-        Hs = np.eye(L) - Gs @ GGi @ np.ascontiguousarray(Gs.T)
+            for q in range(L):
+                acc = 0.0
+                for c in range(k):
+                    acc += G[r0 + r, c] * T[c, q]
+                H[s, r, q] = (1.0 if r == q else 0.0) - acc
         if L == 1:
-            if not abs(Hs[0, 0]) > 1e-12:
-                return a, Om, False
-            As = np.full((1, 1), 1.0 / Hs[0, 0])
+            if not abs(H[s, 0, 0]) > 1e-12:
+                return F, H, False
+            inv = 1.0 / H[s, 0, 0]
+            for c in range(k):
+                F[s, c, 0] = T[c, 0] * inv
         else:
+            Hs = np.ascontiguousarray(H[s])
             if not abs(np.linalg.det(Hs)) > 1e-12:
-                return a, Om, False
+                return F, H, False
             As = np.linalg.inv(Hs)
-        a_s = (Q @ np.ascontiguousarray(Gs.T)) @ As
-        a[s] = a_s
-        Om += a_s @ Hs @ np.ascontiguousarray(a_s.T)
-    return a, Om, True
+            for c in range(k):
+                for q in range(L):
+                    acc = 0.0
+                    for r in range(L):
+                        acc += T[c, r] * As[r, q]
+                    F[s, c, q] = acc
+    return F, H, True
 
 
 @njit(cache=True)
-def _total_variance(G, GGi, a, Li, n_sites, L):
-    """sum_{s,t} [(tr C_st)^2 + tr(C_st C_st)] of :func:`htz_df`, in O(K) through S_x and S_e."""
+def _htz_from_leverage(G, GGi, F, H, idx, n_sites, L):
+    """The nu of :func:`htz_df` from the blocks of :func:`_leverage` (see there for the algebra)."""
     k = G.shape[1]
-    m = a.shape[1]
+    m = idx.shape[0]
+    K = n_sites
     d = m * k
-    Sx = np.zeros((d, d))
-    Se = np.zeros((d, d))
+    # Omega = sum_s a_s H_s a_s'
+    Om = np.zeros((m, m))
+    for s in range(K):
+        for i in range(m):
+            for j in range(m):
+                acc = 0.0
+                for r in range(L):
+                    hr = 0.0
+                    for q in range(L):
+                        hr += H[s, r, q] * F[s, idx[j], q]
+                    acc += F[s, idx[i], r] * hr
+                Om[i, j] += acc
+    ev = np.linalg.eigvalsh(Om)
+    if not ev[0] > 1e-14 * max(ev[m - 1], 1e-300):
+        return np.nan
+    Li = np.linalg.inv(np.linalg.cholesky(Om))
+    # per site: b = Li a_s (m, L), E = b G_s (m, k), X = E GGi (m, k); rows vec(E_s), vec(X_s)
+    Em = np.empty((K, d))
+    Xm = np.empty((K, d))
+    b = np.empty((m, L))
+    E = np.empty((m, k))
     t1 = 0.0
     t2 = 0.0
-    Gs = np.empty((L, k))
-    for s in range(n_sites):
-        Gs[:, :] = G[s * L:(s + 1) * L, :]
-        b = Li @ np.ascontiguousarray(a[s])
-        D = b @ np.ascontiguousarray(b.T)
-        E = b @ Gs
-        X = E @ GGi
-        XE = X @ np.ascontiguousarray(E.T)
+    for s in range(K):
+        r0 = s * L
+        for i in range(m):
+            for r in range(L):
+                acc = 0.0
+                for j in range(i + 1):
+                    acc += Li[i, j] * F[s, idx[j], r]
+                b[i, r] = acc
+        for i in range(m):
+            for c in range(k):
+                acc = 0.0
+                for r in range(L):
+                    acc += b[i, r] * G[r0 + r, c]
+                E[i, c] = acc
+                Em[s, i * k + c] = acc
+        for i in range(m):
+            for c in range(k):
+                acc = 0.0
+                for e in range(k):
+                    acc += E[i, e] * GGi[e, c]
+                Xm[s, i * k + c] = acc
+        # D = b b', XE = X E'
         trD = 0.0
         trXE = 0.0
         DD = 0.0
         DXE = 0.0
         for i in range(m):
-            trD += D[i, i]
-            trXE += XE[i, i]
             for j in range(m):
-                DD += D[i, j] * D[j, i]
-                DXE += D[i, j] * XE[j, i]
+                dij = 0.0
+                for r in range(L):
+                    dij += b[i, r] * b[j, r]
+                xe_ji = 0.0
+                for c in range(k):
+                    xe_ji += Xm[s, j * k + c] * E[i, c]
+                DD += dij * dij
+                DXE += dij * xe_ji
+                if i == j:
+                    trD += dij
+                    trXE += xe_ji
         t1 += trD * trD - 2.0 * trD * trXE
         t2 += DD - 2.0 * DXE
-        x = X.ravel()
-        e = E.ravel()
-        for u in range(d):
-            for v in range(d):
-                Sx[u, v] += x[u] * x[v]
-                Se[u, v] += e[u] * e[v]
+    # S_x = sum_s vec(X_s) vec(X_s)', S_e likewise: two products of the stacked (K, d) matrices
+    Sx = np.ascontiguousarray(Xm.T) @ Xm
+    Se = np.ascontiguousarray(Em.T) @ Em
     for u in range(d):
         for v in range(d):
             t1 += Sx[u, v] * Se[u, v]
@@ -139,7 +190,10 @@ def _total_variance(G, GGi, a, Li, n_sites, L):
             for aa in range(k):
                 for bb in range(k):
                     t2 += Sx[i * k + aa, j * k + bb] * Se[j * k + aa, i * k + bb]
-    return t1 + t2
+    total = t1 + t2
+    if not total > 0:
+        return np.nan
+    return m * (m + 1) / total
 
 
 @njit(cache=True)
@@ -175,18 +229,10 @@ def htz_df(G, GGi, idx, n_sites, L):
     float
         nu.
     """
-    m = idx.shape[0]
-    a, Om, ok = _cr3_rows(G, GGi, idx, n_sites, L)
+    F, H, ok = _leverage(G, GGi, n_sites, L)
     if not ok:
         return np.nan
-    ev = np.linalg.eigvalsh(Om)
-    if not ev[0] > 1e-14 * max(ev[m - 1], 1e-300):
-        return np.nan
-    Li = np.linalg.inv(np.linalg.cholesky(Om))
-    total = _total_variance(G, GGi, a, Li, n_sites, L)
-    if not total > 0:
-        return np.nan
-    return m * (m + 1) / total
+    return _htz_from_leverage(G, GGi, F, H, idx, n_sites, L)
 
 
 @njit(inline="always")
@@ -222,11 +268,12 @@ def falsification_tests(diag, itt, comp, tval, srow, ones):
     if stq == STATUS_OK:
         c3 = cr3_cov(itt, G, bq, GGi, K, L)
         quad_idx = np.arange(1 + P, k)
+        F, H, lev_ok = _leverage(G, GGi, K, L)
         stat, ok = _wald(bq, c3, quad_idx)
         if ok:
             diag[D_QUADRATIC] = stat
             diag[D_QUADRATIC_DF] = m
-            diag[D_QUADRATIC_NU] = htz_df(G, GGi, quad_idx, K, L)
+            diag[D_QUADRATIC_NU] = _htz_from_leverage(G, GGi, F, H, quad_idx, K, L) if lev_ok else np.nan
         else:
             diag[D_QUADRATIC_STATUS] = STATUS_SINGULAR
         joint_idx = np.empty(m + 1, np.int64)
@@ -236,7 +283,7 @@ def falsification_tests(diag, itt, comp, tval, srow, ones):
         if ok:
             diag[D_FALSIFICATION] = stat
             diag[D_FALSIFICATION_DF] = m + 1
-            diag[D_FALSIFICATION_NU] = htz_df(G, GGi, joint_idx, K, L)
+            diag[D_FALSIFICATION_NU] = _htz_from_leverage(G, GGi, F, H, joint_idx, K, L) if lev_ok else np.nan
     Gl = np.ascontiguousarray(G[:, : 1 + P])
     bl, _, _, _, stl, GGl = site_gls(itt, Gl, srow, ones, K, L)
     if stl == STATUS_OK:

@@ -12,6 +12,7 @@ formulas are listed in :mod:`simulate.truth`.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -672,9 +673,21 @@ QUADRATURE_TOLERANCE = 1e-10
 
 
 def _gh(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Hermite nodes and weights for the standard normal (weights sum to 1): exact to degree 2n - 1."""
+    """Gauss-Hermite nodes and weights for the standard normal (weights sum to 1): exact to degree 2n - 1.
+
+    Computed once per order and handed out as read-only arrays (a stress test asks for the same
+    few orders hundreds of times; the eigen-solve was about a quarter of each exact point).
+    """
+    return _gh_cached(int(n))
+
+
+@functools.lru_cache(maxsize=64)
+def _gh_cached(n: int) -> tuple[np.ndarray, np.ndarray]:
     x, w = np.polynomial.hermite_e.hermegauss(n)
-    return x, w / w.sum()
+    w = w / w.sum()
+    x.flags.writeable = False
+    w.flags.writeable = False
+    return x, w
 
 
 def _rank_cholesky(R: np.ndarray, tol: float = 1e-12) -> np.ndarray:
