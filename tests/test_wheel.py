@@ -16,6 +16,7 @@ would take minutes); the slow one compiles them and analyses the bundled AK80 ex
 
 import os
 import shutil
+import site as pysite
 import subprocess
 import sys
 import sysconfig
@@ -50,8 +51,11 @@ def installed(tmp_path_factory):
     python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
+    # this interpreter's own site-packages and, in a virtual environment made with --system-site-packages,
+    # the base interpreter's too (site.getsitepackages lists both)
     deps = sysconfig.get_paths()
-    (site / "dependencies.pth").write_text("\n".join(dict.fromkeys([deps["purelib"], deps["platlib"]])) + "\n")
+    folders = [deps["purelib"], deps["platlib"], *pysite.getsitepackages()]
+    (site / "dependencies.pth").write_text("\n".join(dict.fromkeys(folders)) + "\n")
     with zipfile.ZipFile(wheel) as z:
         z.extractall(site)
         info = next(n.split("/")[0] for n in z.namelist() if n.endswith(".dist-info/entry_points.txt"))
