@@ -21,7 +21,12 @@ import numpy as np
 from ..layout import path_name
 from .schema import SCHEMA, Field, _component_names
 
-__all__ = ["Path_", "Scenario", "Pairs", "TreatmentSpec", "MediatorsSpec", "SiteSpec", "PersonSpec", "BinarySpec",
+CURVATURE_KEYS = ("curvature_site_sd", "curvature_person_sd", "curvature_site_effect_correlation",
+                  "curvature_effect_correlation")
+"""The ``[mediators]`` keys of dose curves varying by site and person (left out of the spec while all 0)."""
+
+__all__ = ["CURVATURE_KEYS", "Path_", "Scenario", "Pairs", "TreatmentSpec",
+           "MediatorsSpec", "SiteSpec", "PersonSpec", "BinarySpec",
            "SelectionSpec", "SpilloverSpec", "correlation_matrix", "arm_counts", "build"]
 
 
@@ -105,6 +110,10 @@ class MediatorsSpec:
     kind: tuple[str, ...]
     curvature: tuple[float, ...]
     outcome_curvature: tuple[float, ...]
+    curvature_site_sd: tuple[float, ...] = ()  # () or P values: the dose curve varying by site (iii)
+    curvature_person_sd: tuple[float, ...] = ()
+    curvature_site_effect_correlation: tuple[float, ...] = ()
+    curvature_effect_correlation: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -274,11 +283,25 @@ class Scenario:
     spillover_treated_outcome: float = 0.0
     spillover_treated_mediator: tuple[float, ...] = ()  # () or P values
     interactions: tuple[tuple[int, int, float], ...] = ()  # (p, q, theta_pq), 0-based p < q: Y += theta M_p M_q
+    # dose curves varying by site and person (assumption iii): c_pi = c_p + c_site_ps + c_person_pi with
+    # c_site_ps = sd_s (rho_s u_delta_ps + sqrt(1 - rho_s^2) z_ps), c_person_pi = sd_i (rho_i u_Delta_pi + ...)
+    curvature_site_sd: tuple[float, ...] = ()  # () (off) or P values
+    curvature_person_sd: tuple[float, ...] = ()
+    curvature_site_effect_correlation: tuple[float, ...] = ()
+    curvature_effect_correlation: tuple[float, ...] = ()
 
     @property
     def n_mediators(self) -> int:
         """The number of mediators P."""
         return len(self.mediator_names)
+
+    @property
+    def curvature_varies(self) -> tuple[bool, ...]:
+        """Per mediator, whether its dose curve varies between sites or persons (assumption iii)."""
+        P = self.n_mediators
+        site = self.curvature_site_sd or (0.0,) * P
+        person = self.curvature_person_sd or (0.0,) * P
+        return tuple(a > 0.0 or b > 0.0 for a, b in zip(site, person))
 
     @property
     def binary_treatment(self) -> bool:
@@ -310,6 +333,9 @@ class Scenario:
         site.setdefault("heavy_tails", 0.0)
         site.setdefault("skew", 0.0)
         d.setdefault("interactions", [])
+        med = d.setdefault("mediators", {})
+        for key in CURVATURE_KEYS:
+            med.setdefault(key, [0.0] * P)
         return d
 
     def dose(self, p: int) -> np.ndarray:
@@ -331,8 +357,10 @@ class Scenario:
     @cached_property
     def mediators(self) -> MediatorsSpec:
         """``[mediators]``: ``count``, ``names``, ``kind``, ``curvature``, ``outcome_curvature``."""
-        return MediatorsSpec(count=self.n_mediators, names=self.mediator_names, kind=self.mediator_kind,
-                             curvature=self.curvature, outcome_curvature=self.outcome_curvature)
+        P = self.n_mediators
+        return MediatorsSpec(count=P, names=self.mediator_names, kind=self.mediator_kind,
+                             curvature=self.curvature, outcome_curvature=self.outcome_curvature,
+                             **{key: getattr(self, key) or (0.0,) * P for key in CURVATURE_KEYS})
 
     @cached_property
     def site(self) -> SiteSpec:
@@ -469,6 +497,11 @@ def build(t: dict, source: str) -> Scenario:
             spill.pop(key, None)
     if not spec_table.get("interactions"):
         spec_table.pop("interactions", None)
+    med_spec = spec_table["mediators"]
+    curving = any(x != 0.0 for key in CURVATURE_KEYS for x in med_spec.get(key, ()))
+    if not curving:
+        for key in CURVATURE_KEYS:
+            med_spec.pop(key, None)
     site_spec = spec_table["site"] = dict(spec_table["site"])
     for key in ("heavy_tails", "skew"):
         if site_spec.get(key, 0.0) == 0.0:
@@ -527,6 +560,7 @@ def build(t: dict, source: str) -> Scenario:
         spillover_treated_outcome=t["spillover"]["treated_outcome"],
         spillover_treated_mediator=tuple(t["spillover"]["treated_mediator"]),
         interactions=tuple((ia["first"] - 1, ia["second"] - 1, ia["coefficient"]) for ia in t.get("interactions", [])),
+        **{key: tuple(t["mediators"][key]) if curving else () for key in CURVATURE_KEYS},
     )
 
 

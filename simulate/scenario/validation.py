@@ -574,6 +574,7 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
     binary = [k == "binary" for k in t["mediators"]["kind"]]
     _check_arm_sizes(t, source, smallest)
     _check_curvature(t, source, binary)
+    _check_curvature_spread(t, source, binary)
     _check_binary(t, source, binary)
     Rs, Rp = _check_correlations(t, source, binary)
     _check_paths(t, source, binary)
@@ -644,6 +645,43 @@ def _check_curvature(t: dict, source: str, binary: list) -> None:
         if binary[p] and t["mediators"]["outcome_curvature"][p] != 0.0:
             raise _err(source, f"mediators.outcome_curvature[{p + 1}]", "has no effect on a binary mediator "
                                                                         "(m^2 = m); set it to 0")
+
+
+def _check_curvature_spread(t: dict, source: str, binary: list) -> None:
+    """Dose curves varying by site and person: 3+ arms, continuous mediators, correlations with something that varies.
+
+    Each check names the first mediator it fails for (``mediators.curvature_site_sd[2]`` when P > 1).
+    """
+    P = t["mediators"]["count"]
+    med = t["mediators"]
+    arms = t["treatment"]["arms"]
+
+    def name(key, p):
+        return f"mediators.{key}[{p + 1}]" if P > 1 else f"mediators.{key}"
+
+    for p in range(P):
+        for key in ("curvature_site_sd", "curvature_person_sd"):
+            if med[key][p] == 0.0:
+                continue
+            if arms == 2:
+                raise _err(source, name(key, p), "has no effect with a binary treatment (arms = 2): g(0) = 0 and "
+                                                 "g(1) = 1 whatever the curvature; set treatment.arms >= 3 or this "
+                                                 "to 0")
+            if binary[p]:
+                raise _err(source, name(key, p), "applies to continuous mediators only (a binary mediator's dose "
+                                                 "g(t) / g(L) must stay within [0, 1] for every person); set it to 0")
+        for key, sd_key, effect_sd, what in (
+                ("curvature_site_effect_correlation", "curvature_site_sd", t["site"]["effect_sd"][p], "site"),
+                ("curvature_effect_correlation", "curvature_person_sd", t["person"]["effect_sd"][p], "person")):
+            if med[key][p] == 0.0:
+                continue
+            if med[sd_key][p] == 0.0:
+                raise _err(source, name(key, p), f"has no effect while {name(sd_key, p)} is 0; set it above 0, or "
+                                                 "this to 0")
+            if effect_sd == 0.0:
+                raise _err(source, name(key, p), f"has no effect while {what}.effect_sd is 0"
+                                                 f"{f' for mediator {p + 1}' if P > 1 else ''} (the curvature "
+                                                 "correlates with the mediator's effect); set it above 0, or this to 0")
 
 
 def _check_binary(t: dict, source: str, binary: list) -> None:
