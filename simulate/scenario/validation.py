@@ -733,7 +733,13 @@ def _check_correlations(t: dict, source: str, binary: list):
 
 
 def _check_paths(t: dict, source: str, binary: list) -> None:
-    """Paths run from an earlier to a later continuous mediator, once; chains (1 -> 2 -> 3) are allowed."""
+    """Paths run from an earlier to a later continuous mediator, once; chains (1 -> 2 -> 3) are allowed.
+
+    A path may start at a binary mediator (its change is the take-up's, 0 or +-1) but not end at
+    one: a binary mediator's take-up follows compliance types drawn from two independent latent
+    normals (the complier index, and the baseline that splits the non-compliers into always- and
+    never-takers), which are not ordered along one index that an upstream change could shift.
+    """
     P = t["mediators"]["count"]
     seen = set()
     for i, pa in enumerate(t["paths"]):
@@ -743,7 +749,10 @@ def _check_paths(t: dict, source: str, binary: list) -> None:
         if pa["from"] >= pa["to"]:
             raise _err(source, pre, "must run from an earlier to a later mediator (from < to)")
         if binary[pa["to"] - 1]:
-            raise _err(source, f"{pre}.to", "a path cannot end at a binary mediator")
+            raise _err(source, f"{pre}.to", f"a path cannot end at a binary mediator (mediator {pa['to']}): its "
+                                            "take-up follows fixed compliance types ([binary]) that no upstream "
+                                            "change can shift in one direction; end it at a continuous mediator, or "
+                                            "start a path at the binary one")
         if (pa["from"], pa["to"]) in seen:
             raise _err(source, pre, f"a second path from {pa['from']} to {pa['to']}")
         seen.add((pa["from"], pa["to"]))
