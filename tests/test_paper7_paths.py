@@ -1,7 +1,7 @@
 """Paths and binary mediators (issue 14, item 2): a path may start at a binary mediator, not end at one.
 
 The refusal is kept (notes/readme-paper7.md says why: a binary mediator's take-up follows fixed
-compliance types that no upstream change can shift in one direction); its message names the field,
+compliance types, not one index that an upstream change could shift); its message names the field,
 the mediator and the reason on one line.
 """
 

@@ -750,9 +750,9 @@ def _check_paths(t: dict, source: str, binary: list) -> None:
             raise _err(source, pre, "must run from an earlier to a later mediator (from < to)")
         if binary[pa["to"] - 1]:
             raise _err(source, f"{pre}.to", f"a path cannot end at a binary mediator (mediator {pa['to']}): its "
-                                            "take-up follows fixed compliance types ([binary]) that no upstream "
-                                            "change can shift in one direction; end it at a continuous mediator, or "
-                                            "start a path at the binary one")
+                                            "take-up follows fixed compliance types ([binary]), not one index that an "
+                                            "upstream change could shift; end it at a continuous mediator, or start a "
+                                            "path at the binary one")
         if (pa["from"], pa["to"]) in seen:
             raise _err(source, pre, f"a second path from {pa['from']} to {pa['to']}")
         seen.add((pa["from"], pa["to"]))
