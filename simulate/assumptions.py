@@ -395,6 +395,46 @@ def _site_distribution(key):
     return recipe
 
 
+def _set_entry(r: dict, table: str, key: str, p: int, value: float, P: int) -> None:
+    """Set mediator p's entry of a per-mediator key of a raw table (a scalar becomes a list of P)."""
+    t = r.setdefault(table, {})
+    cur = t.get(key, 0.0)
+    vals = list(cur) if isinstance(cur, list) else [cur] * P
+    vals[p] = value
+    t[key] = vals
+
+
+def _curvature_heterogeneity(d: Design, v: float):
+    """Dose curves varying by site and person, their curvature going with the mediator's effect (iii)."""
+    if d.scenario.arms == 2:
+        return "has no effect with a binary treatment (needs 3+ arms)"
+    if not d.continuous:
+        return "applies to continuous mediators only"
+    sc, P = d.scenario, d.P
+    p = d.continuous[0]
+    name = sc.mediator_names[p]
+    L = Layout(P)
+    site_sd = (sc.curvature_site_sd or (0.0,) * P)[p] or 0.3
+    person_sd = (sc.curvature_person_sd or (0.0,) * P)[p] or 0.5
+    effect_sd = sc.site_sd[L.site_effect(p)] or (0.5 * abs(d.effect(p)) or 0.1)
+    person_effect_sd = sc.effect_sd[p] or (0.5 * abs(d.effect(p)) or 0.2)
+    changes = [f"the curvature of {name}'s dose curve varies between sites (SD {site_sd:g}) and persons "
+               f"(SD {person_sd:g}); the dial is its correlation with {name}'s effect, at both levels"]
+    for what, old, new in (("between-site effect SD", sc.site_sd[L.site_effect(p)], effect_sd),
+                           ("person-level effect SD", sc.effect_sd[p], person_effect_sd)):
+        if old == 0:
+            changes.append(f"{what} of {name} set to {new:g} (zero in the design)")
+
+    def extra(r):
+        _set_entry(r, "mediators", "curvature_site_sd", p, site_sd, P)
+        _set_entry(r, "mediators", "curvature_person_sd", p, person_sd, P)
+        _set_entry(r, "site", "effect_sd", p, effect_sd, P)
+        _set_entry(r, "person", "effect_sd", p, person_effect_sd, P)
+    paths = [f"mediators.curvature_effect_correlation[{p + 1}]",
+             f"mediators.curvature_site_effect_correlation[{p + 1}]"]
+    return d.plan(paths, [v, v], changes=changes, extra=extra)
+
+
 # ---------------------------------------------------------------------------
 # The catalogue
 # ---------------------------------------------------------------------------
@@ -504,6 +544,18 @@ ASSUMPTIONS: tuple[Assumption, ...] = (
                _cross_dependence,
                axes=(("site.cross_dependence.*",
                       "nonlinear dependence λ across mediators ({term}) [assumption ix]"),)),
+    Assumption("curvature_heterogeneity", "iii", "M linear in T, one dose curve",
+               "Dose curves that vary by site and person",
+               "the top arm moves the mediator more than in proportion for some sites and persons than for others, "
+               "and more for those whom the mediator helps more, so the top arm's first stage carries larger effects",
+               "correlation corr(c, Delta) of the curvature with the mediator's effect, within and between sites",
+               lambda d: 0.6, True, _curvature_heterogeneity,
+               axes=(("mediators.curvature_effect_correlation",
+                      "corr(c_i, Δ_i) of the person curvature and effect [assumption iii]"),
+                     ("mediators.curvature_site_effect_correlation",
+                      "corr(c_s, δ_s) of the site curvature and effect [assumption iii]"),
+                     ("mediators.curvature_site_sd", "between-site SD of the mediator curvature [assumption iii]"),
+                     ("mediators.curvature_person_sd", "within-site SD of the mediator curvature [assumption iii]"))),
 )
 """Every assumption the stress test sweeps, in the paper's order."""
 

@@ -29,6 +29,16 @@ paths included.  A path's site coefficient beta_rs is a component of the site ve
 
 with g_p(t) = t + c_p t (t - 1) and h_p(m) = m + phi_p m^2.
 
+Dose curves that vary by site and person (assumption iii, continuous mediators, 3+ arms):
+person i's curvature is c_pi = c_p + c_ps + c_pi', with the site part
+c_ps = sd_s (rho_s u_(P+p)s + sqrt(1 - rho_s^2) z^c_ps) (u_(P+p)s the site's standardized
+effect delta_p, as loaded) and the person part c_pi' = sd_i (rho_i u^Delta_pi + sqrt(1 - rho_i^2)
+v^c_pi), and g_pi(t) = g_p(t) + t (t - 1) (c_pi - c_p) replaces g_p(t) in M_pi.  The compliance
+reported per person stays per unit of the mean dose g_p(L).  A curvature independent of
+everything else changes no estimand (E[g_pi(L) Gamma Delta] = g_p(L) E[Gamma Delta]) and, when
+the site effects are independent of the compliances, no limit: only its correlation with
+Delta_p (rho_i) or delta_p (rho_s) moves them.
+
 Binary mediators (the LATE case): the site's complier share is Phi(c_ps) with
 c_ps = a_p + tau_p u_ps, a_p = Phi^-1(pi_c) sqrt(1 + tau_p^2) (so E[share] = pi_c).
 Person i is a complier when u^Gamma_pi > -c_ps; a non-complier with u^M_pi > q_p
@@ -51,7 +61,10 @@ Replication seed -> ``SeedSequence`` -> 24 words -> six xoshiro256++ streams (zi
 normals and 53-bit uniforms inside the kernel, :mod:`simulate.kernels.rng_nb`), each
 used in one fixed order, so that adding a feature never moves another feature's numbers:
 
-0. sizes: per site ``min + floor(u (max - min + 1))`` when site sizes are a range;
+0. sizes: per site ``min + floor(u (max - min + 1))`` when site sizes are a range; then the
+   site curvature normals z^c (site by site, the mediators with a site curvature SD), then, per
+   site after its path normals, the person curvature normals v^c (person by person, the
+   mediators with a person curvature SD); none while the dose curves do not vary;
 1. site: per site, 2P+1 correlated normals then P+1 baseline normals;
 2. person: per person (sites in order), 3P+1 normals;
 3. assignment: per person, one normal e_i;
@@ -212,6 +225,10 @@ class KernelPlan(NamedTuple):
     inter_first: np.ndarray  # (I,) int64, mediator interactions in Y: Y += theta M_first M_second
     inter_second: np.ndarray  # (I,) int64
     inter_theta: np.ndarray  # (I,)
+    curv_site_sd: np.ndarray  # (P,) SD of the site curvature c_ps (assumption iii; 0: one dose curve)
+    curv_site_rho: np.ndarray  # (P,) its loading on the standardized site effect u_delta
+    curv_person_sd: np.ndarray  # (P,) SD of the person curvature within site
+    curv_person_rho: np.ndarray  # (P,) its loading on u^Delta
     shares: np.ndarray  # (K, arms)
     complete: bool
     thresholds: np.ndarray  # (K, arms - 1), Bernoulli only
@@ -376,6 +393,7 @@ def plan(sc: Scenario) -> KernelPlan:
         inter_first=np.array([ia[0] for ia in sc.interactions], np.int64),
         inter_second=np.array([ia[1] for ia in sc.interactions], np.int64),
         inter_theta=np.array([ia[2] for ia in sc.interactions], float),
+        **_curvature_plan(sc),
         shares=shares, complete=sc.assignment == "complete", thresholds=thresholds,
         size_lo=int(sc.n_per_site_range[0]) if sc.n_per_site_range else 0,
         size_hi=int(sc.n_per_site_range[1]) if sc.n_per_site_range else 0,
@@ -385,6 +403,16 @@ def plan(sc: Scenario) -> KernelPlan:
         baseline_at=L.site_baseline_mediator(0), baseline_outcome_at=L.site_baseline_outcome,
         site_draws=L.site_draws,
     )
+
+
+def _curvature_plan(sc: Scenario) -> dict:
+    """The ``curv_*`` fields of the plan: zeros while the dose curves do not vary (assumption iii)."""
+    P = sc.n_mediators
+    zero = (0.0,) * P
+    return {"curv_site_sd": np.array(sc.curvature_site_sd or zero, float),
+            "curv_site_rho": np.array(sc.curvature_site_effect_correlation or zero, float),
+            "curv_person_sd": np.array(sc.curvature_person_sd or zero, float),
+            "curv_person_rho": np.array(sc.curvature_effect_correlation or zero, float)}
 
 
 def cell_counts(sizes: np.ndarray, shares: np.ndarray) -> np.ndarray:

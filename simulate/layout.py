@@ -70,6 +70,11 @@ class Layout:
     path_ends : tuple of (int, int), optional
         The paths' (source, target) mediators, 0-based, in the scenario's order (they name
         the path components); default: R unnamed paths ``path_r<r>``.
+    curved : bool, optional
+        Whether some mediator's dose curve varies by site or person (assumption iii): then the
+        truth's extended person vector has P more normals (one person curvature normal per
+        mediator, after the path normals) and its simulated sites P more normals (one site
+        curvature normal per mediator, after the baselines).  Default False: nothing changes.
 
     Examples
     --------
@@ -83,6 +88,7 @@ class Layout:
     n_mediators: int
     n_paths: int = 0
     path_ends: tuple = ()
+    curved: bool = False
 
     def __post_init__(self):
         if self.n_mediators < 1 or self.n_paths < 0:
@@ -102,7 +108,8 @@ class Layout:
         -------
         Layout
         """
-        return cls(sc.n_mediators, len(sc.paths), tuple((r.source, r.target) for r in sc.paths))
+        curved = any(getattr(sc, "curvature_varies", ()))
+        return cls(sc.n_mediators, len(sc.paths), tuple((r.source, r.target) for r in sc.paths), curved)
 
     @property
     def P(self) -> int:
@@ -209,9 +216,26 @@ class Layout:
         return self.person_size + r
 
     @property
+    def n_curvature_normals(self) -> int:
+        """P when the dose curves vary (``curved``), else 0: the curvature normals of the truth."""
+        return self.n_mediators if self.curved else 0
+
+    def curvature_normal(self, p: int) -> int:
+        """Index of mediator p's person curvature normal in the extended person vector (after the paths)."""
+        if not self.curved:
+            raise IndexError("the layout has no curvature normals (curved = False)")
+        return self.person_size + self.n_paths + p
+
+    @property
+    def curvature_part(self) -> slice:
+        """The person curvature normals' slice of the extended vector (empty unless ``curved``)."""
+        start = self.person_size + self.n_paths
+        return slice(start, start + self.n_curvature_normals)
+
+    @property
     def extended_size(self) -> int:
-        """Length of the person vector extended by one normal per path, 3P + 1 + R."""
-        return self.person_size + self.n_paths
+        """Length of the person vector extended by one normal per path (and per mediator if curved), 3P + 1 + R."""
+        return self.person_size + self.n_paths + self.n_curvature_normals
 
     @property
     def person_part(self) -> slice:
@@ -221,7 +245,7 @@ class Layout:
     @property
     def path_part(self) -> slice:
         """The path normals' slice of the extended vector."""
-        return slice(self.person_size, self.extended_size)
+        return slice(self.person_size, self.person_size + self.n_paths)
 
     @property
     def truth_site_columns(self) -> tuple[slice, slice, slice]:
@@ -236,9 +260,15 @@ class Layout:
         return slice(0, a), slice(a, b), slice(b, b + self.n_mediators)
 
     @property
+    def truth_curvature_columns(self) -> slice:
+        """Columns of the truth's site curvature normals, after the baselines (empty unless ``curved``)."""
+        start = self.site_size + self.n_paths + self.n_mediators
+        return slice(start, start + self.n_curvature_normals)
+
+    @property
     def truth_site_draws(self) -> int:
-        """Normals the truth draws per simulated site, 2P + 1 + R + P."""
-        return self.site_size + self.n_paths + self.n_mediators
+        """Normals the truth draws per simulated site, 2P + 1 + R + P (+ P site curvature normals if curved)."""
+        return self.site_size + self.n_paths + self.n_mediators + self.n_curvature_normals
 
     # -- names ------------------------------------------------------------------------
     @property

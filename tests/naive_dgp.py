@@ -69,6 +69,13 @@ def draw_reference(sc, seed):
     base_m = pl.med_base_sd * Zs[:, Ds:Ds + P]
     base_y = pl.out_base_sd * Zs[:, Ds + P]
     path_site = pl.path_mean + pl.path_site_sd * r_path.standard_normal((K, R))
+    # dose curves varying by site (stream 0 after the sizes): c_ps - c_p = sd (rho u_delta + sqrt(1 - rho^2) z)
+    c_site_med = np.flatnonzero(pl.curv_site_sd > 0)
+    Zc = r_size.standard_normal((K, len(c_site_med)))
+    curv_site = np.zeros((K, P))
+    for k, p in enumerate(c_site_med):
+        rho = pl.curv_site_rho[p]
+        curv_site[:, p] = pl.curv_site_sd[p] * (rho * Us[:, P + p] + np.sqrt(1.0 - rho * rho) * Zc[:, k])
 
     # person level
     site = np.repeat(np.arange(K), sizes)
@@ -93,6 +100,8 @@ def draw_reference(sc, seed):
     per = 2 if arms > 2 else 1
     B = r_binary.random((N, n_bin * per))
     Zpath = r_path.standard_normal((N, R))
+    c_person_med = list(np.flatnonzero(pl.curv_person_sd > 0))
+    Vc = r_size.standard_normal((N, len(c_person_med)))  # per site after its path normals: one block per site
 
     M = np.empty((N, P))
     effect = np.empty((N, P))
@@ -126,8 +135,17 @@ def draw_reference(sc, seed):
         else:
             gam = site_params[site, p] + pl.comp_sd[p] * U[:, p]
             m0 = pl.med_mean[p] + base_m[site, p] + pl.med_sd[p] * U[:, 2 * P + p]
-            change[:, p] = g[arm] * gam
-            change_top[:, p] = g[-1] * gam
+            if pl.curv_site_sd[p] > 0 or pl.curv_person_sd[p] > 0:  # g_pi(t) = g_p(t) + t (t - 1) (c_pi - c_p)
+                e = curv_site[site, p]
+                if pl.curv_person_sd[p] > 0:
+                    rho = pl.curv_person_rho[p]
+                    v = Vc[:, c_person_med.index(p)]
+                    e = e + pl.curv_person_sd[p] * (rho * U[:, P + p] + np.sqrt(1.0 - rho * rho) * v)
+                change[:, p] = (g[arm] + arm * (arm - 1) * e) * gam
+                change_top[:, p] = (g[-1] + (arms - 1) * (arms - 2) * e) * gam
+            else:
+                change[:, p] = g[arm] * gam
+                change_top[:, p] = g[-1] * gam
             for r in range(R):
                 if pl.path_dst[r] == p:
                     q = pl.path_src[r]

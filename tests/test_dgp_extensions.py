@@ -77,7 +77,7 @@ def test_generator_skewed_sites_have_the_family_moments():
     pl = plan(sc)
 
     def stats(seed, K=100_000):
-        site, _, _, _ = draw_sites(streams(seed), K, pl)
+        site, _, _, _, _ = draw_sites(streams(seed), K, pl)
         u1 = (site[:, L.site_compliance(0)] - 1.0) / 0.4
         u2 = (site[:, L.site_effect(0)] - 0.5) / 0.2
         return np.array([u1.mean(), u1.var(), (u1 ** 3).mean(), (u1 * u2).mean(), (u1 ** 2 * u2).mean()])
@@ -95,7 +95,7 @@ def test_generator_heavy_tailed_sites_are_t_with_the_same_covariance():
     pl = plan(sc)
 
     def stats(seed, K=100_000):
-        site, _, _, _ = draw_sites(streams(seed), K, pl)
+        site, _, _, _, _ = draw_sites(streams(seed), K, pl)
         u1 = (site[:, L.site_compliance(0)] - 1.0) / 0.4
         u2 = (site[:, L.site_effect(0)] - 0.5) / 0.2
         return np.array([u1.var(), (u1 * u2).mean(), (u1 ** 4).mean(), (u1 ** 3).mean()])

@@ -137,7 +137,7 @@ def test_generator_draws_the_site_path_coefficient_correlated_with_the_site_effe
     sc = two(site='[site.correlations]\n"path_1_2:effect_2" = 0.6')
     pl = plan(sc)
     K = 40_000
-    site_params, _, _, path_site = draw_sites(streams(11), K, pl)
+    site_params, _, _, path_site, _ = draw_sites(streams(11), K, pl)
     L = Layout.of(sc)
     beta = path_site[:, 0]
     delta2 = site_params[:, L.site_effect(1)]
@@ -145,7 +145,7 @@ def test_generator_draws_the_site_path_coefficient_correlated_with_the_site_effe
     assert abs(r - 0.6) < 4 * (1 - 0.36) / math.sqrt(K)
     assert abs(beta.mean() - 0.5) < 4 * 0.3 / math.sqrt(K) and abs(beta.std() - 0.3) < 0.01
     # the site vector itself is drawn as without the correlation (same stream, same loadings)
-    site0, _, _, path0 = draw_sites(streams(11), K, plan(two()))
+    site0, _, _, path0, _ = draw_sites(streams(11), K, plan(two()))
     assert np.array_equal(site0, site_params)
     assert np.corrcoef(path0[:, 0], site0[:, L.site_effect(1)])[0, 1] < 4 / math.sqrt(K)
 

@@ -158,7 +158,7 @@ def test_binary_closed_forms_match_site_moments():
     pl = plan(sc)
     model = T._Model(sc, pl)
     rng = np.random.Generator(np.random.PCG64(5))
-    gamma, delta, kappa, beta, base_m = T._sites(sc, pl, rng, 2_000_000)
+    gamma, delta, kappa, beta, base_m, _ = T._sites(sc, pl, rng, 2_000_000)
     pc, pa, pn, pd, eC, eA, eN, eD = model._types(0, gamma[:, 0], delta[:, 0])
     assert tr.late[0] == pytest.approx(eC.mean() / pc.mean(), rel=2e-3)
     assert tr.compliance_weighted[0] == pytest.approx((eC - eD).mean() / (pc - pd).mean(), rel=2e-3)

@@ -12,8 +12,8 @@ plan's ``*_at`` offsets, which come from :class:`simulate.layout.Layout`.
 
 One replication is drawn in three steps that both the person-level path
 (:func:`draw_trial`) and the fused replication kernel (``replicate_nb``) share:
-:func:`draw_sizes` (stream 0), :func:`draw_sites` (streams 1 and 5), and
-:func:`site_block` per site (streams 2-5).
+:func:`draw_sizes` (stream 0), :func:`draw_sites` (streams 1 and 5, and 0 for site curvatures), and
+:func:`site_block` per site (streams 2-5, and 0 for person curvatures).
 """
 
 import math
@@ -110,13 +110,34 @@ def draw_path_coefficients(rng_path, K, z_site, t_scale, plan):
 
 
 @njit(cache=True)
+def draw_site_curvatures(rng, K, u_effect, plan):
+    """The site deviations of the dose curves (K, P): c_ps - c_p = sd_p (rho_p u_delta_ps + sqrt(1 - rho_p^2) z_ps).
+
+    z_ps from ``rng`` (stream 0, after the sizes), site by site and, within a site, for the
+    mediators whose ``plan.curv_site_sd`` is above 0 only (none drawn otherwise); ``u_effect``
+    holds the sites' standardized effects u_delta (as loaded, heavy-tail scale included).
+    """
+    sd, rho = plan.curv_site_sd, plan.curv_site_rho
+    P = sd.shape[0]
+    out = np.zeros((K, P))
+    for s in range(K):
+        for p in range(P):
+            if sd[p] > 0.0:
+                z = standard_normal(rng)
+                out[s, p] = sd[p] * (rho[p] * u_effect[s, p] + math.sqrt(1.0 - rho[p] * rho[p]) * z)
+    return out
+
+
+@njit(cache=True)
 def draw_sites(states, K, plan):
-    """Site parameters (K, 2P+1), mediator and outcome baselines, path coefficients' site means.
+    """Site parameters (K, 2P+1), mediator and outcome baselines, path coefficients, site curvatures.
 
     A site's ``plan.site_draws`` normals (stream 1): the site vector's, then the P mediator
     baselines from ``plan.baseline_at`` on, then the outcome's at ``plan.baseline_outcome_at``.
     The path coefficients' R normals per site come from stream 5 and load on the site vector's
-    normals through ``plan.F_path_site`` (``simulate.dgp.path_factor``).
+    normals through ``plan.F_path_site`` (``simulate.dgp.path_factor``); the site deviations of
+    the dose curves (:func:`draw_site_curvatures`, zeros when they do not vary) from stream 0.
+    Returns (site_params, base_m, base_y, path_site, curv_site).
     """
     F_site, site_mean, site_sd, nonlinear = plan.F_site, plan.site_mean, plan.site_sd, plan.nonlinear
     binary, bin_a, bin_tau = plan.binary, plan.bin_a, plan.bin_tau
@@ -139,6 +160,7 @@ def draw_sites(states, K, plan):
     nu, skew = plan.site_df, plan.site_skew
     skew_a = math.sqrt(1.0 - skew * skew)
     t_scale = np.ones(K)  # sqrt((nu - 2) / W) per site (heavy tails), else 1 (never applied)
+    u_effect = np.empty((K, P))  # the standardized site effects u_delta, which site curvatures may load on
     for s in range(K):
         for j in range(n_draws):
             z[j] = standard_normal(rng_site)
@@ -164,6 +186,7 @@ def draw_sites(states, K, plan):
                 site_params[s, p] = site_mean[p] + site_sd[p] * u[p]
             e = E + p
             site_params[s, e] = site_mean[e] + site_sd[e] * u[e] + nonlinear[p] * (u[p] * u[p] - 1.0)
+            u_effect[s, p] = u[e]
             base_m[s, p] = med_base_sd[p] * z[B + p]
         for k in range(cross_coef.shape[0]):  # cross-mediator dependence: no random number drawn
             e = cross_effect[k]
@@ -171,7 +194,8 @@ def draw_sites(states, K, plan):
         site_params[s, kap] = site_mean[kap] + site_sd[kap] * u[kap]
         base_y[s] = out_base_sd * z[BY]
     path_site = draw_path_coefficients(states[5], K, z_site, t_scale, plan)
-    return site_params, base_m, base_y, path_site
+    curv_site = draw_site_curvatures(states[0], K, u_effect, plan)
+    return site_params, base_m, base_y, path_site, curv_site
 
 
 @njit(cache=True)
@@ -238,11 +262,13 @@ def block_buffers(plan, nmax):
     """The work arrays of :func:`site_block` for sites of at most ``nmax`` persons, reused across sites.
 
     Returns (nnz, cols, Z, U, key, work, change, change_top, uniforms, path_normals, n_uniform,
-    n_path, path_slot): the sparse rows of F_person, the person normals z (n * Dp,
-    person-major) and their loadings u (Dp, n, component-major), the assignment keys and a
-    scratch copy, each mediator's change from arm 0 to the person's arm and to the top arm
-    (P, n), a site's binary uniforms and path normals (person-major, n_uniform and n_path
-    per person), and each path's place among a person's path normals.
+    n_path, path_slot, curv_normals, n_curv, curv_slot): the sparse rows of F_person, the person
+    normals z (n * Dp, person-major) and their loadings u (Dp, n, component-major), the
+    assignment keys and a scratch copy, each mediator's change from arm 0 to the person's arm
+    and to the top arm (P, n), a site's binary uniforms and path normals (person-major,
+    n_uniform and n_path per person), each path's place among a person's path normals, and the
+    person curvature normals (person-major, n_curv per person: one per mediator whose
+    ``plan.curv_person_sd`` is above 0) with each mediator's place among them.
     """
     binary, dose, path_dst = plan.binary, plan.dose, plan.path_dst
     P = binary.shape[0]
@@ -262,9 +288,15 @@ def block_buffers(plan, nmax):
             if path_dst[r] == p:
                 path_slot[r] = n_path
                 n_path += 1
+    curv_slot = np.zeros(P, np.int64)
+    n_curv = 0
+    for p in range(P):
+        if plan.curv_person_sd[p] > 0.0:
+            curv_slot[p] = n_curv
+            n_curv += 1
     return (nnz, cols, np.empty(nmax * Dp), np.empty((Dp, nmax)), np.empty(nmax), np.empty(nmax),
             np.empty((P, nmax)), np.empty((P, nmax)), np.empty(nmax * n_uniform), np.empty(nmax * n_path),
-            n_uniform, n_path, path_slot)
+            n_uniform, n_path, path_slot, np.empty(nmax * n_curv), n_curv, curv_slot)
 
 
 @njit(cache=True)
@@ -384,7 +416,11 @@ def binary_mediator(p, s, n, slot, share, plan, sites, buffers, out):
 
 @njit(cache=True)
 def continuous_mediator(p, s, n, share, plan, sites, buffers, out):
-    """Continuous mediator p of site s's n persons: M_p with its paths, Delta_p, compliance, and Y's term."""
+    """Continuous mediator p of site s's n persons: M_p with its paths, Delta_p, compliance, and Y's term.
+
+    A dose curve that varies (``plan.curv_site_sd`` or ``plan.curv_person_sd`` above 0) gives
+    person i the dose g_pi(t) = g_p(t) + t (t - 1) (c_pi - c_p); otherwise g_p(t), as before.
+    """
     site_params, base_m, path_site = sites[0], sites[1], sites[3]
     U, change, change_top, path_normals, per_path, path_slot = (
         buffers[3], buffers[6], buffers[7], buffers[9], buffers[11], buffers[12])
@@ -401,12 +437,26 @@ def continuous_mediator(p, s, n, share, plan, sites, buffers, out):
     eff_sd, phi = plan.eff_sd[p], plan.phi[p]
     gam_site = site_params[s, p]
     m_site = plan.med_mean[p] + base_m[s, p]
+    c_person_sd = plan.curv_person_sd[p]
+    curved = plan.curv_site_sd[p] > 0.0 or c_person_sd > 0.0
+    c_site = sites[4][s, p]
+    c_rho = plan.curv_person_rho[p]
+    c_rest = math.sqrt(1.0 - c_rho * c_rho)
+    curv_normals, per_curv, c_at = buffers[13], buffers[14], buffers[15][p]
+    top2 = (arms - 1) * (arms - 2)
     for i in range(n):
         t = a[i]
         gam = gam_site + comp_sd * U[p, i]
         m0 = m_site + med_sd * U[UM + p, i]
-        ch = dose[p, t] * gam
-        ch_top = d_top * gam
+        if curved:  # the person's dose curve: g_p(t) + t (t - 1) e_i, e_i = c_pi - c_p
+            e = c_site
+            if c_person_sd > 0.0:
+                e += c_person_sd * (c_rho * U[UD + p, i] + c_rest * curv_normals[i * per_curv + c_at])
+            ch = (dose[p, t] + t * (t - 1) * e) * gam
+            ch_top = (d_top + top2 * e) * gam
+        else:
+            ch = dose[p, t] * gam
+            ch_top = d_top * gam
         for r in range(R):
             if path_dst[r] == p:
                 q = path_src[r]
@@ -435,10 +485,11 @@ def site_block(s, n, states, counts_s, thresholds_s, sites, plan, buffers, out):
     """Draw site s's n persons into the first n rows of ``out`` = (a, M, Y, effect, compliance, ptype).
 
     Returns the share treated.  ``sites`` is :func:`draw_sites`' (site_params, base_m,
-    base_y, path_site) and ``buffers`` :func:`block_buffers`'.  Order: the site's person
-    normals (stream 2, person by person, component by component), its assignment keys
-    (stream 3), its binary uniforms (stream 4) and path normals (stream 5), each person by
-    person and within a person mediator by mediator; each stream is drawn as one block.
+    base_y, path_site, curv_site) and ``buffers`` :func:`block_buffers`'.  Order: the site's
+    person normals (stream 2, person by person, component by component), its assignment keys
+    (stream 3), its binary uniforms (stream 4), path normals (stream 5) and person curvature
+    normals (stream 0; none unless a dose curve varies by person), each person by person and
+    within a person mediator by mediator; each stream is drawn as one block.
     The variables are then computed mediator by mediator over the block (every person's
     arithmetic is the same, in the same order, as one person at a time).  Binary types:
     0 complier, 1 always-taker, 2 never-taker, 3 defier (-1 for continuous mediators).
@@ -454,6 +505,9 @@ def site_block(s, n, states, counts_s, thresholds_s, sites, plan, buffers, out):
     share = assign_arms(n, states, counts_s, thresholds_s, plan, buffers, out[0])
     fill_double(states[4], uniforms[:n * per_uniform])
     fill_normal(states[5], path_normals[:n * per_path])
+    per_curv = buffers[14]
+    if per_curv > 0:  # person curvature normals (stream 0, after the sizes and site curvatures)
+        fill_normal(states[0], buffers[13][:n * per_curv])
     out_mean, out_sd, UY = plan.out_mean, plan.out_sd, plan.person_outcome_at
     for i in range(n):
         Y[i] = out_mean + base_y[s] + out_sd * U[UY, i]

@@ -21,7 +21,12 @@ import numpy as np
 from ..layout import path_name
 from .schema import SCHEMA, Field, _component_names
 
-__all__ = ["Path_", "Scenario", "Pairs", "TreatmentSpec", "MediatorsSpec", "SiteSpec", "PersonSpec", "BinarySpec",
+CURVATURE_KEYS = ("curvature_site_sd", "curvature_person_sd", "curvature_site_effect_correlation",
+                  "curvature_effect_correlation")
+"""The ``[mediators]`` keys of dose curves varying by site and person (left out of the spec while all 0)."""
+
+__all__ = ["CURVATURE_KEYS", "Path_", "Scenario", "Pairs", "TreatmentSpec",
+           "MediatorsSpec", "SiteSpec", "PersonSpec", "BinarySpec",
            "SelectionSpec", "SpilloverSpec", "correlation_matrix", "arm_counts", "build"]
 
 
@@ -105,6 +110,10 @@ class MediatorsSpec:
     kind: tuple[str, ...]
     curvature: tuple[float, ...]
     outcome_curvature: tuple[float, ...]
+    curvature_site_sd: tuple[float, ...] = ()  # () or P values: the dose curve varying by site (iii)
+    curvature_person_sd: tuple[float, ...] = ()
+    curvature_site_effect_correlation: tuple[float, ...] = ()
+    curvature_effect_correlation: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -274,11 +283,25 @@ class Scenario:
     spillover_treated_outcome: float = 0.0
     spillover_treated_mediator: tuple[float, ...] = ()  # () or P values
     interactions: tuple[tuple[int, int, float], ...] = ()  # (p, q, theta_pq), 0-based p < q: Y += theta M_p M_q
+    # dose curves varying by site and person (assumption iii): c_pi = c_p + c_site_ps + c_person_pi with
+    # c_site_ps = sd_s (rho_s u_delta_ps + sqrt(1 - rho_s^2) z_ps), c_person_pi = sd_i (rho_i u_Delta_pi + ...)
+    curvature_site_sd: tuple[float, ...] = ()  # () (off) or P values
+    curvature_person_sd: tuple[float, ...] = ()
+    curvature_site_effect_correlation: tuple[float, ...] = ()
+    curvature_effect_correlation: tuple[float, ...] = ()
 
     @property
     def n_mediators(self) -> int:
         """The number of mediators P."""
         return len(self.mediator_names)
+
+    @property
+    def curvature_varies(self) -> tuple[bool, ...]:
+        """Per mediator, whether its dose curve varies between sites or persons (assumption iii)."""
+        P = self.n_mediators
+        site = self.curvature_site_sd or (0.0,) * P
+        person = self.curvature_person_sd or (0.0,) * P
+        return tuple(a > 0.0 or b > 0.0 for a, b in zip(site, person))
 
     @property
     def binary_treatment(self) -> bool:
@@ -310,6 +333,9 @@ class Scenario:
         site.setdefault("heavy_tails", 0.0)
         site.setdefault("skew", 0.0)
         d.setdefault("interactions", [])
+        med = d.setdefault("mediators", {})
+        for key in CURVATURE_KEYS:
+            med.setdefault(key, [0.0] * P)
         return d
 
     def dose(self, p: int) -> np.ndarray:
@@ -331,8 +357,10 @@ class Scenario:
     @cached_property
     def mediators(self) -> MediatorsSpec:
         """``[mediators]``: ``count``, ``names``, ``kind``, ``curvature``, ``outcome_curvature``."""
-        return MediatorsSpec(count=self.n_mediators, names=self.mediator_names, kind=self.mediator_kind,
-                             curvature=self.curvature, outcome_curvature=self.outcome_curvature)
+        P = self.n_mediators
+        return MediatorsSpec(count=P, names=self.mediator_names, kind=self.mediator_kind,
+                             curvature=self.curvature, outcome_curvature=self.outcome_curvature,
+                             **{key: getattr(self, key) or (0.0,) * P for key in CURVATURE_KEYS})
 
     @cached_property
     def site(self) -> SiteSpec:
@@ -432,18 +460,33 @@ def build(t: dict, source: str) -> Scenario:
     """The frozen :class:`Scenario` of a checked, normalised table (see :mod:`simulate.scenario.validation`).
 
     The bookkeeping keys ``_warnings`` (kept as the scenario's warnings), ``_given`` and ``_lists``
-    are popped from ``t``; ``source`` (the input's name, for messages) is not used.
+    are popped from ``t``; ``source`` (the input's name, for messages) is not used.  The steps:
+    the canonical spec (:func:`_spec`, the hash's source), then the flat fields by table
+    (:func:`_design_fields`, :func:`_site_fields`, :func:`_person_fields`, :func:`_binary_fields`,
+    :func:`_dial_fields`).
     """
-    P = t["mediators"]["count"]
-    K = t["n_sites"]
-    site, person, b = t["site"], t["person"], t["binary"]
-    sizes = t["n_per_site"]
     warnings = tuple(t.pop("_warnings", ()))
     for key in ("_given", "_lists"):
         t.pop(key, None)
+    spec = _spec(t)
+    return Scenario(**_design_fields(t), **_site_fields(t), **_person_fields(t), **_binary_fields(t),
+                    **_dial_fields(t), spec=spec, warnings=warnings)
+
+
+def _curving(mediators: dict) -> bool:
+    """Whether any dose-curve key of ``[mediators]`` (:data:`CURVATURE_KEYS`) is set."""
+    return any(x != 0.0 for key in CURVATURE_KEYS for x in mediators.get(key, ()))
+
+
+def _spec(t: dict) -> str:
+    """The canonical JSON of the normalised table, in the input format (``from_dict`` reads it back).
+
+    Keys that do not apply are left out (``[binary]`` without a binary mediator, the continuous-only
+    keys when every mediator is binary), and so are the newer dials while they are off, so that a
+    scenario without them keeps its hash.  Only the tables edited here are copied (one level),
+    since ``json.dumps`` reads the rest and nothing else writes to it.
+    """
     shares = t["treatment"]["arm_shares"]
-    # the normalised table, in the input format (from_dict reads it back); only the tables edited
-    # below are copied (one level), since json.dumps reads the rest and nothing else writes to it
     spec_table = {k: (dict(v) if isinstance(v, dict) else v) for k, v in t.items()}
     spec_table["treatment"] = dict(t["treatment"])
     if len(_distinct(shares)) == 1:
@@ -454,14 +497,13 @@ def build(t: dict, source: str) -> Scenario:
     if not t["site"].get("cross_dependence"):  # off: left out, so the hashes of scenarios without it stay
         spec_table["site"] = {k: v for k, v in spec_table["site"].items() if k != "cross_dependence"}
     kinds = spec_table["mediators"]["kind"]
-    if "binary" not in kinds:  # keys that do not apply are left out, so from_dict reads the table back
+    if "binary" not in kinds:
         del spec_table["binary"]
     if "continuous" not in kinds:
         for key in ("compliance_sd", "mediator_mean", "mediator_sd"):
             del spec_table["person"][key]
         for key in ("compliance_mean", "compliance_sd"):
             del spec_table["site"][key]
-    # the newer dials are left out of the spec while off, so a scenario without them keeps its hash
     spill = spec_table["spillover"] = dict(spec_table["spillover"])
     for key in ("treated_outcome", "treated_mediator"):
         v = spill.get(key, 0.0)
@@ -469,17 +511,31 @@ def build(t: dict, source: str) -> Scenario:
             spill.pop(key, None)
     if not spec_table.get("interactions"):
         spec_table.pop("interactions", None)
+    if not _curving(spec_table["mediators"]):
+        for key in CURVATURE_KEYS:
+            spec_table["mediators"].pop(key, None)
     site_spec = spec_table["site"] = dict(spec_table["site"])
     for key in ("heavy_tails", "skew"):
         if site_spec.get(key, 0.0) == 0.0:
             site_spec.pop(key, None)
-    spec = json.dumps(spec_table, sort_keys=True, separators=(",", ":"))
-    R_site = correlation_matrix("site", site, P)
-    R_person = correlation_matrix("person", person, P)
-    path_rows = sorted(t["paths"], key=lambda x: (x["to"], x["from"]))
-    ends = [(pa["from"] - 1, pa["to"] - 1) for pa in path_rows]
-    R_ext = correlation_matrix("site", site, P, ends) if ends else np.zeros((0, 0))
-    return Scenario(
+    return json.dumps(spec_table, sort_keys=True, separators=(",", ":"))
+
+
+def _matrix(R) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(float(x) for x in row) for row in R)
+
+
+def _path_rows(t: dict) -> list[dict]:
+    """The paths in the scenario's order: by target, then source."""
+    return sorted(t["paths"], key=lambda x: (x["to"], x["from"]))
+
+
+def _design_fields(t: dict) -> dict:
+    """Name, sizes, arms and their shares, the mediators' names, kinds and dose curves."""
+    K = t["n_sites"]
+    sizes = t["n_per_site"]
+    med = t["mediators"]
+    return dict(
         name=t["name"],
         description=t["description"],
         n_sites=K,
@@ -488,23 +544,53 @@ def build(t: dict, source: str) -> Scenario:
         arms=t["treatment"]["arms"],
         arm_shares=_share_rows(t["treatment"]["arm_shares"]),
         assignment=t["treatment"]["assignment"],
-        mediator_names=tuple(t["mediators"]["names"]),
-        mediator_kind=tuple(t["mediators"]["kind"]),
-        curvature=tuple(t["mediators"]["curvature"]),
-        outcome_curvature=tuple(t["mediators"]["outcome_curvature"]),
+        mediator_names=tuple(med["names"]),
+        mediator_kind=tuple(med["kind"]),
+        curvature=tuple(med["curvature"]),
+        outcome_curvature=tuple(med["outcome_curvature"]),
+        **{key: tuple(med[key]) if _curving(med) else () for key in CURVATURE_KEYS},
+    )
+
+
+def _site_fields(t: dict) -> dict:
+    """``[site]``: the site vector's means, SDs and correlation (extended by the paths), and its other dials."""
+    P = t["mediators"]["count"]
+    site = t["site"]
+    ends = [(pa["from"] - 1, pa["to"] - 1) for pa in _path_rows(t)]
+    R_ext = correlation_matrix("site", site, P, ends) if ends else np.zeros((0, 0))
+    return dict(
         site_mean=tuple(site["compliance_mean"]) + tuple(site["effect_mean"]) + (site["direct_effect_mean"],),
         site_sd=tuple(site["compliance_sd"]) + tuple(site["effect_sd"]) + (site["direct_effect_sd"],),
-        site_correlation=tuple(tuple(float(x) for x in row) for row in R_site),
+        site_correlation=_matrix(correlation_matrix("site", site, P)),
         nonlinear_dependence=tuple(site["nonlinear_dependence"]),
         mediator_baseline_sd=tuple(site["mediator_baseline_sd"]),
         outcome_baseline_sd=site["outcome_baseline_sd"],
+        cross_dependence=_cross_terms(site.get("cross_dependence", {})),
+        site_path_correlation=_matrix(R_ext),
+        site_heavy_tails=site["heavy_tails"], site_skew=site["skew"],
+    )
+
+
+def _person_fields(t: dict) -> dict:
+    """``[person]``: the within-site means and SDs and the person correlation matrix."""
+    P = t["mediators"]["count"]
+    person = t["person"]
+    return dict(
         mediator_mean=tuple(person["mediator_mean"]),
         mediator_sd=tuple(person["mediator_sd"]),
         outcome_mean=person["outcome_mean"],
         outcome_sd=person["outcome_sd"],
         compliance_sd=tuple(person["compliance_sd"]),
         effect_sd=tuple(person["effect_sd"]),
-        person_correlation=tuple(tuple(float(x) for x in row) for row in R_person),
+        person_correlation=_matrix(correlation_matrix("person", person, P)),
+    )
+
+
+def _binary_fields(t: dict) -> dict:
+    """``[binary]``: the type shares and the effect shifts per type (complier, always, never, defier)."""
+    P = t["mediators"]["count"]
+    b = t["binary"]
+    return dict(
         complier_share=tuple(b["complier_share"]),
         always_share=tuple(b["always_share"]),
         never_share=tuple(b["never_share"]),
@@ -512,20 +598,22 @@ def build(t: dict, source: str) -> Scenario:
         complier_share_site_sd=tuple(b["complier_share_site_sd"]),
         effect_shift=tuple((0.0, b["always_effect_shift"][p], b["never_effect_shift"][p], b["defier_effect_shift"][p])
                            for p in range(P)),
+    )
+
+
+def _dial_fields(t: dict) -> dict:
+    """The paths, selection, spillovers and interactions (0-based mediators)."""
+    sel, spill = t["selection"], t["spillover"]
+    return dict(
         paths=tuple(Path_(pa["from"] - 1, pa["to"] - 1, pa["mean"], pa["site_sd"], pa["person_sd"],
-                          pa["effect_correlation"]) for pa in path_rows),
-        selection_strength=t["selection"]["strength"],
-        selection_on=t["selection"]["on"],
-        selection_mediator=t["selection"]["mediator"] - 1,
-        spillover_outcome=t["spillover"]["outcome"],
-        spillover_mediator=tuple(t["spillover"]["mediator"]),
-        spec=spec,
-        warnings=warnings,
-        cross_dependence=_cross_terms(site.get("cross_dependence", {})),
-        site_path_correlation=tuple(tuple(float(x) for x in row) for row in R_ext),
-        site_heavy_tails=site["heavy_tails"], site_skew=site["skew"],
-        spillover_treated_outcome=t["spillover"]["treated_outcome"],
-        spillover_treated_mediator=tuple(t["spillover"]["treated_mediator"]),
+                          pa["effect_correlation"]) for pa in _path_rows(t)),
+        selection_strength=sel["strength"],
+        selection_on=sel["on"],
+        selection_mediator=sel["mediator"] - 1,
+        spillover_outcome=spill["outcome"],
+        spillover_mediator=tuple(spill["mediator"]),
+        spillover_treated_outcome=spill["treated_outcome"],
+        spillover_treated_mediator=tuple(spill["treated_mediator"]),
         interactions=tuple((ia["first"] - 1, ia["second"] - 1, ia["coefficient"]) for ia in t.get("interactions", [])),
     )
 

@@ -85,6 +85,15 @@ SCHEMA: dict[str, Any] = {
         "kind": Field("choice", "continuous", choices=("continuous", "binary"), per_mediator=True),
         "curvature": _f(0.0, pm=True, doc="c_p in g_p(t) = t + c_p t (t - 1) (assumption iii)"),
         "outcome_curvature": _f(0.0, pm=True, doc="phi_p in h_p(m) = m + phi_p m^2 (assumption iv)"),
+        # dose curves that vary (assumption iii): c_pi = c_p + site part + person part, continuous mediators
+        "curvature_site_sd": _f(0.0, 0.0, pm=True, doc="SD of the site curvature c_ps between sites (assumption "
+                                                       "iii; 3+ arms, continuous mediators)"),
+        "curvature_person_sd": _f(0.0, 0.0, pm=True, doc="SD of the person curvature c_pi within site (assumption "
+                                                         "iii; 3+ arms, continuous mediators)"),
+        "curvature_site_effect_correlation": _f(0.0, **_CORR, pm=True,
+                                                doc="corr(c_ps, delta_ps) between sites (assumption iii)"),
+        "curvature_effect_correlation": _f(0.0, **_CORR, pm=True,
+                                           doc="corr(c_pi, Delta_pi) within site (assumption iii)"),
     },
     "site": {
         "compliance_mean": _f(1.0, pm=True, doc="E[gamma_p], mean site compliance"),

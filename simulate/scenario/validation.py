@@ -574,6 +574,7 @@ def _cross_checks(t: dict, source: str, smallest: int) -> None:
     binary = [k == "binary" for k in t["mediators"]["kind"]]
     _check_arm_sizes(t, source, smallest)
     _check_curvature(t, source, binary)
+    _check_curvature_spread(t, source, binary)
     _check_binary(t, source, binary)
     Rs, Rp = _check_correlations(t, source, binary)
     _check_paths(t, source, binary)
@@ -646,6 +647,43 @@ def _check_curvature(t: dict, source: str, binary: list) -> None:
                                                                         "(m^2 = m); set it to 0")
 
 
+def _check_curvature_spread(t: dict, source: str, binary: list) -> None:
+    """Dose curves varying by site and person: 3+ arms, continuous mediators, correlations with something that varies.
+
+    Each check names the first mediator it fails for (``mediators.curvature_site_sd[2]`` when P > 1).
+    """
+    P = t["mediators"]["count"]
+    med = t["mediators"]
+    arms = t["treatment"]["arms"]
+
+    def name(key, p):
+        return f"mediators.{key}[{p + 1}]" if P > 1 else f"mediators.{key}"
+
+    for p in range(P):
+        for key in ("curvature_site_sd", "curvature_person_sd"):
+            if med[key][p] == 0.0:
+                continue
+            if arms == 2:
+                raise _err(source, name(key, p), "has no effect with a binary treatment (arms = 2): g(0) = 0 and "
+                                                 "g(1) = 1 whatever the curvature; set treatment.arms >= 3 or this "
+                                                 "to 0")
+            if binary[p]:
+                raise _err(source, name(key, p), "applies to continuous mediators only (a binary mediator's dose "
+                                                 "g(t) / g(L) must stay within [0, 1] for every person); set it to 0")
+        for key, sd_key, effect_sd, what in (
+                ("curvature_site_effect_correlation", "curvature_site_sd", t["site"]["effect_sd"][p], "site"),
+                ("curvature_effect_correlation", "curvature_person_sd", t["person"]["effect_sd"][p], "person")):
+            if med[key][p] == 0.0:
+                continue
+            if med[sd_key][p] == 0.0:
+                raise _err(source, name(key, p), f"has no effect while {name(sd_key, p)} is 0; set it above 0, or "
+                                                 "this to 0")
+            if effect_sd == 0.0:
+                raise _err(source, name(key, p), f"has no effect while {what}.effect_sd is 0"
+                                                 f"{f' for mediator {p + 1}' if P > 1 else ''} (the curvature "
+                                                 "correlates with the mediator's effect); set it above 0, or this to 0")
+
+
 def _check_binary(t: dict, source: str, binary: list) -> None:
     """Binary mediators: the type shares sum to one, and no continuous-only key is set when all are binary."""
     P = t["mediators"]["count"]
@@ -695,7 +733,13 @@ def _check_correlations(t: dict, source: str, binary: list):
 
 
 def _check_paths(t: dict, source: str, binary: list) -> None:
-    """Paths run from an earlier to a later continuous mediator, once; chains (1 -> 2 -> 3) are allowed."""
+    """Paths run from an earlier to a later continuous mediator, once; chains (1 -> 2 -> 3) are allowed.
+
+    A path may start at a binary mediator (its change is the take-up's, 0 or +-1) but not end at
+    one: a binary mediator's take-up follows compliance types drawn from two independent latent
+    normals (the complier index, and the baseline that splits the non-compliers into always- and
+    never-takers), which are not ordered along one index that an upstream change could shift.
+    """
     P = t["mediators"]["count"]
     seen = set()
     for i, pa in enumerate(t["paths"]):
@@ -705,7 +749,10 @@ def _check_paths(t: dict, source: str, binary: list) -> None:
         if pa["from"] >= pa["to"]:
             raise _err(source, pre, "must run from an earlier to a later mediator (from < to)")
         if binary[pa["to"] - 1]:
-            raise _err(source, f"{pre}.to", "a path cannot end at a binary mediator")
+            raise _err(source, f"{pre}.to", f"a path cannot end at a binary mediator (mediator {pa['to']}): its "
+                                            "take-up follows fixed compliance types ([binary]), not one index that an "
+                                            "upstream change could shift; end it at a continuous mediator, or start a "
+                                            "path at the binary one")
         if (pa["from"], pa["to"]) in seen:
             raise _err(source, pre, f"a second path from {pa['from']} to {pa['to']}")
         seen.add((pa["from"], pa["to"]))

@@ -29,6 +29,13 @@ For a scenario, per mediator p:
 
     Binary: (E[Delta 1{complier}] - E[Delta 1{defier}]) / (pi_c - pi_d).  With paths,
     Gamma is the total effect of the top arm per unit dose; computed from site moments.
+    With a dose curve that varies by site and person (c_i = c + c_s + c_i', assumption iii),
+    Gamma is g_i(L) Gamma_i / g(L), the top arm's effect per unit of the mean dose, also from
+    the site moments: E[g_i(L) Gamma Delta] / E[g_i(L) Gamma], which equals the one-curve value
+    unless the curvature correlates with Delta (or delta) or with Gamma (or gamma).  An
+    independent curvature therefore changes no estimand, and no limit while the site effects are
+    independent of the compliances; the cell means carry it as one more monomial,
+    t (t - 1) (c_i - c) Gamma_i, integrated like the paths' (exact by quadrature).
 ``limit_*``
     Large-sample limits (K and n_s both large) of the estimators, computed from the
     population cell means mu_M(s, t) = E[M | site s, arm t] and mu_Y(s, t), which

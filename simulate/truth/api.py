@@ -330,14 +330,16 @@ def _by_quadrature(model: _Model):
 
 
 def _compliance_weighted(sc, pl, model, cw_closed, cw_num, cw_den, weight):
-    """The compliance-weighted estimand: the closed form where no path feeds the mediator, else the site moments.
+    """The compliance-weighted estimand: the closed form where it applies, else the site moments.
+
+    The closed form applies where no path feeds the mediator and its dose curve is one for everyone.
 
     Returns the values and, per mediator, whether it came from the site moments (so carries their error).
     """
     L = Layout.of(sc)
     cw, from_moments = [], []
     for p in range(sc.n_mediators):
-        fed = any(r.target == p for r in sc.paths)
+        fed = any(r.target == p for r in sc.paths) or sc.curvature_varies[p]  # not the closed form's model
         moment = False
         if not fed and not sc.is_binary[p] and pl.site_mean[L.site_compliance(p)] == 0:
             value = math.nan  # E[Gamma_p] = 0: no person's mediator moves on average

@@ -80,10 +80,11 @@ def _sites(sc: Scenario, pl, rng, K):
     U = Z[:, site_cols] @ pl.F_site.T
     if t_scale is not None:
         U = U * t_scale[:, None]
-    return _site_params(sc, pl, U, Z[:, path_cols], Z[:, base_cols], Zsite=Z[:, site_cols], t_scale=t_scale)
+    return _site_params(sc, pl, U, Z[:, path_cols], Z[:, base_cols], Zsite=Z[:, site_cols], t_scale=t_scale,
+                        Zcurv=Z[:, L.truth_curvature_columns])
 
 
-def _site_params(sc: Scenario, pl, U, Zpath, Zbase, Zsite=None, t_scale=None):
+def _site_params(sc: Scenario, pl, U, Zpath, Zbase, Zsite=None, t_scale=None, Zcurv=None):
     """Site parameters from the standardized site vector U (K, 2P + 1) and the path and baseline normals.
 
     Parameters
@@ -99,11 +100,15 @@ def _site_params(sc: Scenario, pl, U, Zpath, Zbase, Zsite=None, t_scale=None):
         correlated with the site components (``KernelPlan.F_path_site``).
     t_scale : ndarray, shape (K,), optional
         The heavy-tailed sites' scale factors (None: normal sites).
+    Zcurv : ndarray, shape (K, P), optional
+        The site curvature normals z^c (None or no columns: the dose curves do not vary by site).
 
     Returns
     -------
-    (gamma, delta, kappa, beta, base_m)
-        ``gamma`` holds the latent complier index ``a + tau u`` of a binary mediator.
+    (gamma, delta, kappa, beta, base_m, curv)
+        ``gamma`` holds the latent complier index ``a + tau u`` of a binary mediator; ``curv`` the
+        site deviations of the dose curves, c_ps - c_p = sd_s (rho_s u_delta + sqrt(1 - rho_s^2) z^c)
+        (zeros while they do not vary by site).
     """
     L = Layout.of(sc)
     K = U.shape[0]
@@ -130,7 +135,11 @@ def _site_params(sc: Scenario, pl, U, Zpath, Zbase, Zsite=None, t_scale=None):
     if t_scale is not None:
         beta = pl.path_mean + (beta - pl.path_mean) * t_scale[:, None]
     base_m = pl.med_base_sd * Zbase
-    return gamma, delta, kappa, beta, base_m
+    curv = np.zeros((K, L.P))
+    if Zcurv is not None and Zcurv.shape[1] and np.any(pl.curv_site_sd > 0):
+        rho = pl.curv_site_rho
+        curv = pl.curv_site_sd * (rho * U[:, eff] + np.sqrt(1.0 - rho * rho) * Zcurv)
+    return gamma, delta, kappa, beta, base_m, curv
 
 
 class _Model:
@@ -163,6 +172,7 @@ class _Model:
         S = np.zeros((self.D, self.D))
         S[person, person] = self.Rp - np.outer(a[person], a[person])
         S[paths, paths] = np.eye(self.R)
+        S[self.L.curvature_part, self.L.curvature_part] = np.eye(self.L.n_curvature_normals)
         mom = _band_moments(*band) if xi != 0.0 else np.array([1.0, 0, 0, 0, 0, 0, 0])
         return a, S, mom
 
@@ -171,14 +181,15 @@ class _Model:
         S = np.zeros((self.D, self.D))
         S[self.L.person_part, self.L.person_part] = self.Rp
         S[self.L.path_part, self.L.path_part] = np.eye(self.R)
+        S[self.L.curvature_part, self.L.curvature_part] = np.eye(self.L.n_curvature_normals)
         return S
 
     def u(self, j, a):
         """The standardized person component j as a form: x_j + a_j k."""
         return (0.0, self.unit(j), a[j])
 
-    def cell(self, t, band, share, gamma, delta, kappa, beta, base_m):
-        """(E[M | s, t] (K, P), E[Y | s, t] (K,)) for arm t."""
+    def cell(self, t, band, share, gamma, delta, kappa, beta, base_m, curv=None):
+        """(E[M | s, t] (K, P), E[Y | s, t] (K,)) for arm t (``curv``: the site curvature deviations, or None)."""
         sc, pl, P, L = self.sc, self.pl, self.P, self.L
         K = gamma.shape[0]
         a, S, mom = self.selection(band)
@@ -219,11 +230,12 @@ class _Model:
                 if binary[q]:
                     binary_sources.append((B, q))
                 else:
-                    sub = self._change_monos(q, t, gamma, beta, a)
+                    sub = self._change_monos(q, t, gamma, beta, a, curv)
                     if sub is None:
                         self._nan("a chain of paths that starts at a binary mediator")
                         return np.full((K, P), np.nan), np.full(K, np.nan)
                     ext += [[B] + m for m in sub]
+            ext += self._curved_monos(p, t, gamma, curv, a)
             mediator_monos[p] = [[L0]] + ext
             em = E(L0) + sum(E(*m) for m in ext)
             ey = E(Dl, L0) + sum(E(Dl, *m) for m in ext)
@@ -256,27 +268,28 @@ class _Model:
             return pl.spill_med[p] * share
         return pl.spill_med_treated[p] * share if pl.spill_med_treated[p] != 0.0 else 0.0
 
-    def _change_monos(self, q, t, gamma, beta, a):
+    def _change_monos(self, q, t, gamma, beta, a, curv=None):
         """Continuous mediator q's change from arm 0 to arm t as monomials (lists of forms), its paths included.
 
-        g_q(t) Gamma_q + sum over the paths r into q of B_r times the source's change (chains
-        expand recursively).  None when a path from a binary mediator feeds q (not expanded).
+        g_q(t) Gamma_q (with a varying dose curve, g_qi(t) Gamma_q) + sum over the paths r into q
+        of B_r times the source's change (chains expand recursively).  None when a path from a
+        binary mediator feeds q (not expanded).
         """
         sc, pl = self.sc, self.pl
-        monos = [[self._compliance_form(q, pl.dose[q][t], gamma, a)]]
+        monos = [[self._compliance_form(q, pl.dose[q][t], gamma, a)]] + self._curved_monos(q, t, gamma, curv, a)
         for r, path in enumerate(sc.paths):
             if path.target != q:
                 continue
             if sc.is_binary[path.source]:
                 return None
-            sub = self._change_monos(path.source, t, gamma, beta, a)
+            sub = self._change_monos(path.source, t, gamma, beta, a, curv)
             if sub is None:
                 return None
             B = self._path_form(r, path, beta, a)
             monos += [[B] + m for m in sub]
         return monos
 
-    def second(self, t, band, share, gamma, delta, kappa, beta, base_m):
+    def second(self, t, band, share, gamma, delta, kappa, beta, base_m, curv=None):
         """E[Z Z' | s, t] for Z = (Y, M_1..M_P), shape (K, 1+P, 1+P); None where not available.
 
         Available for continuous mediators when every product in Y has at most three
@@ -296,12 +309,12 @@ class _Model:
         for p in range(P):
             spill = self._spill(p, control, share)
             L0 = self._mediator0_form(p, t, spill, gamma, base_m, a)
-            monos = [[L0]]
+            monos = [[L0]] + self._curved_monos(p, t, gamma, curv, a)
             for r, path in enumerate(sc.paths):
                 if path.target != p:
                     continue
                 B = self._path_form(r, path, beta, a)
-                monos += [[B] + m for m in self._change_monos(path.source, t, gamma, beta, a)]
+                monos += [[B] + m for m in self._change_monos(path.source, t, gamma, beta, a, curv)]
             m_monos.append(monos)
             Dl = self._effect_form(p, delta, a)
             y_monos += [[Dl] + m for m in monos]
@@ -343,6 +356,29 @@ class _Model:
         """g_q(t) Gamma_q, the dose times continuous mediator q's person compliance."""
         pl, j = self.pl, self.L.person_compliance(q)
         return (gq * gamma[:, q], gq * pl.comp_sd[q] * self.unit(j), gq * pl.comp_sd[q] * a[j])
+
+    def _curved_monos(self, p, t, gamma, curv, a):
+        """The varying dose curve's term of mediator p's change at arm t: [[t (t - 1) e, Gamma_p]], or [].
+
+        e = c_pi - c_p is the site deviation ``curv[:, p]`` plus the person part
+        sd_i (rho_i u^Delta_p + sqrt(1 - rho_i^2) v^c_p), v^c_p the person curvature normal of the
+        extended vector; nothing while mediator p's dose curve does not vary, or for arms 0 and 1
+        (t (t - 1) = 0).
+        """
+        pl, L = self.pl, self.L
+        if t < 2 or not (pl.curv_site_sd[p] > 0 or pl.curv_person_sd[p] > 0):
+            return []
+        w = float(t * (t - 1))
+        K = gamma.shape[0]
+        site = curv[:, p] if curv is not None else np.zeros(K)
+        sd, rho = pl.curv_person_sd[p], pl.curv_person_rho[p]
+        x = np.zeros(self.D)
+        alpha = 0.0
+        if sd > 0:
+            jd = L.person_effect(p)
+            x = w * sd * (rho * self.unit(jd) + math.sqrt(1.0 - rho * rho) * self.unit(L.curvature_normal(p)))
+            alpha = w * sd * rho * a[jd]
+        return [[(w * site, x, alpha), self._compliance_form(p, 1.0, gamma, a)]]
 
     def _path_form(self, r, path, beta, a):
         """B_r = beta_rs + sd_r (rho_r u^Delta_target + sqrt(1 - rho_r^2) v_r), path r's person coefficient."""
@@ -471,8 +507,12 @@ def _liml_limit(c2: float, b2: np.ndarray, A2: np.ndarray, W: np.ndarray) -> tup
     return np.linalg.solve(A2 - lam * W[1:, 1:], b2 - lam * W[1:, 0]), ""
 
 
-def _compliance_weighted_moments(model: _Model, gamma, delta, beta):
-    """Per site: E[Gamma_eff Delta | s] and E[Gamma_eff | s], Gamma_eff the top arm's effect per unit dose."""
+def _compliance_weighted_moments(model: _Model, gamma, delta, beta, curv=None):
+    """Per site: E[Gamma_eff Delta | s] and E[Gamma_eff | s], Gamma_eff the top arm's effect per unit (mean) dose.
+
+    With a varying dose curve Gamma_eff = g_pi(L) Gamma_p / g_p(L) (+ the paths), as the generator
+    reports a person's compliance.
+    """
     sc, pl, P = model.sc, model.pl, model.P
     K = gamma.shape[0]
     num = np.zeros((K, P))
@@ -493,6 +533,9 @@ def _compliance_weighted_moments(model: _Model, gamma, delta, beta):
         n_ = E(Dl, G)
         d_ = E(G)
         gL = pl.dose[p][-1]
+        for m in model._curved_monos(p, sc.arms - 1, gamma, curv, zero):
+            n_ = n_ + E(Dl, *m) / gL
+            d_ = d_ + E(*m) / gL
         for r, path in enumerate(sc.paths):
             if path.target != p:
                 continue
@@ -503,8 +546,9 @@ def _compliance_weighted_moments(model: _Model, gamma, delta, beta):
                 c = gamma[:, qs]
                 n_ = n_ + ratio * (model._half(qs, c, B, Dl, "C") - model._half(qs, c, B, Dl, "D"))
                 d_ = d_ + ratio * (model._half(qs, c, B, None, "C") - model._half(qs, c, B, None, "D"))
-            elif any(r2.target == qs for r2 in sc.paths):  # a chain: the source's whole change at the top arm
-                sub = model._change_monos(qs, sc.arms - 1, gamma, beta, zero)
+            elif any(r2.target == qs for r2 in sc.paths) or sc.curvature_varies[qs]:
+                # a chain or a varying dose curve: the source's whole change at the top arm
+                sub = model._change_monos(qs, sc.arms - 1, gamma, beta, zero, curv)
                 if sub is None:
                     return np.full((K, P), np.nan), np.full((K, P), np.nan)
                 n_ = n_ + sum(E(Dl, B, *m) for m in sub) / gL
@@ -592,7 +636,7 @@ def accumulate(model: _Model, site: tuple, wt: np.ndarray, m: SiteMoments | None
     model : _Model
         The scenario's exact cell means.
     site : tuple
-        ``(gamma, delta, kappa, beta, base_m)`` of :func:`_site_params`, K sites.
+        ``(gamma, delta, kappa, beta, base_m, curv)`` of :func:`_site_params`, K sites.
     wt : ndarray, shape (K,)
         The sites' weights (1 for simulated sites, the quadrature weights of nodes).
     m : SiteMoments, optional
@@ -607,9 +651,9 @@ def accumulate(model: _Model, site: tuple, wt: np.ndarray, m: SiteMoments | None
     if m is None:
         m = SiteMoments(P)
     shares_by_pattern, sites_by_pattern, mean_size = _patterns(sc)
-    gamma, delta, kappa, beta, base_m = site
+    gamma, delta, kappa, beta, base_m, curv = site
     # compliance-weighted estimand from site moments (potential outcomes, no selection)
-    cwn, cwd = _compliance_weighted_moments(model, gamma, delta, beta)
+    cwn, cwd = _compliance_weighted_moments(model, gamma, delta, beta, curv)
     m.cw_num += wt @ cwn
     m.cw_den += wt @ cwd
     for row, weight in shares_by_pattern.items():
@@ -728,6 +772,7 @@ class QuadratureDesign:
     paths: tuple[int, ...]
     bases: tuple[int, ...]
     degree: int
+    curvatures: tuple[int, ...] = ()  # the mediators whose dose curve varies by site (their z^c normals)
 
     @property
     def poly_order(self) -> int:
@@ -736,7 +781,7 @@ class QuadratureDesign:
 
     def n_nodes(self, binary_order: int) -> int:
         """Nodes of the tensor grid with ``binary_order`` along the binary normals."""
-        n_poly = self.factor.shape[1] - self.n_binary + len(self.paths) + len(self.bases)
+        n_poly = self.factor.shape[1] - self.n_binary + len(self.paths) + len(self.bases) + len(self.curvatures)
         return binary_order ** self.n_binary * self.poly_order ** n_poly
 
 
@@ -770,11 +815,13 @@ def quadrature_design(sc: Scenario, pl) -> QuadratureDesign:
     F = _rank_cholesky(R)
     n_bin = int(np.count_nonzero(np.any(F[:len(binary)] != 0, axis=0))) if binary else 0
     d_delta = 2 if np.any(pl.nonlinear != 0) or np.any(pl.cross_coef != 0) else 1
-    d_m = 2 if np.any(pl.path_site_sd > 0) else 1
+    # M's degree: Gamma (1), times a site path coefficient (+1), times a site curvature deviation (+1)
+    d_m = 1 + (1 if np.any(pl.path_site_sd > 0) else 0) + (1 if np.any(pl.curv_site_sd > 0) else 0)
     d_y = d_delta + (2 * d_m if np.any(pl.phi != 0) or len(pl.inter_theta) else d_m)  # M^2 or M_p M_q in Y
     return QuadratureDesign(tuple(comps), F, n_bin,
                             tuple(int(r) for r in np.flatnonzero(pl.path_site_sd > 0)),
-                            tuple(int(p) for p in np.flatnonzero(pl.med_base_sd > 0)), 2 * d_y)
+                            tuple(int(p) for p in np.flatnonzero(pl.med_base_sd > 0)), 2 * d_y,
+                            tuple(int(p) for p in np.flatnonzero(pl.curv_site_sd > 0)))
 
 
 def quadrature_nodes(sc: Scenario, pl, design: QuadratureDesign, binary_order: int):
@@ -795,8 +842,8 @@ def quadrature_nodes(sc: Scenario, pl, design: QuadratureDesign, binary_order: i
     """
     L = Layout.of(sc)
     r = design.factor.shape[1]
-    orders = [binary_order] * design.n_binary + [design.poly_order] * (r - design.n_binary
-                                                                      + len(design.paths) + len(design.bases))
+    orders = [binary_order] * design.n_binary + [design.poly_order] * (r - design.n_binary + len(design.paths)
+                                                                      + len(design.bases) + len(design.curvatures))
     rules = [_gh(n) for n in orders]
     if rules:
         X = np.stack([g.ravel() for g in np.meshgrid(*[x for x, _ in rules], indexing="ij")], axis=1)
@@ -811,8 +858,11 @@ def quadrature_nodes(sc: Scenario, pl, design: QuadratureDesign, binary_order: i
     Zpath = np.zeros((K, L.n_paths))
     Zpath[:, list(design.paths)] = X[:, r:r + len(design.paths)]
     Zbase = np.zeros((K, L.P))
-    Zbase[:, list(design.bases)] = X[:, r + len(design.paths):]
-    return _site_params(sc, pl, U, Zpath, Zbase), wt
+    at = r + len(design.paths)
+    Zbase[:, list(design.bases)] = X[:, at:at + len(design.bases)]
+    Zcurv = np.zeros((K, L.P))
+    Zcurv[:, list(design.curvatures)] = X[:, at + len(design.bases):]
+    return _site_params(sc, pl, U, Zpath, Zbase, Zcurv=Zcurv), wt
 
 
 def quadrature_moments(model: _Model, design: QuadratureDesign, binary_order: int) -> SiteMoments:

@@ -55,7 +55,7 @@ def site_effect_sd_applies(sc: Scenario) -> bool:
     -------
     bool
         True for continuous mediators without within-site compliance-effect correlation,
-        direct effect, paths, curvature, selection or spillover.
+        direct effect, paths, curvature (one curve or varying ones), selection or spillover.
     """
     L = Layout.of(sc)
     P = sc.n_mediators
@@ -63,5 +63,6 @@ def site_effect_sd_applies(sc: Scenario) -> bool:
     within = any(corr[L.person_compliance(p)][L.person_effect(p)] != 0.0 for p in range(P))
     direct = sc.site_mean[L.site_direct] != 0.0 or sc.site_sd[L.site_direct] != 0.0
     return not (within or direct or sc.paths or any(sc.is_binary) or any(c != 0.0 for c in sc.curvature)
+                or any(sc.curvature_varies)
                 or any(c != 0.0 for c in sc.outcome_curvature) or sc.selection_strength != 0.0
                 or sc.spillover_outcome != 0.0 or any(s != 0.0 for s in sc.spillover_mediator))
