@@ -491,7 +491,7 @@ def test_validate_takes_bundled_names_like_the_other_verbs(capsys):
     code, out, _ = _run(capsys, "validate", "baseline")
     assert code == 0 and out.strip() == "ok"
     code, out, _ = _run(capsys, "validate", "flagship")  # a stress-test design, found under designs/
-    assert code == 0 and out.startswith("ok (a stress-test design: 14 dials")
+    assert code == 0 and out.startswith("ok (a stress-test design: 15 dials")
     code, _, err = _run(capsys, "validate", "no_such_scenario")
     assert code == 2 and "no such file or bundled scenario" in err
 

@@ -422,7 +422,7 @@ def test_the_flagship_design_plans_every_dial():
     assert [s.dial.key for s in sweeps if s.skipped is None] == [
         "spillover", "spillover_treated", "direct_effect", "mediator_curvature", "outcome_curvature", "mediator_paths",
         "path_site_correlation", "selection", "within_site_correlation", "defiers", "rank", "between_site_correlation",
-        "nonlinear_dependence", "cross_dependence"]
+        "nonlinear_dependence", "cross_dependence", "curvature_heterogeneity"]
     for s in (s for s in sweeps if s.skipped is None):
         assert s.values[0][0] == 0.0 or s.dial.key == "rank"
         assert np.all(np.diff(s.values[0]) > 0) or s.dial.key == "rank"
@@ -480,7 +480,7 @@ def test_each_assumption_is_defined_once_and_the_readme_table_names_every_one():
     from simulate.assumptions import ASSUMPTIONS
 
     keys = [a.key for a in ASSUMPTIONS]
-    assert len(keys) == len(set(keys)) == 17
+    assert len(keys) == len(set(keys)) == 18
     numerals = {a.numeral for a in ASSUMPTIONS}
     assert numerals == {"i", "ii", "iii", "iv", "v", "vi", "vii.a", "vii.b", "viii", "ix"}
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
