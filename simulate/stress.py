@@ -103,8 +103,9 @@ from . import __version__
 from .assumptions import ASSUMPTIONS, BY_KEY, Assumption, SweepPlan
 from .assumptions import design as make_design
 from .errors import SimulateError
-from .runner import BatchRun, RunConfig, code_version, read_rows, run_batch
+from .runner import BatchRun, RunConfig, run_batch
 from .scenario import GridCell, from_dict, set_path
+from .store import code_version, read_rows
 
 __all__ = ["StressSettings", "StressError", "Sweep", "stress_test", "plan_sweeps", "read_design",
            "exact_curves", "exact_breakdown", "compare", "decide", "VERDICTS"]

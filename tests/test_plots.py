@@ -20,8 +20,9 @@ from matplotlib.figure import Figure
 
 from simulate import plots as P
 from simulate.replicate import replication_seed
-from simulate.runner import RunConfig, read_rows, run
+from simulate.runner import RunConfig, run
 from simulate.scenario import loads
+from simulate.store import read_rows
 
 PATH = "person.within_site_correlation"
 SCENARIO = f"""
@@ -400,7 +401,8 @@ def test_dial_plot_takes_a_target_per_mediator(summary):
 
 
 def test_figures_take_the_summary_dataclass_as_they_take_its_frame(summary, rundir):
-    from simulate.summary import Summary, summarize_run
+    from simulate.measures import Summary
+    from simulate.run_summary import summarize_run
 
     s = summarize_run(rundir)
     assert isinstance(summary, Summary) and isinstance(s, Summary)

@@ -1,11 +1,11 @@
 r"""Figures of a simulation run: performance against the dials, distributions, zip plots, site picture.
 
 Every function reads the stages upstream and nothing else: the summary of
-:func:`simulate.summary.summarize_run` or :func:`load_summary` (a :class:`simulate.measures.Summary`:
+:func:`simulate.run_summary.summarize_run` or :func:`load_summary` (a :class:`simulate.measures.Summary`:
 its ``table`` has columns ``cell, estimator, mediator, target, measure, value, mcse, n_reps``,
 its ``cells`` map each cell to its grid values; the long frame of older code, with the same
 metadata in ``frame.attrs``, is read into one),
-the tidy rows of :func:`simulate.runner.read_rows`, or one replication drawn with
+the tidy rows of :func:`simulate.store.read_rows`, or one replication drawn with
 :func:`simulate.draw` for the site-level picture.
 
 Conventions, the same in every figure:
