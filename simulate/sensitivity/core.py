@@ -594,9 +594,9 @@ def _refine(dials: list[DialSweep], curves: pd.DataFrame, breakdown: pd.DataFram
 
 def _monte_carlo(dials, breakdown: pd.DataFrame, base_raw: dict, reps: int, seed: int, jobs: int, work: Path,
                  quiet: bool, truth_sites: int) -> pd.DataFrame:
+    from ..cell_measures import cell_measures
     from ..runner import RunConfig, run
     from ..scenario import GridCell
-    from ..stress import _cell_measures
 
     base = from_dict(copy.deepcopy(base_raw), SOURCE)
     kinds = dict(zip(base.mediator_names, base.mediator_kind))
@@ -619,7 +619,7 @@ def _monte_carlo(dials, breakdown: pd.DataFrame, base_raw: dict, reps: int, seed
                   flush=True)
         d = work / f"cell{n:03d}"
         run([replace(cell, index=0)], d, cfg, truth_sites=truth_sites)
-        m, checks = _cell_measures(d, kinds)
+        m, checks = cell_measures(d, kinds)
         for _, r in m.iterrows():
             rec = {"dial": dial, "u": u, "estimator": r.estimator, "mediator": r.mediator, "reps": int(r.reps)}
             for k in ("bias", "finite_sample_bias", "coverage", "rmse"):
