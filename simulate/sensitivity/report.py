@@ -16,7 +16,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from .._text import number as _f
 from .._text import png_data_uri as _img
-from ..plots.stress import label
+from ..plots.stress import label, style
 
 __all__ = ["write_report", "report_data", "sentence", "PHRASES", "NOUNS", "figures"]
 
@@ -125,15 +125,13 @@ def figures(res, folder: Path) -> dict[str, list[Path]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..plots.stress import _style
-
     folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, list[Path]] = {}
     meds = list(res.settings["mediators"])
     for ds in res.dials:
         if ds.skipped is not None:
             continue
-        out[ds.key] = [_dial_figure(plt, _style, res, ds, meds, folder)]
+        out[ds.key] = [_dial_figure(plt, res, ds, meds, folder)]
     for name, con in res.contours.items():
         if isinstance(con, str):
             continue
@@ -141,7 +139,7 @@ def figures(res, folder: Path) -> dict[str, list[Path]]:
     return out
 
 
-def _dial_figure(plt, style, res, ds, meds: list[str], folder: Path) -> Path:
+def _dial_figure(plt, res, ds, meds: list[str], folder: Path) -> Path:
     """One swept assumption: the bias-adjusted estimates against the dial, a panel per mediator."""
     c = res.curves
     g = c[c.dial == ds.key]
