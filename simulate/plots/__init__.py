@@ -44,16 +44,15 @@ from .base import DIRECT_EFFECT, DPI, Z95, PlotError, save
 from .curves import bias_plot, coverage_plot, dial_plot, rmse_plot
 from .decomposition import bias_decomposition_plot
 from .directory import load_summary, plot_directory
-from .grid import _line_cells, grid_dimensions, grid_paths  # noqa: F401 - _line_cells: read by tests
+from .grid import grid_dimensions, grid_paths
 from .heatmaps import heatmap
-from .labels import (  # noqa: F401 - _order_estimators: read by tests
+from .labels import (
     DIAL_LABELS,
     ESTIMATOR_LABELS,
     ESTIMATOR_STYLES,
     MEASURE_LABELS,
     OKABE_ITO,
     TARGET_LABELS,
-    _order_estimators,
     dial_label,
 )
 from .replications import sampling_distribution_plot, zip_plot
