@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -87,4 +88,4 @@ def test_stress_and_sensitivity_read_the_one_public_home():
 
     assert stress.cell_measures is cm.cell_measures
     assert not hasattr(stress, "_cell_measures")
-    assert "_cell_measures" not in open(core.__file__, encoding="utf-8").read()
+    assert "_cell_measures" not in Path(core.__file__).read_text(encoding="utf-8")
