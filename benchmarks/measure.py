@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import simulate
-from simulate import runner
+from simulate import runner, store
 from simulate.replicate import replication_seed, run_replications
 from simulate.scenario import Scenario, from_dict
 
@@ -455,7 +455,7 @@ def machine() -> dict:
         "cpu": _cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": usable,
         "memory_bytes": _mem_total(), "platform": platform.platform(),
         "python": platform.python_version(), "implementation": platform.python_implementation(),
-        "packages": packages, "simulate_code_version": runner.code_version(),
+        "packages": packages, "simulate_code_version": store.code_version(),
         "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None,
         "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "numba_threads": os.environ.get("NUMBA_NUM_THREADS"),

@@ -53,7 +53,8 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path.cwd().parent))
     import simulate
 from simulate.replicate import replication_seed
-from simulate.runner import RunConfig, read_rows, run
+from simulate.runner import RunConfig, run
+from simulate.store import read_rows
 
 try:  # sliders for a class; headless runs (and installs without ipywidgets) skip them
     import ipywidgets as widgets

@@ -49,8 +49,9 @@ except ImportError:  # run from a checkout without `pip install -e .`
     import simulate
 from simulate import plots
 from simulate.datasets import scenario_dir
-from simulate.runner import RunConfig, read_rows, run
-from simulate.summary import summarize_directory
+from simulate.run_summary import summarize_directory
+from simulate.runner import RunConfig, run
+from simulate.store import read_rows
 
 try:  # sliders for a class; headless runs (and installs without ipywidgets) skip them
     import ipywidgets as widgets

@@ -49,8 +49,9 @@ except ImportError:  # run from a checkout without `pip install -e .`
     import simulate
 from simulate import plots
 from simulate.datasets import scenario_dir
-from simulate.runner import RunConfig, read_rows, run
-from simulate.summary import summarize_directory
+from simulate.run_summary import summarize_directory
+from simulate.runner import RunConfig, run
+from simulate.store import read_rows
 
 # One knob for the whole notebook: replications per grid cell.  The default makes the Monte
 # Carlo error well below every difference the text describes; the test suite sets it small.

@@ -47,8 +47,9 @@ except ImportError:  # run from a checkout without `pip install -e .`
 from simulate import calibrate as calibration
 from simulate import plots
 from simulate.datasets import ak80 as load_ak80
-from simulate.runner import RunConfig, read_rows, run
-from simulate.summary import summarize_directory
+from simulate.run_summary import summarize_directory
+from simulate.runner import RunConfig, run
+from simulate.store import read_rows
 
 # One knob for the whole notebook: replications of the calibrated study.  The default makes the
 # Monte Carlo error well below every difference the text describes; the test suite sets it small.

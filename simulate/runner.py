@@ -65,15 +65,13 @@ from .errors import RunError
 from .progress import INTERVAL, Progress
 from .replicate import run_replications
 from .scenario import GridCell, Scenario, validate_file
-from .store import BIG_DESCRIPTION, BIG_TEXT, MAX_REPS, MIN_BYTES_PER_ROW, code_version, part_files, read_rows
+from .store import MAX_REPS, code_version, part_files
 from .store import gaps as _gaps
 from .store import nan_to_none as _nan_to_none
 from .store import write_part as _write_part
 
-# code_version, read_rows, part_files and the store's constants live in simulate.store: kept importable from here
-__all__ = ["RunConfig", "RunError", "run", "code_version", "read_rows", "part_files", "config_from_args", "BACKENDS",
-           "MAX_REPS", "MAX_CHUNK", "JOBS_PER_CORE", "MAX_SEED", "DASK_EXTRA", "COMPILE_SECONDS", "BIG_TEXT",
-           "BIG_DESCRIPTION", "MIN_BYTES_PER_ROW"]
+__all__ = ["RunConfig", "RunError", "run", "config_from_args", "BACKENDS", "MAX_CHUNK", "JOBS_PER_CORE", "MAX_SEED",
+           "DASK_EXTRA", "COMPILE_SECONDS"]
 
 BACKENDS = ("loky", "threads", "dask")
 MAX_CHUNK = 10_000
@@ -698,7 +696,7 @@ def _stop(out: Path, manifest: dict, outcome: _Outcome, total: int) -> None:
 def _finish(out: Path, cells, manifest: dict, truth_sites, quiet: bool, counter: list | None = None) -> None:
     """Truth per cell (cached in the manifest), then the summary."""
     # imported here, at the last stage: the summary reads the store, never the runner
-    from . import summary
+    from . import run_summary as summary
     from .truth import TRUTH_SITES, truth
 
     for entry, cell in zip(manifest["cells"], cells):

@@ -102,9 +102,12 @@ import pandas as pd
 from . import __version__
 from .assumptions import ASSUMPTIONS, BY_KEY, Assumption, SweepPlan
 from .assumptions import design as make_design
+from .cell_measures import cell_measures
+from .cell_measures import target_name as _target_name
 from .errors import SimulateError
-from .runner import BatchRun, RunConfig, code_version, read_rows, run_batch
+from .runner import BatchRun, RunConfig, run_batch
 from .scenario import GridCell, from_dict, set_path
+from .store import code_version
 
 __all__ = ["StressSettings", "StressError", "Sweep", "stress_test", "plan_sweeps", "read_design",
            "exact_curves", "exact_breakdown", "compare", "decide", "VERDICTS"]
@@ -345,10 +348,6 @@ def read_design(path: str | Path, jobs: int = 1, quiet: bool = False, reps: int 
 # ---------------------------------------------------------------------------
 # The exact part: identification bias on a fine grid of the dial
 # ---------------------------------------------------------------------------
-
-
-def _target_name(kind: str) -> str:
-    return "late" if kind == "binary" else "ate"
 
 
 def _limit_of():
@@ -604,64 +603,6 @@ def _round_up(x: float, step: int = 50) -> int:
 # Reading the simulated cells
 # ---------------------------------------------------------------------------
 
-_ROW_COLS = ["rep", "estimator", "mediator", "status", "estimate", "conf_low", "conf_high", "first_stage_f",
-             "overid_p", "nonlinearity_p", "quadratic_p"]
-
-
-def _cell_measures(run_dir: Path, kinds: dict, level_alpha: float = 0.05) -> tuple[pd.DataFrame, dict]:
-    """Per estimator x mediator of one simulated cell: the numbers a verdict reads; and the checks' rates."""
-    s = pd.read_csv(run_dir / "summary.csv", keep_default_na=False, na_values=[""])
-    rows = read_rows(run_dir, columns=_ROW_COLS)
-    look = {(e, m, t, me): (v, se) for e, m, t, me, v, se in
-            zip(s.estimator, s.mediator, s.target, s.measure, s.value.astype(float), s.mcse.astype(float))}
-    nan2 = (math.nan, math.nan)
-    width_of = {}
-    ok = rows[(rows.status == "ok") & np.isfinite(rows.conf_low) & np.isfinite(rows.conf_high)]
-    for (est, med), g in ok.groupby(["estimator", "mediator"], sort=False):
-        w = (g.conf_high - g.conf_low).to_numpy(float)
-        width_of[(est, med)] = (float(w.mean()), float(w.std(ddof=1) / math.sqrt(len(w))) if len(w) > 1 else math.nan)
-    count = rows.groupby(["estimator", "mediator"], sort=False).size().to_dict()
-    out = []
-    for est, med in dict.fromkeys(zip(s.estimator, s.mediator)):
-        if med == DIRECT_EFFECT:
-            continue
-        target = _target_name(kinds.get(med, "continuous"))
-        rec = {"estimator": est, "mediator": med, "target": target, "reps": int(count.get((est, med), 0)),
-               "failure_share": look.get((est, med, "none", "failure_share"), nan2)[0]}
-        for measure in ("target_value", "bias", "relative_bias", "identification_bias", "finite_sample_bias",
-                        "rmse", "coverage"):
-            rec[measure], rec[f"{measure}_mcse"] = look.get((est, med, target, measure), nan2)
-        for measure in ("ar_coverage", "ar_cluster_coverage", "jar_coverage"):  # AR sets beside Wald (P = 1)
-            rec[measure], rec[f"{measure}_mcse"] = look.get((est, med, target, measure), nan2)
-        for measure in ("power", "mean_estimate", "balanced_design_share"):
-            rec[measure], rec[f"{measure}_mcse"] = look.get((est, med, "none", measure), nan2)
-        rec["width"], rec["width_mcse"] = width_of.get((est, med), nan2)
-        out.append(rec)
-    # the design's own checks, from the 2SLS rows (diagnostics are the same on every estimator's row)
-    first = "2sls" if (rows.estimator == "2sls").any() else rows.estimator.iloc[0]
-    d = rows[rows.estimator == first]
-    per_rep = d.groupby("rep").agg(f_min=("first_stage_f", "min"), overid=("overid_p", "first"),
-                                   nonlin=("nonlinearity_p", "first"), quadratic=("quadratic_p", "first"))
-    checks, flags = {}, {}
-    for name, col, fires in (("weak_first_stage", "f_min", lambda x: x < 10),
-                             ("overidentification", "overid", lambda x: x < level_alpha),
-                             ("nonlinearity", "nonlin", lambda x: x < level_alpha),
-                             ("quadratic", "quadratic", lambda x: x < level_alpha)):
-        x = per_rep[col].to_numpy(float)
-        fin = np.isfinite(x)
-        if fin.any():
-            f = fires(x[fin])
-            checks[name] = (float(f.mean()), float(math.sqrt(f.mean() * (1 - f.mean()) / fin.sum())), int(fin.sum()))
-            flags[name] = np.where(fin, fires(np.where(fin, x, 0)), False)
-        else:
-            checks[name] = (math.nan, math.nan, 0)
-    if flags:
-        anyf = np.logical_or.reduce(list(flags.values()))
-        checks["any_check"] = (float(anyf.mean()), float(math.sqrt(anyf.mean() * (1 - anyf.mean()) / len(anyf))),
-                               int(len(anyf)))
-    return pd.DataFrame(out), checks
-
-
 # ---------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------
@@ -692,14 +633,14 @@ def _run_cells(todo: list[tuple[GridCell, Path, int]], settings: StressSettings)
 
 
 def _read_cells(cells: list[str], out: Path, kinds, reps_of: dict, cache: dict, jobs: int) -> None:
-    """:func:`_cell_measures` of ``cells`` into ``cache``, over ``jobs`` workers when there are many."""
+    """:func:`cell_measures` of ``cells`` into ``cache``, over ``jobs`` workers when there are many."""
     if jobs > 1 and len(cells) > 8:
         from joblib import Parallel, delayed
 
         res = Parallel(n_jobs=jobs, backend="loky", batch_size=4)(
-            delayed(_cell_measures)(out / "cells" / h, kinds) for h in cells)
+            delayed(cell_measures)(out / "cells" / h, kinds) for h in cells)
     else:
-        res = [_cell_measures(out / "cells" / h, kinds) for h in cells]
+        res = [cell_measures(out / "cells" / h, kinds) for h in cells]
     for h, r in zip(cells, res):
         cache[(h, reps_of[h])] = r
 
@@ -1002,7 +943,7 @@ def _stress_test(design, out, *, jobs, quiet, reps, pdf) -> Path:
     exact = exact_curves(sweeps, settings, source, list(ESTIMATORS))
     ver, measures, checks = _simulate_passes(sweeps, sc, plan_path, plan, out, exact, settings, kinds)
     ver = _with_detection(ver, checks)
-    baseline, base_checks = _cell_measures(out / "cells" / sc.base_hash, kinds)
+    baseline, base_checks = cell_measures(out / "cells" / sc.base_hash, kinds)
     elapsed = time.perf_counter() - t0
     _write_tables(out, ver, measures, checks, exact, baseline)
     figs = _figures(sweeps, measures, exact, ver, out, settings)

@@ -1,7 +1,7 @@
 r"""Tables of a summary: CSV and JSON of the long frame; Markdown and LaTeX tables, one per target.
 
 Every function takes a :class:`simulate.measures.Summary` or the long frame (with the
-metadata in ``frame.attrs``, as :func:`simulate.summary.summarize_directory` returns it).
+metadata in ``frame.attrs``, as :func:`simulate.run_summary.summarize_directory` returns it).
 Markdown is :meth:`pandas.DataFrame.to_markdown` (tabulate's pipe tables); LaTeX is
 :meth:`pandas.io.formats.style.Styler.to_latex`, one booktabs ``table`` environment per
 target with a caption and a label (the document needs ``\usepackage{booktabs}``).  Printed

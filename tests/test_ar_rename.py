@@ -8,7 +8,7 @@ import pytest
 
 from simulate.errors import SimulateError
 from simulate.estimators import ESTIMATORS, RENAMED_ESTIMATORS, estimate, spec, unknown_estimator_message
-from simulate.kernels import estimators_nb as nb
+from simulate.kernels import codes_nb as nb
 
 OLD, NEW = "bias_corrected_2sls", "mbtsls"
 

@@ -477,10 +477,10 @@ def test_every_user_error_class_is_handled_as_one():
     from simulate.analyze import AnalysisError
     from simulate.calibrate import CalibrationError
     from simulate.estimators import EstimationError
+    from simulate.measures import SummaryError
     from simulate.plots import PlotError
     from simulate.scenario import ScenarioError
     from simulate.stress import StressError
-    from simulate.summary import SummaryError
 
     for cls in (ScenarioError, SummaryError, PlotError, StressError, AnalysisError, EstimationError,
                 CalibrationError):

@@ -4,8 +4,8 @@ import filecmp
 
 import pytest
 
+from simulate.run_summary import summarize_directory
 from simulate.runner import RunConfig, run
-from simulate.summary import summarize_directory
 
 STRONG = """
 name = "strong instruments, every assumption holding"

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from simulate import estimators as est_api
 from simulate.estimators import ESTIMATORS, estimate, estimate_arrays
-from simulate.kernels import estimators_nb as nb
+from simulate.kernels import codes_nb as nb
+from simulate.kernels import jive_nb
 
 linearmodels_iv = pytest.importorskip("linearmodels.iv")
 IV2SLS, IVLIML = linearmodels_iv.IV2SLS, linearmodels_iv.IVLIML
@@ -205,7 +206,7 @@ def test_person_meats_match_numpy_over_several_blocks():
         count, mean, cross = est_api.cell_statistics(site, arm, M, Y)
         rng = np.random.default_rng(P)
         beta_ols, beta_uj = rng.normal(size=P), rng.normal(size=P)
-        meat_ols, meat_uj = nb.person_meats(site, arm, M, Y, count, mean, beta_ols, beta_uj)
+        meat_ols, meat_uj = jive_nb.person_meats(site, arm, M, Y, count, mean, beta_ols, beta_uj)
 
         V = np.column_stack([Y, M])
         n_site = np.bincount(site, minlength=K)

@@ -1,7 +1,7 @@
 """Fault injection: runs killed, crowded, starved and damaged must leave a directory that ``--resume`` finishes.
 
 Each test ends by finishing the run and comparing its rows with an uninterrupted run's
-(bit-identical, :func:`simulate.runner.read_rows`).  Runs to be killed are real
+(bit-identical, :func:`simulate.store.read_rows`).  Runs to be killed are real
 processes (``python -m simulate.cli``, each in its own session so that the whole
 process group can be cleaned up); they stop at a named point through the runner's
 test hook ``SIMULATE_TEST_PAUSE_AT`` (see :mod:`simulate.runner`) and wait there while
@@ -27,7 +27,8 @@ import pytest
 from simulate import cli
 from simulate import runner as rn
 from simulate.replicate import ROW_COLUMNS
-from simulate.runner import RunConfig, RunError, part_files, read_rows, run
+from simulate.runner import RunConfig, RunError, run
+from simulate.store import part_files, read_rows
 
 TINY = """\
 name = "tiny"

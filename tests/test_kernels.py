@@ -1,4 +1,4 @@
-"""The kernels package: cache housekeeping only when asked, compile once visibly, stage modules re-exported."""
+"""The kernels package: cache housekeeping only when asked, compile once visibly."""
 
 from __future__ import annotations
 
@@ -12,34 +12,8 @@ import pytest
 
 import simulate.kernels as kernels
 from simulate.kernels import codes_nb, fit_nb, jive_nb, kclass_nb, linalg_nb, moments_nb, sitelevel_nb
-from simulate.kernels import estimators_nb as nb
-
-# every name other modules imported from estimators_nb before it was split by stage
-OLD_NAMES = """
-STATUS_OK STATUS_SINGULAR STATUS_EMPTY_CELL STATUS_TOO_FEW_SITES STATUS_NOT_APPLICABLE STATUS_SINGLETON_CELL
-STATUS_NUMERICAL E_OLS E_TSLS E_LIML E_FULLER E_UJIVE E_BTSLS E_BETWEEN_OLS E_BETWEEN_PRECISION
-E_BETWEEN_INTERCEPT E_WALD N_ESTIMATORS SE_CONVENTIONAL SE_HC0 SE_HC1 SE_CLUSTER SE_MANY_INSTRUMENT
-SE_HETEROGENEITY N_SE D_N D_SITES D_ARMS D_LIML_KAPPA D_FULLER_KAPPA D_SIGMA_MIN D_SIGMA_RATIO D_SARGAN
-D_SARGAN_DF D_CRAGG_DONALD D_NONLINEAR D_NONLINEAR_DF D_DIRECT D_DIRECT_SE_CONVENTIONAL D_DIRECT_SE_HC0
-D_DIRECT_SE_HC1 D_FIRST_STAGE_DF1 D_FIRST_STAGE_DF2 D_NONLINEAR_STATUS N_DIAGNOSTICS
-site_cell_statistics cell_statistics site_moments cell_deviations between_within liml_kappa kclass_fit
-bekker_se kcfgi_se ujive_fit person_meats site_contrasts precision_weights fit_from_statistics fit_persons
-fit_with_statistics anderson_rubin
-_REL_TOL _sum4 _dot4 _cell_moments _between_within _sym_inverse _scalar_inverse _sandwich_se _quad
-_coef_vector _kclass_fit _ujive_fit _PERSON_BLOCK _cr3_cov _site_gls _put_site_fit _fit_from_statistics _wald
-""".split()
 
 STAGES = (codes_nb, fit_nb, jive_nb, kclass_nb, linalg_nb, moments_nb, sitelevel_nb)
-
-
-def test_estimators_nb_re_exports_every_old_name_from_its_stage_module():
-    missing = [n for n in OLD_NAMES if not hasattr(nb, n)]
-    assert not missing
-    for name in OLD_NAMES:
-        obj = getattr(nb, name)
-        if callable(obj):  # the same kernel object, not a copy compiled twice
-            assert any(obj is vars(m).get(k) for m in STAGES for k in vars(m)), name
-    assert set(nb.__all__) <= set(vars(nb))
 
 
 def test_the_cache_folder_is_keyed_on_every_kernel_source(tmp_path, monkeypatch):
@@ -81,7 +55,7 @@ def test_importing_the_kernels_deletes_no_cache_folder():
     (stale / "f.nbi").write_text("x")
     try:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(kernels.__file__).parents[2])] + sys.path)}
-        subprocess.run([sys.executable, "-c", "import simulate.kernels, simulate.kernels.estimators_nb"],
+        subprocess.run([sys.executable, "-c", "import simulate.kernels, simulate.kernels.fit_nb"],
                        check=True, env=env, timeout=300)
         assert (stale / "f.nbi").exists()
     finally:

@@ -9,7 +9,8 @@ import pytest
 
 from simulate import runner as rn
 from simulate.progress import Progress, clock_text
-from simulate.runner import RunConfig, read_rows, run
+from simulate.runner import RunConfig, run
+from simulate.store import read_rows
 
 SMALL = """
 name = "small"

@@ -13,7 +13,8 @@ import pytest
 
 import simulate as sm
 from simulate.replicate import ROW_COLUMNS, replication_seed, run_replications
-from simulate.runner import RunConfig, RunError, part_files, read_rows, run
+from simulate.runner import RunConfig, RunError, run
+from simulate.store import part_files, read_rows
 
 SMALL = """
 name = "small"
@@ -212,7 +213,8 @@ def test_sigkill_then_resume_stores_every_replication_once(tmp_path):
 
 
 def test_tasks_cover_exactly_the_missing_replications():
-    from simulate.runner import _cut, _gaps
+    from simulate.runner import _cut
+    from simulate.store import gaps as _gaps
 
     rng = np.random.default_rng(1)
     for _ in range(200):

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulate.runner import RunConfig, read_rows, run
+from simulate.runner import RunConfig, run
 from simulate.scenario import validate_file
+from simulate.store import read_rows
 from simulate.truth import truth
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"

@@ -1,4 +1,4 @@
-"""Performance measures and their Monte Carlo SEs (simulate.summary).
+"""Performance measures and their Monte Carlo SEs (measures, accumulator, run_summary, tables).
 
 Every measure is checked against the literal formula of Morris, White & Crowther (2019,
 Stat Med 38:2074, Table 6) written here in plain numpy; the streaming accumulator must be
@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import simulate
-from simulate import cli
-from simulate import summary as S
+from simulate import accumulator, cli, measures, run_summary, tables
+from simulate.kernels import summary_nb
 from simulate.replicate import ROW_COLUMNS, run_replications
 
 truth_mod = importlib.import_module("simulate.truth")
@@ -101,7 +101,7 @@ def boot_sd(values, stat, B=200, seed=20190101):
 def test_every_measure_and_mcse_matches_the_formula():
     rows = make_rows(300, seed=3, fail_every=7)
     rows["std_error"][5 * 3] = np.nan  # an ok row without an SE: out of the model SE only
-    frame = S.summarize(rows, {0: targets_for()}, quantile_mcse="bootstrap")
+    frame = accumulator.summarize(rows, {0: targets_for()}, quantile_mcse="bootstrap")
     sel = (rows["estimator"] == "2sls") & (rows["mediator"] == "income")
     ok = sel & (rows["status"] == "ok")
     x = rows["estimate"][ok]
@@ -212,13 +212,13 @@ def test_targets_that_do_not_exist_are_skipped():
     rows = make_rows(50, seed=2)
     tg = targets_for()
     tg[("2sls", "hours")] = {"ate": 0.0, "late": math.nan, "compliance_weighted": math.nan, "limit": math.nan}
-    frame = S.summarize(rows, {0: tg})
+    frame = accumulator.summarize(rows, {0: tg})
     hours = frame[(frame.estimator == "2sls") & (frame.mediator == "hours")]
     assert set(hours.target) == {"none", "ate", "sample"}  # no late, no cw, no limit, no sample_late (all NaN)
     assert "relative_bias" not in set(hours[hours.target == "ate"].measure)  # theta = 0
     assert "identification_bias" not in set(hours.measure)  # no limit
     # without targets: only target-free and per-replication measures
-    bare = S.summarize(rows)
+    bare = accumulator.summarize(rows)
     assert set(bare.target) == {"none", "sample"}
     assert set(frame.target) == {"none", "ate", "compliance_weighted", "limit", "sample"}
 
@@ -231,14 +231,14 @@ def test_targets_that_do_not_exist_are_skipped():
 def test_bit_identical_for_batch_sizes_1_7_and_all():
     rows = make_rows(120, seed=5, fail_every=5, cells=(0, 1, 3))
     tg = {c: targets_for() for c in (0, 1, 3)}
-    whole = S.summarize(rows, tg)
+    whole = accumulator.summarize(rows, tg)
     assert set(whole.cell) == {0, 1, 3}
     for size in (1, 7):
-        part = S.summarize(batches(rows, size), tg)
+        part = accumulator.summarize(batches(rows, size), tg)
         pd.testing.assert_frame_equal(whole, part, check_exact=True)
     # and as DataFrames
     df = pd.DataFrame(rows)
-    pd.testing.assert_frame_equal(whole, S.summarize((df.iloc[a:a + 13] for a in range(0, len(df), 13)), tg),
+    pd.testing.assert_frame_equal(whole, accumulator.summarize((df.iloc[a:a + 13] for a in range(0, len(df), 13)), tg),
                                   check_exact=True)
 
 
@@ -250,8 +250,8 @@ def test_any_split_gives_the_same_summary(cuts, seed):
     edges = sorted({0, n, *(min(c, n) for c in np.cumsum(cuts))})
     parts = [{k: v[a:b] for k, v in rows.items()} for a, b in zip(edges[:-1], edges[1:])]
     tg = {0: targets_for(), 2: targets_for()}
-    a = S.summarize(rows, tg, resamples=20)
-    b = S.summarize(parts, tg, resamples=20)
+    a = accumulator.summarize(rows, tg, resamples=20)
+    b = accumulator.summarize(parts, tg, resamples=20)
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     # shares are shares, MCSEs are not negative
     shares = a[a.measure.isin(["coverage", "bias_eliminated_coverage", "power", "failure_share"])]
@@ -266,7 +266,7 @@ def test_neumaier_state_carries_across_batches(values):
     assert sum(values) != math.fsum(values)
     state = np.zeros(2)
     for v in values:
-        S._neumaier_add(np.array([v]), state)
+        summary_nb.neumaier_add(np.array([v]), state)
     assert state[0] + state[1] == math.fsum(values)
 
 
@@ -275,7 +275,7 @@ def test_intervals_are_closed_and_power_is_strict():
     rows = make_rows(4, groups=[("2sls", "income")])
     rows.update(estimate=np.array([0.0, 2.0, 0.0, 2.0]), conf_low=np.array([-1.0, 1.0, -1.0, 1.0]),
                 conf_high=np.array([1.0, 3.0, 1.0, 3.0]), p_value=np.array([0.01, 0.05, 0.2, 0.0499]))
-    frame = S.summarize(rows, {0: targets_for([("2sls", "income")], theta=1.0)})
+    frame = accumulator.summarize(rows, {0: targets_for([("2sls", "income")], theta=1.0)})
     assert get(frame, "2sls", "income", "ate", "coverage")[0] == 1.0
     assert get(frame, "2sls", "income", "none", "bias_eliminated_coverage")[0] == 1.0
     assert get(frame, "2sls", "income", "none", "power")[0] == 0.5  # p = alpha is not a rejection
@@ -283,16 +283,16 @@ def test_intervals_are_closed_and_power_is_strict():
 
 def test_rows_out_of_order_or_repeated_are_refused():
     rows = make_rows(10)
-    acc = S.SummaryAccumulator()
+    acc = accumulator.SummaryAccumulator()
     acc.add({k: v[9:] for k, v in rows.items()})
-    with pytest.raises(S.SummaryError, match="out of order or repeated"):
+    with pytest.raises(measures.SummaryError, match="out of order or repeated"):
         acc.add({k: v[:9] for k, v in rows.items()})
-    acc = S.SummaryAccumulator()
+    acc = accumulator.SummaryAccumulator()
     acc.add(make_rows(5, cells=(2,)))
-    with pytest.raises(S.SummaryError, match="cell 1 after cell 2"):
+    with pytest.raises(measures.SummaryError, match="cell 1 after cell 2"):
         acc.add(make_rows(5, cells=(1,)))
-    with pytest.raises(S.SummaryError, match="lacks the column"):
-        S.summarize({"cell": np.zeros(1)})
+    with pytest.raises(measures.SummaryError, match="lacks the column"):
+        accumulator.summarize({"cell": np.zeros(1)})
 
 
 # ---------------------------------------------------------------------------
@@ -305,7 +305,7 @@ def test_failures_are_counted_and_excluded():
     # an ok status with a NaN estimate is a failure too
     rows["estimate"][3 * 1] = np.nan
     rows["conf_low"][3 * 1] = rows["conf_high"][3 * 1] = np.nan
-    frame = S.summarize(rows, {0: targets_for()})
+    frame = accumulator.summarize(rows, {0: targets_for()})
     assert get(frame, "2sls", "income", "none", "n_failed")[0] == 50 + 1
     assert get(frame, "2sls", "income", "none", "failure_share")[0] == pytest.approx(51 / 200)
     assert get(frame, "liml", "income", "none", "n_failed")[0] == 0
@@ -314,7 +314,7 @@ def test_failures_are_counted_and_excluded():
     drop = ((rows["estimator"] == "2sls") & (rows["mediator"] == "income")
             & ((rows["status"] != "ok") | ~np.isfinite(rows["estimate"])))
     sel[drop] = False
-    clean = S.summarize({k: v[sel] for k, v in rows.items()}, {0: targets_for()})
+    clean = accumulator.summarize({k: v[sel] for k, v in rows.items()}, {0: targets_for()})
     a = frame[(frame.estimator == "2sls") & (frame.mediator == "income") & ~frame.measure.str.startswith("first_stage")
               & ~frame.measure.isin(["n_reps", "n_failed", "failure_share"])].reset_index(drop=True)
     b = clean[(clean.estimator == "2sls") & (clean.mediator == "income") & ~clean.measure.str.startswith("first_stage")
@@ -326,7 +326,7 @@ def test_all_failed_group_reports_nan_and_a_share_of_one():
     rows = make_rows(20, groups=[("ujive", "income")])
     rows["status"][:] = "singular"
     rows["estimate"][:] = np.nan
-    frame = S.summarize(rows, {0: targets_for([("ujive", "income")])})
+    frame = accumulator.summarize(rows, {0: targets_for([("ujive", "income")])})
     assert get(frame, "ujive", "income", "none", "failure_share")[:2] == (1.0, 0.0)
     assert math.isnan(get(frame, "ujive", "income", "ate", "bias")[0])
     assert get(frame, "ujive", "income", "ate", "bias")[2] == 0
@@ -337,7 +337,7 @@ def test_not_applicable_groups_are_left_out():
     wald = rows["estimator"] == "wald"
     rows["status"][wald] = "not_applicable"
     rows["estimate"][wald] = np.nan
-    frame = S.summarize(rows)
+    frame = accumulator.summarize(rows)
     assert set(frame.estimator) == {"2sls"}
 
 
@@ -356,7 +356,7 @@ def test_correct_normal_model_covers_at_the_nominal_rate():
     z = 1.959963984540054
     rows.update(estimate=x, std_error=se, conf_low=x - z * se, conf_high=x + z * se,
                 p_value=2 * (1 - _ndtr(np.abs(x / se))))
-    frame = S.summarize(rows, {0: targets_for([("2sls", "income")], limit=THETA)})
+    frame = accumulator.summarize(rows, {0: targets_for([("2sls", "income")], limit=THETA)})
     v, m, _ = get(frame, "2sls", "income", "ate", "coverage")
     assert abs(v - 0.95) < 4 * m
     v, m, _ = get(frame, "2sls", "income", "none", "relative_error_model_se")
@@ -379,7 +379,7 @@ def test_model_se_half_too_small_shows_minus_fifty_percent():
     rng = np.random.default_rng(14)
     x = THETA + rng.standard_normal(n)
     rows.update(estimate=x, std_error=np.full(n, 0.5))
-    frame = S.summarize(rows)
+    frame = accumulator.summarize(rows)
     v, m, _ = get(frame, "2sls", "income", "none", "relative_error_model_se")
     assert abs(v + 50) < 4 * m
     assert get(frame, "2sls", "income", "none", "model_se")[:2] == (0.5, 0.0)
@@ -390,7 +390,7 @@ def test_mcse_of_median_and_mad_match_asymptotics(method):
     n = 3000
     rows = make_rows(n, seed=15, groups=[("2sls", "income")])
     rows["estimate"] = np.random.default_rng(16).standard_normal(n)
-    frame = S.summarize(rows, {0: targets_for([("2sls", "income")], theta=0.0)}, quantile_mcse=method)
+    frame = accumulator.summarize(rows, {0: targets_for([("2sls", "income")], theta=0.0)}, quantile_mcse=method)
     _, m, _ = get(frame, "2sls", "income", "ate", "median_bias")
     assert m == pytest.approx(math.sqrt(math.pi / 2) / math.sqrt(n), rel=0.2)  # 1 / (2 phi(0) sqrt n)
     v, m, _ = get(frame, "2sls", "income", "none", "mad")
@@ -398,7 +398,7 @@ def test_mcse_of_median_and_mad_match_asymptotics(method):
     assert m == pytest.approx(1.1664 / math.sqrt(n), rel=0.2)  # sd of the scaled MAD: 37% efficiency
     # a heavy-tailed estimator (Cauchy): the MAD and median stay finite where the SD explodes
     rows["estimate"] = np.random.default_rng(17).standard_cauchy(n)
-    frame = S.summarize(rows, {0: targets_for([("2sls", "income")], theta=0.0)})
+    frame = accumulator.summarize(rows, {0: targets_for([("2sls", "income")], theta=0.0)})
     assert get(frame, "2sls", "income", "none", "mad")[0] == pytest.approx(1.4826, rel=0.1)
     assert abs(get(frame, "2sls", "income", "ate", "median_bias")[0]) < 0.1
 
@@ -408,7 +408,7 @@ def test_order_statistic_mcse_is_the_maritz_jarrett_estimator():
     rows = make_rows(n, seed=31, groups=[("2sls", "income")])
     x = np.random.default_rng(32).exponential(size=n)
     rows["estimate"] = x
-    frame = S.summarize(rows, {0: targets_for([("2sls", "income")], theta=0.0)})
+    frame = accumulator.summarize(rows, {0: targets_for([("2sls", "income")], theta=0.0)})
     from scipy import stats
 
     def maritz_jarrett(v):  # from the published formula, with scipy's beta distribution
@@ -421,13 +421,13 @@ def test_order_statistic_mcse_is_the_maritz_jarrett_estimator():
     assert get(frame, "2sls", "income", "ate", "median_bias")[1] == pytest.approx(maritz_jarrett(x), rel=1e-9)
     want_mad = 1.4826 * maritz_jarrett(np.abs(x - np.median(x)))
     assert get(frame, "2sls", "income", "none", "mad")[1] == pytest.approx(want_mad, rel=1e-9)
-    with pytest.raises(S.SummaryError, match="quantile_mcse must be one of order, bootstrap"):
-        S.summarize(rows, quantile_mcse="jackknife")
+    with pytest.raises(measures.SummaryError, match="quantile_mcse must be one of order, bootstrap"):
+        accumulator.summarize(rows, quantile_mcse="jackknife")
 
 
 def test_identification_plus_finite_sample_bias_is_total_bias():
     rows = make_rows(100, seed=21)
-    frame = S.summarize(rows, {0: targets_for(limit=0.7)})
+    frame = accumulator.summarize(rows, {0: targets_for(limit=0.7)})
     for est, med in GROUPS:
         for t in ("ate", "compliance_weighted"):
             ident = get(frame, est, med, t, "identification_bias")[0]
@@ -446,13 +446,13 @@ def test_identification_plus_finite_sample_bias_is_total_bias():
 @pytest.fixture(scope="module")
 def small_frame():
     rows = make_rows(40, seed=31, fail_every=6, groups=GROUPS + [("between_precision", "income")])
-    frame = S.summarize(rows, {0: targets_for(GROUPS + [("between_precision", "income")])})
+    frame = accumulator.summarize(rows, {0: targets_for(GROUPS + [("between_precision", "income")])})
     frame.attrs["cells"] = {0: [("site.effect_sd", 0.1)]}
     return frame
 
 
 def test_wide_has_one_row_per_group_and_target(small_frame):
-    w = S.wide(small_frame)
+    w = tables.wide(small_frame)
     keys = small_frame[["cell", "estimator", "mediator", "target"]].drop_duplicates()
     assert len(w) == len(keys)
     r = w[(w.estimator == "2sls") & (w.mediator == "income") & (w.target == "ate")].iloc[0]
@@ -463,7 +463,7 @@ def test_wide_has_one_row_per_group_and_target(small_frame):
 
 
 def test_json_is_strict_with_nulls(small_frame):
-    text = S.to_json(small_frame)
+    text = tables.to_json(small_frame)
     assert "NaN" not in text
     recs = json.loads(text)
     assert len(recs) == len(small_frame)
@@ -472,14 +472,14 @@ def test_json_is_strict_with_nulls(small_frame):
 
 
 def test_csv_reads_back_exactly(small_frame):
-    back = pd.read_csv(io.StringIO(S.to_csv(small_frame)))
-    assert list(back.columns) == list(S.LONG_COLUMNS)
+    back = pd.read_csv(io.StringIO(tables.to_csv(small_frame)))
+    assert list(back.columns) == list(measures.LONG_COLUMNS)
     np.testing.assert_array_equal(back["value"].to_numpy(), small_frame["value"].to_numpy())
     np.testing.assert_array_equal(back["mcse"].to_numpy(), small_frame["mcse"].to_numpy())
 
 
 def test_markdown_has_header_rows_and_value_mcse_cells(small_frame):
-    md = S.to_markdown(small_frame)
+    md = tables.to_markdown(small_frame)
     lines = md.splitlines()
     headers = [i for i, line in enumerate(lines) if re.match(r"\| cell +\| estimator +\| mediator +\|", line)]
     assert len(headers) == len(set(small_frame.target))
@@ -488,12 +488,12 @@ def test_markdown_has_header_rows_and_value_mcse_cells(small_frame):
         ncol = lines[i].count("|")
         assert lines[i + 2].count("|") == ncol
     bias = get(small_frame, "2sls", "income", "ate", "bias")
-    assert f"{S._fmt_number(bias[0])} ({S._fmt_number(bias[1], 2)})" in md
+    assert f"{tables._fmt_number(bias[0])} ({tables._fmt_number(bias[1], 2)})" in md
     assert "cell 0: site.effect_sd = 0.1" in md
 
 
 def test_latex_is_one_booktabs_table_per_target_with_caption_and_label(small_frame):
-    tex = S.to_latex(small_frame)
+    tex = tables.to_latex(small_frame)
     n = len(set(small_frame.target))
     assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == n
     assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == n
@@ -506,8 +506,8 @@ def test_latex_is_one_booktabs_table_per_target_with_caption_and_label(small_fra
 
 
 def test_render_refuses_an_unknown_format(small_frame):
-    with pytest.raises(S.SummaryError, match="unknown format 'html'"):
-        S.render(small_frame, "html")
+    with pytest.raises(measures.SummaryError, match="unknown format 'html'"):
+        tables.render(small_frame, "html")
 
 
 # ---------------------------------------------------------------------------
@@ -549,19 +549,19 @@ def _nan_to_none(x):
 
 def test_truth_round_trips_through_the_manifest(run_dir):
     out, sc, tr, _ = run_dir
-    back = S.truth_from_dict(json.loads((out / "manifest.json").read_text())["cells"][0]["truth"])
+    back = run_summary.truth_from_dict(json.loads((out / "manifest.json").read_text())["cells"][0]["truth"])
     assert back.mediators == tr.mediators
     for f in ("ate", "late", "compliance_weighted", "limit_2sls", "limit_liml"):
         np.testing.assert_array_equal(np.array(getattr(back, f)), np.array(getattr(tr, f)))
     assert back.limit_between_intercept_constant == tr.limit_between_intercept_constant
-    assert S.cell_targets(json.loads((out / "manifest.json").read_text())["cells"][0]).keys() == \
+    assert run_summary.cell_targets(json.loads((out / "manifest.json").read_text())["cells"][0]).keys() == \
         truth_mod.targets(tr, sc).keys()
 
 
 def test_directory_summary_equals_the_in_memory_one(run_dir):
     out, sc, tr, rows = run_dir
-    frame = S.summarize_directory(out)
-    direct = S.summarize(rows, {0: truth_mod.targets(tr, sc)})
+    frame = run_summary.summarize_directory(out)
+    direct = accumulator.summarize(rows, {0: truth_mod.targets(tr, sc)})
     pd.testing.assert_frame_equal(frame, direct, check_exact=True)
     # baseline: two mediators, no Wald (not applicable), a direct-effect row with no sample target or F
     assert "wald" not in set(frame.estimator)
@@ -571,7 +571,7 @@ def test_directory_summary_equals_the_in_memory_one(run_dir):
     assert get(frame, "2sls", "income", "none", "n_reps")[0] == 10
     # the 2SLS limit is the ATE here: identification bias is the truth module's limit minus the ATE
     assert get(frame, "2sls", "income", "ate", "identification_bias")[0] == tr.limit_2sls[0] - tr.ate[0]
-    path = S.write_summary(out, frame)
+    path = run_summary.write_summary(out, frame)
     assert path == out / "summary.csv"
     assert len(pd.read_csv(path)) == len(frame)
 
@@ -655,25 +655,25 @@ def test_measures_are_pure_functions_returning_value_mcse_and_n():
 
 def test_summary_dataclass_carries_the_metadata(run_dir):
     out = run_dir[0]
-    s = S.summarize_run(out)
-    assert isinstance(s, S.Summary) and list(s.table.columns) == list(S.LONG_COLUMNS)
+    s = run_summary.summarize_run(out)
+    assert isinstance(s, measures.Summary) and list(s.table.columns) == list(measures.LONG_COLUMNS)
     assert s.cells == {0: []} and s.alpha == 0.05 and s.level is None
-    frame = S.summarize_directory(out)
+    frame = run_summary.summarize_directory(out)
     pd.testing.assert_frame_equal(frame, s.table, check_exact=True)
     assert frame.attrs == {"cells": {0: []}, "alpha": 0.05}
-    back = S.Summary.from_frame(frame)
+    back = measures.Summary.from_frame(frame)
     assert back.cells == s.cells and back.alpha == s.alpha
     only = s.select(["ate"])
     assert set(only.table.target) == {"ate"} and only.cells == s.cells
-    assert S.render(s, "markdown") == S.render(frame, "markdown")
-    assert S.to_csv(s) == S.to_csv(frame)
+    assert tables.render(s, "markdown") == tables.render(frame, "markdown")
+    assert tables.to_csv(s) == tables.to_csv(frame)
 
 
 def test_summary_modules_import_the_run_store_in_one_place_and_no_importlib():
     from pathlib import Path
 
     root = Path(simulate.__file__).parent
-    mods = ["summary", "measures", "accumulator", "run_summary", "tables"]
+    mods = ["measures", "accumulator", "run_summary", "tables"]
     for m in mods:
         text = (root / f"{m}.py").read_text(encoding="utf-8")
         assert not re.search(r"^\s*(from|import) \S*runner", text, re.M), m

@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulate import summary as S
 from simulate import tables as T
-from simulate.measures import LONG_COLUMNS, Summary
+from simulate.measures import LONG_COLUMNS, Summary, SummaryError
 
 
 def _frame() -> pd.DataFrame:
@@ -66,12 +65,11 @@ def test_csv_and_json_of_a_summary_equal_those_of_its_frame(summary):
     assert recs[0]["mcse"] is None and len(recs) == len(frame)
 
 
-def test_render_and_the_old_names(summary):
+def test_render_of_a_summary_equals_that_of_its_frame(summary):
     for fmt in T.FORMATS:
-        assert T.render(summary, fmt) == T.render(_frame(), fmt) == S.render(summary, fmt)
-    with pytest.raises(S.SummaryError, match="unknown format"):
+        assert T.render(summary, fmt) == T.render(_frame(), fmt)
+    with pytest.raises(SummaryError, match="unknown format"):
         T.render(summary, "html")
-    assert S.wide is T.wide and S.to_latex is T.to_latex
 
 
 def test_wide_of_a_summary(summary):

@@ -19,7 +19,7 @@ def add_commands(sub) -> None:
     sub
         The object ``ArgumentParser.add_subparsers`` returned.
     """
-    from ..summary import ALPHA, TARGETS
+    from ..measures import ALPHA, TARGETS
 
     p = sub.add_parser("run", help="run replications of a scenario (every grid cell), streaming rows to DIR")
     p.add_argument("file", help="a scenario file, or the name of a bundled scenario")
@@ -90,7 +90,9 @@ def cmd_run(args) -> int:
 
 def cmd_summarize(args) -> int:
     """``simulate summarize DIR``: the performance measures of a run, in the chosen format."""
-    from ..summary import SummaryError, render, summarize_run
+    from ..measures import SummaryError
+    from ..run_summary import summarize_run
+    from ..tables import render
 
     if not 0 < args.alpha < 1:
         raise SummaryError(f"--alpha must be in (0, 1), got {args.alpha}")

@@ -146,7 +146,7 @@ def cmd_truth(args) -> int:
             for w in cell.scenario.warnings:
                 print(f"  warning: {w}")
     if args.json:
-        from ..runner import _nan_to_none
+        from ..store import nan_to_none as _nan_to_none
 
         print(json.dumps(_nan_to_none(out if len(out) > 1 else out[0]), indent=2, allow_nan=False, default=str))
     return 0

@@ -10,8 +10,8 @@ r"""Estimators, inference and diagnostics for MSMM-IV.
 * :mod:`.api`: the validated entry points (:func:`estimate`, :func:`estimate_arrays`,
   :func:`anderson_rubin_test`, :func:`cell_statistics`).
 
-The algebra lives in :mod:`simulate.kernels.estimators_nb` (Numba, cell-level
-sufficient statistics).  All estimators use site fixed effects, and site-by-arm
+The algebra lives in :mod:`simulate.kernels` (Numba, cell-level sufficient statistics,
+:mod:`simulate.kernels.fit_nb` for every estimator).  All estimators use site fixed effects, and site-by-arm
 instruments where instruments are used; :attr:`EstimatorSpec.description` says what
 each computes.  The confidence interval and p-value of each row use the standard error
 named in :data:`PRIMARY_SE` (Student's t with :func:`primary_df` degrees of freedom).

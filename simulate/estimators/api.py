@@ -1,7 +1,7 @@
 r"""The validated Python API of the estimators: arrays in, tidy rows out.
 
-The algebra lives in :mod:`simulate.kernels.estimators_nb` (Numba, cell-level
-sufficient statistics).  This module checks inputs, names things and returns tidy
+The algebra lives in :mod:`simulate.kernels` (Numba, cell-level sufficient statistics,
+:mod:`simulate.kernels.fit_nb` for every estimator).  This module checks inputs, names things and returns tidy
 rows; the estimators themselves are listed in :mod:`.registry`, the intervals and
 p-values come from :mod:`.inference` and the row format from :mod:`.rows`.
 
@@ -23,7 +23,8 @@ import pandas as pd
 from scipy import special
 
 from ..errors import SimulateError
-from ..kernels import estimators_nb as nb
+from ..kernels import codes_nb as codes
+from ..kernels import fit_nb, kclass_nb, moments_nb
 from .inference import (
     diagnostic_columns,
     direct_effect_inference_arrays,
@@ -93,7 +94,7 @@ def estimate_arrays(
         Failures are status codes with NaN estimates; nothing raises for a singular
         first stage, an empty arm or too few sites.
     """
-    out = nb.fit_persons(
+    out = fit_nb.fit_persons(
         np.ascontiguousarray(site, dtype=np.int64),
         np.ascontiguousarray(treatment, dtype=np.int64),
         np.ascontiguousarray(mediators, dtype=np.float64),
@@ -111,7 +112,7 @@ def estimate_statistics(count, mean, cross, fuller_alpha: float = 1.0) -> Estima
     The HC0/HC1 standard errors of OLS and UJIVE need person-level fourth moments and
     are NaN on this path; everything else equals :func:`estimate_arrays`.
     """
-    return EstimateArrays(*nb.fit_from_statistics(count, mean, cross, float(fuller_alpha)))
+    return EstimateArrays(*fit_nb.fit_from_statistics(count, mean, cross, float(fuller_alpha)))
 
 
 def primary_inference(arrays: EstimateArrays, level: float = 0.95):
@@ -130,7 +131,7 @@ def primary_inference(arrays: EstimateArrays, level: float = 0.95):
     (std_error, conf_low, conf_high, p_value) : tuple of (E, P) arrays
     """
     se = primary_standard_error(arrays.se)
-    K = int(arrays.diagnostics[nb.D_SITES])
+    K = int(arrays.diagnostics[codes.D_SITES])
     df = primary_df(K, arrays.estimate.shape[1])[:, None]
     lo, hi, p = t_inference(arrays.estimate, se, df, level)
     return se, lo, hi, p
@@ -174,7 +175,7 @@ def diagnostic_values(arrays: EstimateArrays) -> dict[str, float]:
         nonlinearity_stat, nonlinearity_df, nonlinearity_p, direct_effect,
         direct_effect_se_conventional, direct_effect_se_hc0, direct_effect_se_hc1``.
     """
-    K = int(arrays.diagnostics[nb.D_SITES])
+    K = int(arrays.diagnostics[codes.D_SITES])
     cols = diagnostic_columns(arrays.diagnostics[None, :], K, arrays.estimate.shape[1])
     out = {k: v[0] for k, v in cols.items()}
     for k in ("overid_p", "overid_p_many_instrument", "nonlinearity_p"):
@@ -314,7 +315,7 @@ def tidy(
         The columns of :data:`.rows.ANALYSIS_COLUMNS`.
     """
     plan = row_plan(list(mediator_names), estimators, direct_effect="after" if include_direct_effect else None)
-    K = int(arrays.diagnostics[nb.D_SITES])
+    K = int(arrays.diagnostics[codes.D_SITES])
     cols = estimate_columns(arrays.estimate[None], arrays.se[None], arrays.status[None], arrays.diagnostics[None],
                             arrays.first_stage_f[None], arrays.conditional_f[None], plan, K, level)
     cols.update(estimator=plan.estimator, mediator=plan.mediator, se_type=plan.se_type)
@@ -345,8 +346,8 @@ def anderson_rubin_test(site, treatment, mediators, outcome, effect, *, n_sites=
     if len(outcome) <= K * A:
         raise EstimationError(f"the Anderson-Rubin test needs more persons ({len(outcome)}) than site-by-arm "
                               f"cells ({K * A})")
-    count, mean, cross = nb.cell_statistics(site, treatment, mediators, outcome, K, A)
-    stat, df1, df2 = nb.anderson_rubin(count, mean, cross, effect)
+    count, mean, cross = moments_nb.cell_statistics(site, treatment, mediators, outcome, K, A)
+    stat, df1, df2 = kclass_nb.anderson_rubin(count, mean, cross, effect)
     return {
         "statistic": float(stat),
         "df1": int(df1),
@@ -360,4 +361,4 @@ def cell_statistics(site, treatment, mediators, outcome, n_sites=None, n_arms=No
     site, treatment, mediators, outcome = _validate(site, treatment, mediators, outcome)
     K = int(site.max()) + 1 if n_sites is None else int(n_sites)
     A = int(treatment.max()) + 1 if n_arms is None else int(n_arms)
-    return nb.cell_statistics(site, treatment, mediators, outcome, K, A)
+    return moments_nb.cell_statistics(site, treatment, mediators, outcome, K, A)

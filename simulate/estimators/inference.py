@@ -32,7 +32,6 @@ import numpy as np
 from scipy import special
 
 from ..kernels import codes_nb as codes
-from ..kernels import estimators_nb as nb
 from .registry import PRIMARY_SE, REGISTRY, SE_TYPES, SPECS
 
 __all__ = ["t_inference", "primary_standard_error", "direct_effect_inference_arrays", "diagnostic_columns",
@@ -180,34 +179,34 @@ def diagnostic_columns(diag: np.ndarray, n_sites: int, n_mediators: int) -> dict
         :data:`DIAGNOSTIC_KEYS` -> (R,) float64.
     """
     d = np.asarray(diag, float)
-    n, K, A = d[:, nb.D_N], d[:, nb.D_SITES], d[:, nb.D_ARMS]
-    sargan, sdf, cd = d[:, nb.D_SARGAN], d[:, nb.D_SARGAN_DF], d[:, nb.D_CRAGG_DONALD]
+    n, K, A = d[:, codes.D_N], d[:, codes.D_SITES], d[:, codes.D_ARMS]
+    sargan, sdf, cd = d[:, codes.D_SARGAN], d[:, codes.D_SARGAN_DF], d[:, codes.D_CRAGG_DONALD]
     with np.errstate(invalid="ignore", divide="ignore"):
         overid_p = np.where(sdf > 0, special.chdtrc(sdf, sargan), np.nan)
         q = special.ndtri(np.clip(special.chdtr(sdf, cd), 1e-300, 1 - 1e-16))
         p_many = np.where((sdf > 0) & np.isfinite(cd), 1.0 - special.ndtr(np.sqrt((n - K * A) / (n - K)) * q),
                           np.nan)
-        nl_p = nonlinearity_p(d[:, nb.D_NONLINEAR], d[:, nb.D_NONLINEAR_DF], n_sites, n_mediators)
+        nl_p = nonlinearity_p(d[:, codes.D_NONLINEAR], d[:, codes.D_NONLINEAR_DF], n_sites, n_mediators)
     return {
         "n": n,
         "n_sites": K,
         "n_arms": A,
-        "liml_kappa": d[:, nb.D_LIML_KAPPA],
-        "fuller_kappa": d[:, nb.D_FULLER_KAPPA],
-        "sigma_min": d[:, nb.D_SIGMA_MIN],
-        "sigma_ratio": d[:, nb.D_SIGMA_RATIO],
+        "liml_kappa": d[:, codes.D_LIML_KAPPA],
+        "fuller_kappa": d[:, codes.D_FULLER_KAPPA],
+        "sigma_min": d[:, codes.D_SIGMA_MIN],
+        "sigma_ratio": d[:, codes.D_SIGMA_RATIO],
         "overid_stat": sargan,
         "overid_df": sdf,
         "overid_p": overid_p,
         "cragg_donald": cd,
         "overid_p_many_instrument": p_many,
-        "nonlinearity_stat": d[:, nb.D_NONLINEAR],
-        "nonlinearity_df": d[:, nb.D_NONLINEAR_DF],
+        "nonlinearity_stat": d[:, codes.D_NONLINEAR],
+        "nonlinearity_df": d[:, codes.D_NONLINEAR_DF],
         "nonlinearity_p": nl_p,
-        "direct_effect": d[:, nb.D_DIRECT],
-        "direct_effect_se_conventional": d[:, nb.D_DIRECT_SE_CONVENTIONAL],
-        "direct_effect_se_hc0": d[:, nb.D_DIRECT_SE_HC0],
-        "direct_effect_se_hc1": d[:, nb.D_DIRECT_SE_HC1],
+        "direct_effect": d[:, codes.D_DIRECT],
+        "direct_effect_se_conventional": d[:, codes.D_DIRECT_SE_CONVENTIONAL],
+        "direct_effect_se_hc0": d[:, codes.D_DIRECT_SE_HC0],
+        "direct_effect_se_hc1": d[:, codes.D_DIRECT_SE_HC1],
     }
 
 
@@ -248,13 +247,13 @@ def ar_matrices(diag: np.ndarray, n_mediators: int) -> dict[str, np.ndarray]:
     """
     d = np.asarray(diag, float)
     R, Q = d.shape[0], n_mediators + 1
-    if Q > nb.AR_MAX_Q:
+    if Q > codes.AR_MAX_Q:
         nanm = np.full((R, Q, Q), np.nan)
         out = {"B": nanm, "Wc": nanm, "V": nanm, "g": np.full((R, Q), np.nan)}
     else:
-        out = {"B": _upper(d, nb.D_AR_B, Q), "Wc": _upper(d, nb.D_AR_W, Q), "V": _upper(d, nb.D_AR_V, Q),
-               "g": d[:, nb.D_AR_G:nb.D_AR_G + Q].copy()}
-    out.update(df1=d[:, nb.D_FIRST_STAGE_DF1], df2=d[:, nb.D_FIRST_STAGE_DF2], K=d[:, nb.D_SITES])
+        out = {"B": _upper(d, codes.D_AR_B, Q), "Wc": _upper(d, codes.D_AR_W, Q), "V": _upper(d, codes.D_AR_V, Q),
+               "g": d[:, codes.D_AR_G:codes.D_AR_G + Q].copy()}
+    out.update(df1=d[:, codes.D_FIRST_STAGE_DF1], df2=d[:, codes.D_FIRST_STAGE_DF2], K=d[:, codes.D_SITES])
     return out
 
 
@@ -544,7 +543,7 @@ def jackknife_ar_forms(diag: np.ndarray, n_mediators: int) -> dict[str, np.ndarr
     d = np.asarray(diag, float)
     R, Q = d.shape[0], n_mediators + 1
     mono = np.array(list(combinations_with_replacement(range(Q), 4)), dtype=np.int64)
-    if Q > nb.AR_MAX_Q:
+    if Q > codes.AR_MAX_Q:
         return {"N": np.full((R, Q, Q), np.nan), "phi": np.full((R, len(mono)), np.nan), "monomials": mono}
     return {"N": _upper(d, codes.D_JAR_N, Q), "phi": d[:, codes.D_JAR_PHI:codes.D_JAR_PHI + len(mono)].copy(),
             "monomials": mono}

@@ -13,12 +13,13 @@ outputs.  Everything else that names estimators is derived from it:
 
 Adding an estimator
 -------------------
-1. The kernel, ``simulate/kernels/estimators_nb.py``: a row constant ``E_NEW`` (the next
-   free index), ``N_ESTIMATORS`` raised by one, and the formula in
+1. The kernel: in ``simulate/kernels/codes_nb.py`` a row constant ``E_NEW`` (the next
+   free index) and ``N_ESTIMATORS`` raised by one; the formula in a family module
+   (``kclass_nb.py``, ``jive_nb.py``, ...) and its call in ``fit_nb.py``'s
    ``fit_from_statistics`` (and ``fit_persons`` for person-level standard errors)
    filling ``estimate[E_NEW]``, ``se[E_NEW]`` and ``status[E_NEW]``.
 2. Here: one :class:`EstimatorSpec` appended to :data:`REGISTRY` with
-   ``kernel_row=nb.E_NEW``: its label, primary standard error and why, degrees-of-freedom
+   ``kernel_row=codes.E_NEW``: its label, primary standard error and why, degrees-of-freedom
    rule (:data:`DF_RULES`), large-sample limit (a ``Truth`` attribute, or None), plot
    style, and whether it needs a single mediator.
 
@@ -42,7 +43,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels import codes_nb as codes
-from ..kernels import estimators_nb as nb
 
 __all__ = ["EstimatorSpec", "REGISTRY", "SPECS", "SE_TYPES", "NOT_PRIMARY", "STATUS_NAMES", "DF_RULES", "DIRECT_EFFECT",
            "ESTIMATORS", "PRIMARY_SE", "ESTIMATOR_LABELS", "ESTIMATOR_STYLES", "LIMIT_OF", "RENAMED_ESTIMATORS",
@@ -70,13 +70,13 @@ NOT_PRIMARY: tuple[str, ...] = ("effect_sd",)
 """Slots of :data:`SE_TYPES` that no estimator may name as its primary standard error."""
 
 STATUS_NAMES: dict[int, str] = {
-    nb.STATUS_OK: "ok",
-    nb.STATUS_SINGULAR: "singular",
-    nb.STATUS_EMPTY_CELL: "empty_cell",
-    nb.STATUS_TOO_FEW_SITES: "too_few_sites",
-    nb.STATUS_NOT_APPLICABLE: "not_applicable",
-    nb.STATUS_SINGLETON_CELL: "singleton_cell",
-    nb.STATUS_NUMERICAL: "numerical",
+    codes.STATUS_OK: "ok",
+    codes.STATUS_SINGULAR: "singular",
+    codes.STATUS_EMPTY_CELL: "empty_cell",
+    codes.STATUS_TOO_FEW_SITES: "too_few_sites",
+    codes.STATUS_NOT_APPLICABLE: "not_applicable",
+    codes.STATUS_SINGLETON_CELL: "singleton_cell",
+    codes.STATUS_NUMERICAL: "numerical",
     codes.STATUS_SITE_UNDERIDENTIFIED: "site_underidentified",
     codes.STATUS_WEAK_SITE_COMPLIANCE: "weak_site_compliance",
 }
@@ -134,7 +134,7 @@ class EstimatorSpec:
     label : str
         Its readable name (figure legends).
     kernel_row : int
-        Its row in the kernels' outputs (the ``E_*`` constant of ``kernels/estimators_nb.py``).
+        Its row in the kernels' outputs (the ``E_*`` constant of ``kernels/codes_nb.py``).
     primary_se : str
         The standard error (one of :data:`SE_TYPES`) behind its confidence interval and p-value.
     primary_se_reason : str
@@ -204,38 +204,38 @@ class EstimatorSpec:
 
 REGISTRY: tuple[EstimatorSpec, ...] = (
     EstimatorSpec(
-        name="ols", label="OLS (site FE, confounded)", kernel_row=nb.E_OLS,
+        name="ols", label="OLS (site FE, confounded)", kernel_row=codes.E_OLS,
         primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites", limit=None,
         style=(_BLACK, "o", ":"),
         description="OLS of Y on the mediators with site fixed effects (the confounded baseline).",
     ),
     EstimatorSpec(
-        name="2sls", label="2SLS", kernel_row=nb.E_TSLS,
+        name="2sls", label="2SLS", kernel_row=codes.E_TSLS,
         primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites", limit="limit_2sls",
         style=(_BLUE, "s", "-"),
         description="Two-stage least squares with site fixed effects, instruments 1{site = s} 1{T = t}, t = 1..L.",
     ),
     EstimatorSpec(
-        name="liml", label="LIML", kernel_row=nb.E_LIML,
+        name="liml", label="LIML", kernel_row=codes.E_LIML,
         primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites", limit="limit_liml",
         style=(_VERMILLION, "^", "-"),
         description="Limited-information maximum likelihood (k-class with kappa_LIML), the 2SLS instruments.",
     ),
     EstimatorSpec(
-        name="fuller", label="Fuller(1)", kernel_row=nb.E_FULLER,
+        name="fuller", label="Fuller(1)", kernel_row=codes.E_FULLER,
         primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites", limit="limit_liml",
         style=(_REDDISH_PURPLE, "v", "--"),
         description="Fuller's k-class, kappa_LIML - alpha / (n - K A), alpha = 1 by default.",
     ),
     EstimatorSpec(
-        name="ujive", label="UJIVE", kernel_row=nb.E_UJIVE,
+        name="ujive", label="UJIVE", kernel_row=codes.E_UJIVE,
         primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites",
         limit="limit_2sls",  # the jackknife correction vanishes as n_s grows
         style=(_BLUISH_GREEN, "D", "-"),
         description="Kolesar (2013) unbiased jackknife IV.",
     ),
     EstimatorSpec(
-        name="mbtsls", label="MBTSLS (KCFGI)", kernel_row=nb.E_MBTSLS,
+        name="mbtsls", label="MBTSLS (KCFGI)", kernel_row=codes.E_MBTSLS,
         primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites",
         limit="limit_2sls",  # kappa = 1 + KL/(n - KA) -> 1 as n_s grows
         style=(_ORANGE, "P", "--"),
@@ -244,28 +244,28 @@ REGISTRY: tuple[EstimatorSpec, ...] = (
                     "compliance-effect bias correction.",
     ),
     EstimatorSpec(
-        name="between_ols", label="between-site OLS", kernel_row=nb.E_BETWEEN_OLS,
+        name="between_ols", label="between-site OLS", kernel_row=codes.E_BETWEEN_OLS,
         primary_se="hc0", primary_se_reason=_BETWEEN_REASON, df_rule="sites_less_slopes",
         limit="limit_between_ols", style=(_SKY_BLUE, "X", "-."),
         description="Unweighted regression through the origin of the site ITT contrasts on Y (ybar_st - ybar_s0) "
                     "on the site compliance contrasts (xbar_st - xbar_s0).",
     ),
     EstimatorSpec(
-        name="between_precision", label="between-site, precision-weighted", kernel_row=nb.E_BETWEEN_PRECISION,
+        name="between_precision", label="between-site, precision-weighted", kernel_row=codes.E_BETWEEN_PRECISION,
         primary_se="hc0", primary_se_reason=_BETWEEN_REASON, df_rule="sites_less_slopes", limit=None,
         style=(_GREY, "h", ":"),
         description="The between-site regression through the origin weighted by the inverse of the estimated "
                     "sampling covariance of each site's ITT contrasts on Y (cell variances).",
     ),
     EstimatorSpec(
-        name="between_intercept", label="between-site with intercept", kernel_row=nb.E_BETWEEN_INTERCEPT,
+        name="between_intercept", label="between-site with intercept", kernel_row=codes.E_BETWEEN_INTERCEPT,
         primary_se="hc0", primary_se_reason=_BETWEEN_REASON, df_rule="sites_less_slopes_and_intercept",
         limit="limit_between_intercept", style=(_YELLOW, "*", "-."), direct_effect_row=True,
         description="The unweighted between-site regression with the arm value t as an extra regressor, whose "
                     "coefficient estimates the mean direct effect (the row of mediator direct_effect).",
     ),
     EstimatorSpec(
-        name="wald", label="pooled Wald", kernel_row=nb.E_WALD,
+        name="wald", label="pooled Wald", kernel_row=codes.E_WALD,
         primary_se="cluster", primary_se_reason=_CLUSTER_REASON, df_rule="sites", limit="limit_wald",
         style=(_BLACK, "d", "--"), single_mediator=True,
         description="Pooled Wald (P = 1 only): T's value as the single instrument, site fixed effects.",
@@ -294,7 +294,7 @@ REGISTRY: tuple[EstimatorSpec, ...] = (
 )
 """Every estimator, in the row order of the kernel outputs."""
 
-if [s.kernel_row for s in REGISTRY] != list(range(nb.N_ESTIMATORS)):
+if [s.kernel_row for s in REGISTRY] != list(range(codes.N_ESTIMATORS)):
     raise RuntimeError("simulate.estimators.registry: REGISTRY must list kernel rows 0..N_ESTIMATORS-1 in order")
 
 SPECS: dict[str, EstimatorSpec] = {s.name: s for s in REGISTRY}

@@ -27,7 +27,6 @@ from typing import NamedTuple
 import numpy as np
 
 from ..kernels import codes_nb as codes
-from ..kernels import estimators_nb as nb
 from .falsification import falsification_columns, within_site_columns
 from .inference import (
     ar_sets,
@@ -183,9 +182,9 @@ ANALYSIS_COLUMNS: dict[str, str] = {k: c.dtype for k, c in COLUMNS.items() if c.
 SIMULATION_COLUMNS: dict[str, str] = {k: c.dtype for k, c in COLUMNS.items() if c.paths in ("both", "simulation")}
 """Columns of a simulation row (:data:`simulate.replicate.ROW_COLUMNS`), name -> dtype, in order."""
 
-_PER_MEDIATOR_SE = (("se_conventional", nb.SE_CONVENTIONAL), ("se_robust", nb.SE_HC0), ("se_hc1", nb.SE_HC1),
-                    ("se_cluster", nb.SE_CLUSTER), ("se_many_instrument", nb.SE_MANY_INSTRUMENT),
-                    ("se_heterogeneity", nb.SE_HETEROGENEITY),
+_PER_MEDIATOR_SE = (("se_conventional", codes.SE_CONVENTIONAL), ("se_robust", codes.SE_HC0), ("se_hc1", codes.SE_HC1),
+                    ("se_cluster", codes.SE_CLUSTER), ("se_many_instrument", codes.SE_MANY_INSTRUMENT),
+                    ("se_heterogeneity", codes.SE_HETEROGENEITY),
                     ("se_heterogeneity_jive", codes.SE_HETEROGENEITY_JIVE),
                     ("se_many_instrument_complete", codes.SE_MANY_INSTRUMENT_COMPLETE),
                     ("effect_sd", codes.SE_EFFECT_SD))
@@ -359,5 +358,5 @@ def _ar_columns(diag: np.ndarray, P: int, level: float, ar_null) -> dict[str, np
         sets = {"ar_low": nan, "ar_high": nan, "ar_set_kind": none, "ar_cluster_low": nan, "ar_cluster_high": nan,
                 "ar_cluster_set_kind": none, "jar_low": nan, "jar_high": nan, "jar_set_kind": none}
     out.update(sets)
-    out["balanced_design"] = np.asarray(diag, float)[:, nb.D_BALANCED]
+    out["balanced_design"] = np.asarray(diag, float)[:, codes.D_BALANCED]
     return out

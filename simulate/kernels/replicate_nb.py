@@ -10,8 +10,10 @@ person-level path) and the sample estimands are accumulated from the block.
 import numpy as np
 from numba import njit
 
+from .codes_nb import N_DIAGNOSTICS, N_ESTIMATORS, N_SE
 from .dgp_nb import block_buffers, draw_sites, draw_sizes, site_block
-from .estimators_nb import N_DIAGNOSTICS, N_ESTIMATORS, N_SE, fit_with_statistics, site_cell_statistics
+from .fit_nb import fit_with_statistics
+from .moments_nb import site_cell_statistics
 
 
 @njit(cache=True)

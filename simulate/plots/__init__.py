@@ -1,11 +1,11 @@
 r"""Figures of a simulation run: performance against the dials, distributions, zip plots, site picture.
 
 Every function reads the stages upstream and nothing else: the summary of
-:func:`simulate.summary.summarize_run` or :func:`load_summary` (a :class:`simulate.measures.Summary`:
+:func:`simulate.run_summary.summarize_run` or :func:`load_summary` (a :class:`simulate.measures.Summary`:
 its ``table`` has columns ``cell, estimator, mediator, target, measure, value, mcse, n_reps``,
 its ``cells`` map each cell to its grid values; the long frame of older code, with the same
 metadata in ``frame.attrs``, is read into one),
-the tidy rows of :func:`simulate.runner.read_rows`, or one replication drawn with
+the tidy rows of :func:`simulate.store.read_rows`, or one replication drawn with
 :func:`simulate.draw` for the site-level picture.
 
 Conventions, the same in every figure:
@@ -44,16 +44,15 @@ from .base import DIRECT_EFFECT, DPI, Z95, PlotError, save
 from .curves import bias_plot, coverage_plot, dial_plot, rmse_plot
 from .decomposition import bias_decomposition_plot
 from .directory import load_summary, plot_directory
-from .grid import _line_cells, grid_dimensions, grid_paths  # noqa: F401 - _line_cells: read by tests
+from .grid import grid_dimensions, grid_paths
 from .heatmaps import heatmap
-from .labels import (  # noqa: F401 - _order_estimators: read by tests
+from .labels import (
     DIAL_LABELS,
     ESTIMATOR_LABELS,
     ESTIMATOR_STYLES,
     MEASURE_LABELS,
     OKABE_ITO,
     TARGET_LABELS,
-    _order_estimators,
     dial_label,
 )
 from .replications import sampling_distribution_plot, zip_plot

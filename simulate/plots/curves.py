@@ -51,12 +51,12 @@ def dial_plot(summary: pd.DataFrame, path: str, measure: str, *, target: str | M
     Parameters
     ----------
     summary : pandas.DataFrame
-        The long summary (:func:`simulate.summary.summarize_directory` or :func:`load_summary`),
+        The long summary (:func:`simulate.run_summary.summarize_directory` or :func:`load_summary`),
         with ``attrs["cells"]`` (or pass ``cells``).
     path : str
         A grid path, e.g. ``"person.within_site_correlation"``.
     measure : str
-        A measure of :mod:`simulate.summary` (``bias``, ``coverage``, ``rmse``, ...).  Measures
+        A measure of :mod:`simulate.measures` (``bias``, ``coverage``, ``rmse``, ...).  Measures
         without a target (``empirical_se``, ``power``, ...) are read under target ``none``.
     target : str or mapping
         ``ate`` (default), ``late``, ``compliance_weighted``, ``limit``, ``sample``, ``sample_late``;

@@ -33,7 +33,7 @@ def load_summary(directory: str | Path) -> Summary:
     """The summary of a complete run directory: its long table, grid values per cell and confidence level.
 
     Reads ``DIR/summary.csv`` when present (the runner writes it at the end of a run),
-    else computes it (:func:`simulate.summary.summarize_run`).
+    else computes it (:func:`simulate.run_summary.summarize_run`).
 
     Returns
     -------

@@ -18,7 +18,7 @@ def _cells_of(summary, cells: Mapping | None = None) -> dict[int, list[tuple[str
     cells = cells if cells is not None else (summary.cells or None)
     if cells is None:
         raise PlotError("the summary has no grid values (Summary.cells); use simulate.plots.load_summary "
-                        "or simulate.summary.summarize_run")
+                        "or simulate.run_summary.summarize_run")
     return {int(c): [(str(p), v) for p, v in vals] for c, vals in cells.items()}
 
 

@@ -55,7 +55,7 @@ MEASURE_LABELS = {
     "first_stage_f_q95": "first-stage F, 95th centile",
     "target_value": "target value",
 }
-"""Axis names of the performance measures of :mod:`simulate.summary`."""
+"""Axis names of the performance measures of :mod:`simulate.measures`."""
 
 TARGET_LABELS = {
     "ate": "population ATE",
@@ -66,7 +66,7 @@ TARGET_LABELS = {
     "sample_late": "sample LATE",
     "none": "",
 }
-"""Names of the targets of :mod:`simulate.summary`."""
+"""Names of the targets of :mod:`simulate.measures`."""
 
 _ZERO_LINE = {"bias", "relative_bias", "median_bias", "identification_bias", "finite_sample_bias",
               "relative_error_model_se"}

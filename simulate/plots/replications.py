@@ -65,7 +65,7 @@ def sampling_distribution_plot(rows: pd.DataFrame, *, cell: int = 0, mediator=No
     Parameters
     ----------
     rows : pandas.DataFrame
-        Tidy rows (:func:`simulate.runner.read_rows`).
+        Tidy rows (:func:`simulate.store.read_rows`).
     cell : int
         The grid cell.
     mediator : str or list of str, optional
@@ -165,7 +165,7 @@ def zip_plot(rows: pd.DataFrame, *, cell: int = 0, estimator: str = "2sls", medi
     Parameters
     ----------
     rows : pandas.DataFrame
-        Tidy rows (:func:`simulate.runner.read_rows`).
+        Tidy rows (:func:`simulate.store.read_rows`).
     cell : int
     estimator : str
     mediator : str, optional

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -130,12 +132,19 @@ def site_level_plot(scenario, seed=0, *, ax=None, truth=None, truth_sites: int =
     return fig
 
 
+@dataclass
 class _SiteFit:
     """What the panels of :func:`site_level_plot` draw: the site ITTs, their weights and the fitted plane."""
 
-    def __init__(self, sc, y, M, w, beta, truth, names, arm_note, point_kw):
-        self.sc, self.y, self.M, self.w, self.beta, self.truth = sc, y, M, w, beta, truth
-        self.names, self.arm_note, self.point_kw = names, arm_note, point_kw
+    sc: Any
+    y: np.ndarray
+    M: np.ndarray
+    w: np.ndarray
+    beta: np.ndarray
+    truth: Any
+    names: list
+    arm_note: str
+    point_kw: dict
 
 
 def _one_mediator(fit: _SiteFit, ax):

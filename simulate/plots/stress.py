@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 
 from .labels import ESTIMATOR_LABELS, ESTIMATOR_STYLES
 
-__all__ = ["dial_figures", "label"]
+__all__ = ["dial_figures", "label", "style"]
 
 Z = 1.959963984540054
 _TARGET = {"ate": "ATE", "late": "LATE"}
@@ -30,7 +30,19 @@ def label(estimator: str) -> str:
     return ESTIMATOR_LABELS.get(estimator, estimator).replace(" (site FE, confounded)", "")
 
 
-def _style(est: str):
+def style(est: str) -> tuple[str, str, str]:
+    """The colour, marker and line style of an estimator in the stress and sensitivity figures.
+
+    Parameters
+    ----------
+    est : str
+        An estimator's name.
+
+    Returns
+    -------
+    tuple of str
+        Its style from the registry (:data:`ESTIMATOR_STYLES`), or grey circles for an unknown name.
+    """
     return ESTIMATOR_STYLES.get(est, ("#555555", "o", "-"))
 
 
@@ -68,7 +80,7 @@ def dial_figures(sw, measures: pd.DataFrame, exact: pd.DataFrame, verdicts: pd.D
                     sig = tuple(np.round(g.identification_bias.to_numpy(float), 9))
                     drawn.setdefault(sig, (g, []))[1].append(est)
                 for g, owners in drawn.values():
-                    c, _, _ = _style(owners[0])
+                    c, _, _ = style(owners[0])
                     ax.plot(g.value, g.identification_bias, color=c, lw=1.6, alpha=0.8)
             else:
                 ax.axhline(0.95, color="#888888", lw=0.8, ls="--")
@@ -79,7 +91,7 @@ def dial_figures(sw, measures: pd.DataFrame, exact: pd.DataFrame, verdicts: pd.D
                 if not np.isfinite(y).any():
                     continue
                 err = Z * g[f"{measure}_mcse"].to_numpy(float)
-                c, mk, _ = _style(est)
+                c, mk, _ = style(est)
                 ax.errorbar(g.value + off[est], y, yerr=err, fmt=mk, color=c, ms=5, capsize=2, lw=1)
             ax.set_xlabel(f"{sw.axis}  [{sw.dial.unit}]", fontsize=8)
             if measure == "bias":
@@ -95,7 +107,7 @@ def dial_figures(sw, measures: pd.DataFrame, exact: pd.DataFrame, verdicts: pd.D
                 ax.set_ylim(max(lo, 0.0), 1.01)
             ax.set_title(med)
             ax.grid(alpha=0.3)
-        handles = [Line2D([], [], color=_style(x)[0], marker=_style(x)[1], ls="none", label=label(x)) for x in ests]
+        handles = [Line2D([], [], color=style(x)[0], marker=style(x)[1], ls="none", label=label(x)) for x in ests]
         if measure == "bias":
             handles += [Line2D([], [], color="#555555", lw=1.6, label="exact identification bias (limit - target)"),
                         Patch(color="#dddddd", label=f"tolerance (+-{settings.tolerance:.0%} of the target)")]

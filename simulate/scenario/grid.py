@@ -66,80 +66,115 @@ def set_path(raw: dict, path: str, value, source: str = "<grid>") -> dict:
     per-mediator scalar addressed with ``[k]`` is first expanded to one value per
     mediator.  The tables and lists along the path are copied, the rest of the copy
     shares the input's objects (the input is never changed).
+
+    Parameters
+    ----------
+    raw : dict
+        The scenario table as read from TOML.
+    path : str
+        The dotted path (``site.effect_sd``, ``site.compliance_mean[2]``, ``paths[1].mean``,
+        ``person.correlations.compliance_1:effect_1``).
+    value
+        The number to put there.
+    source : str
+        Where the path came from, for the error message.
+
+    Returns
+    -------
+    dict
+        The copy with the value set.
     """
     shown = _clean(path)
+
+    def fail(msg: str) -> ScenarioError:
+        return _err(source, f"grid.{shown}", msg)
+
     try:
         steps = _split_path(path)
     except ValueError:
-        raise _err(source, f"grid.{shown}", "is not a dotted path such as site.effect_sd or "
-                                            "site.compliance_mean[2]") from None
+        raise fail("is not a dotted path such as site.effect_sd or site.compliance_mean[2]") from None
     out = dict(raw)
     node: Any = out
     schema: Any = SCHEMA
-    P = _count(raw)
     for depth, (key, index) in enumerate(steps):
         last = depth == len(steps) - 1
         where = ".".join(k + (f"[{i}]" if i else "") for k, i in steps[: depth + 1])
-        if isinstance(schema, dict) and key not in schema:
-            valid = [k for k in schema if k != "grid"]
-            near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-            hint = f"; did you mean '{near[0]}'?" if near else ""
-            raise _err(source, f"grid.{shown}", f"'{where}' names no field of the scenario{hint}")
-        sub_schema = schema.get(key) if isinstance(schema, dict) else None
+        sub_schema = _sub_schema(schema, key, where, fail)
         if sub_schema in ("site_pairs", "person_pairs", "site_terms"):
             if last or len(steps) != depth + 2:
-                example = ("site.cross_dependence.effect_2:compliance_1:compliance_2" if sub_schema == "site_terms"
-                           else "site.correlations.compliance_1:effect_1")
-                raise _err(source, f"grid.{shown}", f"name a {'term' if sub_schema == 'site_terms' else 'pair'}, "
-                                                    f"e.g. {example}")
-            pair = steps[depth + 1][0]
+                raise fail(_pair_hint(sub_schema))
             table = node.get(key, {})
             node[key] = dict(table) if isinstance(table, dict) else {}
-            node[key][pair] = value
+            node[key][steps[depth + 1][0]] = value
             return out
         if last:
-            if isinstance(sub_schema, dict) or isinstance(sub_schema, list):
-                raise _err(source, f"grid.{shown}", f"'{where}' is a table, not a number")
-            if index is None:
-                node[key] = value
-            else:
-                cur = node.get(key, sub_schema.default if isinstance(sub_schema, Field) else None)
-                length = P if (isinstance(sub_schema, Field) and sub_schema.per_mediator) else (
-                    len(cur) if isinstance(cur, list) else None)
-                if isinstance(sub_schema, Field) and sub_schema.per_site:
-                    length = raw.get("n_sites", 50)
-                if length is None:
-                    raise _err(source, f"grid.{shown}", f"'{key}' is not a list")
-                if not isinstance(cur, list):
-                    if not isinstance(length, int) or not 1 <= length <= 1_000_000:
-                        raise _err(source, f"grid.{shown}", f"'{key}' is not a list")
-                    cur = [cur] * length
-                if not 1 <= index <= len(cur):
-                    raise _err(source, f"grid.{shown}", f"index {index} is outside 1..{len(cur)}")
-                cur = list(cur)
-                cur[index - 1] = value
-                node[key] = cur
+            _set_leaf(node, key, index, value, sub_schema, raw, where, fail)
             return out
-        if isinstance(sub_schema, list):  # array of tables (paths)
-            arr = node.get(key)
-            if index is None or not isinstance(arr, list) or not 1 <= index <= len(arr) or \
-                    not isinstance(arr[index - 1], dict):
-                raise _err(source, f"grid.{shown}", f"'{key}' needs an index of an existing entry, e.g. {key}[1].mean")
-            arr = list(arr)
-            arr[index - 1] = dict(arr[index - 1])
-            node[key] = arr
-            node = arr[index - 1]
-            schema = sub_schema[0]
-            continue
-        if not isinstance(sub_schema, dict):
-            raise _err(source, f"grid.{shown}", f"'{where}' is a number, not a table")
-        table = node.get(key, {})
-        if not isinstance(table, dict):
-            raise _err(source, f"grid.{shown}", f"'{where}' must be a table ([{key}]), got {_show(table)}")
-        node[key] = dict(table)
-        node = node[key]
-        schema = sub_schema
+        node, schema = _descend(node, key, index, sub_schema, where, fail)
     return out
+
+
+def _sub_schema(schema, key: str, where: str, fail):
+    """The schema entry of ``key`` (None below a list of tables' fields); a near-miss hint if there is none."""
+    if isinstance(schema, dict) and key not in schema:
+        valid = [k for k in schema if k != "grid"]
+        near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise fail(f"'{where}' names no field of the scenario{hint}")
+    return schema.get(key) if isinstance(schema, dict) else None
+
+
+def _pair_hint(kind: str) -> str:
+    """The message for a pair or term table addressed without its one pair or term name."""
+    example = ("site.cross_dependence.effect_2:compliance_1:compliance_2" if kind == "site_terms"
+               else "site.correlations.compliance_1:effect_1")
+    return f"name a {'term' if kind == 'site_terms' else 'pair'}, e.g. {example}"
+
+
+def _set_leaf(node: dict, key: str, index: int | None, value, sub_schema, raw: dict, where: str, fail) -> None:
+    """Set the number ``node[key]`` (or its ``index``-th entry, expanding a scalar to a list first)."""
+    if isinstance(sub_schema, dict) or isinstance(sub_schema, list):
+        raise fail(f"'{where}' is a table, not a number")
+    if index is None:
+        node[key] = value
+        return
+    field = sub_schema if isinstance(sub_schema, Field) else None
+    cur = node.get(key, field.default if field is not None else None)
+    length = _count(raw) if (field is not None and field.per_mediator) else (
+        len(cur) if isinstance(cur, list) else None)
+    if field is not None and field.per_site:
+        length = raw.get("n_sites", 50)
+    if length is None:
+        raise fail(f"'{key}' is not a list")
+    if not isinstance(cur, list):
+        if not isinstance(length, int) or not 1 <= length <= 1_000_000:
+            raise fail(f"'{key}' is not a list")
+        cur = [cur] * length
+    if not 1 <= index <= len(cur):
+        raise fail(f"index {index} is outside 1..{len(cur)}")
+    cur = list(cur)
+    cur[index - 1] = value
+    node[key] = cur
+
+
+def _descend(node: dict, key: str, index: int | None, sub_schema, where: str, fail) -> tuple[dict, Any]:
+    """One step down the path: copy the table (or the picked entry of a list of tables) and return it."""
+    if isinstance(sub_schema, list):  # array of tables (paths)
+        arr = node.get(key)
+        if index is None or not isinstance(arr, list) or not 1 <= index <= len(arr) or \
+                not isinstance(arr[index - 1], dict):
+            raise fail(f"'{key}' needs an index of an existing entry, e.g. {key}[1].mean")
+        arr = list(arr)
+        arr[index - 1] = dict(arr[index - 1])
+        node[key] = arr
+        return arr[index - 1], sub_schema[0]
+    if not isinstance(sub_schema, dict):
+        raise fail(f"'{where}' is a number, not a table")
+    table = node.get(key, {})
+    if not isinstance(table, dict):
+        raise fail(f"'{where}' must be a table ([{key}]), got {_show(table)}")
+    node[key] = dict(table)
+    return node[key], sub_schema
 
 
 def expand_grid(raw: dict, source: str = "<dict>") -> list[GridCell]:

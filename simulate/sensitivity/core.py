@@ -592,11 +592,12 @@ def _refine(dials: list[DialSweep], curves: pd.DataFrame, breakdown: pd.DataFram
 # ---------------------------------------------------------------------------
 
 
-def _monte_carlo(dials, breakdown: pd.DataFrame, base_raw: dict, reps: int, seed: int, jobs: int, work: Path,
-                 quiet: bool, truth_sites: int) -> pd.DataFrame:
-    from ..runner import RunConfig, run
+def _monte_carlo(dials, breakdown: pd.DataFrame, base_raw: dict, cfg, work: Path, quiet: bool,
+                 truth_sites: int) -> pd.DataFrame:
+    """Simulate the cell at no violation and at each breakdown value (``cfg``: a quiet :class:`RunConfig`)."""
+    from ..cell_measures import cell_measures
+    from ..runner import run
     from ..scenario import GridCell
-    from ..stress import _cell_measures
 
     base = from_dict(copy.deepcopy(base_raw), SOURCE)
     kinds = dict(zip(base.mediator_names, base.mediator_kind))
@@ -612,14 +613,14 @@ def _monte_carlo(dials, breakdown: pd.DataFrame, base_raw: dict, reps: int, seed
     for dial, u, cell in wanted:
         cells.setdefault(f"{dial}:{u:.10g}", (dial, u, cell))
     rows = []
-    cfg = RunConfig(reps=reps, seed=seed, jobs=jobs, quiet=True)
     for n, (dial, u, cell) in enumerate(cells.values()):
         if not quiet:
-            print(f"simulate sensitivity: Monte Carlo {n + 1}/{len(cells)}: {dial} at {u:.4g} ({reps} replications)",
+            print(f"simulate sensitivity: Monte Carlo {n + 1}/{len(cells)}: {dial} at {u:.4g} "
+                  f"({cfg.reps} replications)",
                   flush=True)
         d = work / f"cell{n:03d}"
         run([replace(cell, index=0)], d, cfg, truth_sites=truth_sites)
-        m, checks = _cell_measures(d, kinds)
+        m, checks = cell_measures(d, kinds)
         for _, r in m.iterrows():
             rec = {"dial": dial, "u": u, "estimator": r.estimator, "mediator": r.mediator, "reps": int(r.reps)}
             for k in ("bias", "finite_sample_bias", "coverage", "rmse"):
@@ -761,63 +762,29 @@ def sensitivity(frame: pd.DataFrame, site: str, treatment: str, mediators: Seque
     SensitivityError
         Bad settings.
     """
-    for name, v, lo, hi in (("reps", reps, 0, 100_000), ("grid", grid, 3, 401), ("contour_grid", contour_grid, 3, 101),
-                            ("jobs", jobs, 1, 256), ("truth_batches", truth_batches, 2, 100),
-                            ("truth_batch_sites", truth_batch_sites, 500, 1_000_000)):
-        if not (isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi):
-            raise SensitivityError(f"{name} must be an integer in {lo}..{hi}, got {v!r}")
-    if reps == 1:
-        raise SensitivityError("reps must be 0 (no Monte Carlo) or at least 2, got 1")
+    _check_settings(reps=reps, grid=grid, contour_grid=contour_grid, jobs=jobs, truth_batches=truth_batches,
+                    truth_batch_sites=truth_batch_sites)
     mediators = [mediators] if isinstance(mediators, str) else list(mediators)
-    analysis = analyze(frame, site=site, treatment=treatment, mediators=mediators, outcome=outcome)
+    columns = {"site": site, "treatment": treatment, "mediators": mediators, "outcome": outcome}
+    analysis, cal, raw, text, extra = _study(frame, columns)
     K = int(analysis.n_sites.iloc[0])
-    if K <= len(mediators):
-        raise AnalysisError(f"{K} sites for {len(mediators)} mediators: the between-site relation needs more sites "
-                            "than mediators")
-    try:
-        cal = calibrate(frame, site=site, treatment=treatment, mediators=mediators, outcome=outcome)
-    except CalibrationError as exc:
-        raise AnalysisError(str(exc)) from None
-    text = to_toml(cal, name="sensitivity", truth_sites=None)
-    raw, text, extra = _valid_scenario(cal, text)
     dials = _dial_sweeps(raw, ranges)
-    from ..estimators import ESTIMATORS
-
     settings = StressSettings(steps=2, fine_steps=grid, truth_batches=truth_batches,
                               truth_batch_sites=truth_batch_sites, jobs=jobs, quiet=True)
     if not quiet:
         print(f"simulate sensitivity: exact part, {sum(len(d.sides) for d in dials)} sweeps x {grid} values",
               flush=True)
-    curves = _exact(dials, analysis, settings, list(ESTIMATORS))
-    breakdown = _breakdown(dials, curves, analysis, grid)
-    refined = _refine(dials, curves, breakdown, analysis, settings, list(ESTIMATORS), grid)
-    if refined is not curves:  # a breakdown value inside the first grid step: a finer grid there
-        curves = refined
-        breakdown = _breakdown(dials, curves, analysis, grid)
-    if reps:
-        if out is not None:
-            work = Path(out) / "cells"
-            work.mkdir(parents=True, exist_ok=True)
-            mc = _monte_carlo(dials, breakdown, raw, reps, seed, jobs, work, quiet, 20_000)
-        else:
-            with tempfile.TemporaryDirectory(prefix="simulate-sensitivity-") as tmp:
-                mc = _monte_carlo(dials, breakdown, raw, reps, seed, jobs, Path(tmp), quiet, 20_000)
-    else:
-        mc = pd.DataFrame()
+    curves, breakdown = _exact_part(dials, analysis, settings, grid)
+    mc = _monte_carlo_part(dials, breakdown, raw, reps=reps, seed=seed, jobs=jobs, out=out, quiet=quiet)
     breakdown = _attach_mc(breakdown, mc)
     breakdown = breakdown[[c for c in BREAKDOWN_COLUMNS if c in breakdown.columns]]
-    by = {d.key: d for d in dials}
     if not quiet:
         print("simulate sensitivity: contours", flush=True)
-    contours = {"ix": _contour(by["between_site_correlation"], by["direct_effect"], analysis, contour_grid,
-                               truth_batch_sites * truth_batches),
-                "v": _contour(by["mediator_paths"], by["direct_effect"], analysis, contour_grid,
-                              truth_batch_sites * truth_batches)}
+    contours = _contours(dials, analysis, contour_grid, truth_batch_sites * truth_batches)
     res = SensitivityResult(analysis=analysis, calibration=cal, scenario_toml=text,
                             not_identified=_not_identified(cal, raw) + extra, dials=dials, curves=curves,
                             breakdown=breakdown, monte_carlo=mc, contours=contours,
-                            settings={"title": title, "site": site, "treatment": treatment, "mediators": mediators,
-                                      "outcome": outcome,
+                            settings={"title": title, **columns,
                                       "reps": reps, "seed": seed, "grid": grid, "contour_grid": contour_grid,
                                       "truth_batches": truth_batches, "truth_batch_sites": truth_batch_sites,
                                       "n": int(analysis.n.iloc[0]), "n_sites": K,
@@ -825,3 +792,67 @@ def sensitivity(frame: pd.DataFrame, site: str, treatment: str, mediators: Seque
     if out is not None:
         res.write(out)
     return res
+
+
+def _check_settings(**limits: int) -> None:
+    """One-line errors for settings outside their bounds (before any work starts)."""
+    for name, lo, hi in (("reps", 0, 100_000), ("grid", 3, 401), ("contour_grid", 3, 101), ("jobs", 1, 256),
+                         ("truth_batches", 2, 100), ("truth_batch_sites", 500, 1_000_000)):
+        v = limits[name]
+        if not (isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi):
+            raise SensitivityError(f"{name} must be an integer in {lo}..{hi}, got {v!r}")
+    if limits["reps"] == 1:
+        raise SensitivityError("reps must be 0 (no Monte Carlo) or at least 2, got 1")
+
+
+def _study(frame: pd.DataFrame, columns: dict) -> tuple:
+    """The study's analysis and calibration, and the scenario calibrated to it (raw table, TOML text, notes)."""
+    mediators = columns["mediators"]
+    analysis = analyze(frame, **columns)
+    K = int(analysis.n_sites.iloc[0])
+    if K <= len(mediators):
+        raise AnalysisError(f"{K} sites for {len(mediators)} mediators: the between-site relation needs more sites "
+                            "than mediators")
+    try:
+        cal = calibrate(frame, **columns)
+    except CalibrationError as exc:
+        raise AnalysisError(str(exc)) from None
+    text = to_toml(cal, name="sensitivity", truth_sites=None)
+    raw, text, extra = _valid_scenario(cal, text)
+    return analysis, cal, raw, text, extra
+
+
+def _exact_part(dials, analysis: pd.DataFrame, settings: StressSettings, grid: int) -> tuple[list, pd.DataFrame]:
+    """The exact curves of every sweep and the breakdown values they give (refined near the origin)."""
+    from ..estimators import ESTIMATORS
+
+    curves = _exact(dials, analysis, settings, list(ESTIMATORS))
+    breakdown = _breakdown(dials, curves, analysis, grid)
+    refined = _refine(dials, curves, breakdown, analysis, settings, list(ESTIMATORS), grid)
+    if refined is not curves:  # a breakdown value inside the first grid step: a finer grid there
+        curves = refined
+        breakdown = _breakdown(dials, curves, analysis, grid)
+    return curves, breakdown
+
+
+def _monte_carlo_part(dials, breakdown: pd.DataFrame, raw: dict, *, reps: int, seed: int, jobs: int,
+                      out: str | Path | None, quiet: bool) -> pd.DataFrame:
+    """The Monte Carlo cells, under ``out/cells`` (or a temporary folder); an empty frame when ``reps`` is 0."""
+    if not reps:
+        return pd.DataFrame()
+    from ..runner import RunConfig
+
+    cfg = RunConfig(reps=reps, seed=seed, jobs=jobs, quiet=True)
+    if out is not None:
+        work = Path(out) / "cells"
+        work.mkdir(parents=True, exist_ok=True)
+        return _monte_carlo(dials, breakdown, raw, cfg, work, quiet, 20_000)
+    with tempfile.TemporaryDirectory(prefix="simulate-sensitivity-") as tmp:
+        return _monte_carlo(dials, breakdown, raw, cfg, Path(tmp), quiet, 20_000)
+
+
+def _contours(dials, analysis: pd.DataFrame, n: int, truth_sites: int) -> dict:
+    """The two contour plots' data: (ix) and (v), each against a direct effect."""
+    by = {d.key: d for d in dials}
+    return {"ix": _contour(by["between_site_correlation"], by["direct_effect"], analysis, n, truth_sites),
+            "v": _contour(by["mediator_paths"], by["direct_effect"], analysis, n, truth_sites)}

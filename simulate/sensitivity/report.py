@@ -16,7 +16,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from .._text import number as _f
 from .._text import png_data_uri as _img
-from ..plots.stress import label
+from ..plots.stress import label, style
 
 __all__ = ["write_report", "report_data", "sentence", "PHRASES", "NOUNS", "figures"]
 
@@ -125,70 +125,75 @@ def figures(res, folder: Path) -> dict[str, list[Path]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..plots.stress import _style
-
     folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, list[Path]] = {}
-    c = res.curves
     meds = list(res.settings["mediators"])
     for ds in res.dials:
         if ds.skipped is not None:
             continue
-        g = c[c.dial == ds.key]
-        fig, axes = plt.subplots(1, len(meds), figsize=(5.2 * len(meds), 3.8), squeeze=False)
-        for ax, med in zip(axes[0], meds):
-            h = res.breakdown[(res.breakdown.dial == ds.key) & (res.breakdown.mediator == med)
-                              & (res.breakdown.estimator == "2sls")]
-            for est in _MAIN:
-                e = g[(g.estimator == est) & (g.mediator == med)].sort_values("u")
-                if not len(e) or not np.isfinite(e.adjusted.to_numpy(float)).any():
-                    continue
-                color, _, ls = _style(est)
-                ax.plot(e.u, e.adjusted, color=color, ls=ls, label=label(est))
-            if len(h):
-                est, hw = float(h.estimate.iloc[0]), float(h.ci_halfwidth.iloc[0])
-                ax.axhspan(est - hw, est + hw, color="#999999", alpha=0.18, label="2SLS estimate +- half-width")
-                ax.axhline(est, color="#555555", lw=0.8)
-            ax.axhline(0, color="#d62728", ls="--", lw=1.2, label="zero")
-            ax.axvline(0, color="#bbbbbb", lw=0.6)
-            ax.set_xlabel(ds.range.axis if len(ds.range.axis) < 70 else ds.range.axis[:67] + "...", fontsize=8)
-            ax.set_ylabel(f"bias-adjusted estimate ({med})", fontsize=8)
-            ax.set_title(f"{ds.assumption.label}: {med}", fontsize=9)
-        axes[0][0].legend(fontsize=7, loc="best")
-        fig.tight_layout()
-        p = folder / f"{ds.key}.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        out[ds.key] = [p]
+        out[ds.key] = [_dial_figure(plt, res, ds, meds, folder)]
     for name, con in res.contours.items():
         if isinstance(con, str):
             continue
-        paths = []
-        for med in con["mediators"]:
-            fig, ax = plt.subplots(figsize=(5.6, 4.6))
-            z = con["adjusted"][med]
-            e, hw = con["estimate"][med], con["halfwidth"][med]
-            X, Y = np.meshgrid(con["x"], con["y"])
-            cs = ax.contour(X, Y, z, levels=12, colors="#444444", linewidths=0.7)
-            ax.clabel(cs, fontsize=7, fmt="%.3g")
-            if np.nanmin(z) < 0 < np.nanmax(z):
-                zc = ax.contour(X, Y, z, levels=[0], colors="#d62728", linewidths=2, linestyles="--")
-                ax.clabel(zc, fmt={0: "0"}, fontsize=8)
-            for lv in (e - hw, e + hw):
-                if np.nanmin(z) < lv < np.nanmax(z):
-                    ax.contour(X, Y, z, levels=[lv], colors="#1f77b4", linewidths=1.2, linestyles=":")
-            ax.plot([0], [0], marker="^", color="black", ms=8)
-            ax.annotate(f"study: {e:.3g}", (0, 0), textcoords="offset points", xytext=(6, 6), fontsize=8)
-            ax.set_xlabel(f"{con['x_label']}: {con['x_unit']}"[:90], fontsize=8)
-            ax.set_ylabel(f"{con['y_label']}: {con['y_unit']}"[:90], fontsize=8)
-            ax.set_title(f"bias-adjusted 2SLS estimate ({med}); red: zero, blue: estimate +- half-width", fontsize=8)
-            fig.tight_layout()
-            p = folder / f"contour_{name}_{med}.png"
-            fig.savefig(p, dpi=110)
-            plt.close(fig)
-            paths.append(p)
-        out[f"contour_{name}"] = paths
+        out[f"contour_{name}"] = [_contour_figure(plt, name, con, med, folder) for med in con["mediators"]]
     return out
+
+
+def _dial_figure(plt, res, ds, meds: list[str], folder: Path) -> Path:
+    """One swept assumption: the bias-adjusted estimates against the dial, a panel per mediator."""
+    c = res.curves
+    g = c[c.dial == ds.key]
+    fig, axes = plt.subplots(1, len(meds), figsize=(5.2 * len(meds), 3.8), squeeze=False)
+    for ax, med in zip(axes[0], meds):
+        h = res.breakdown[(res.breakdown.dial == ds.key) & (res.breakdown.mediator == med)
+                          & (res.breakdown.estimator == "2sls")]
+        for est in _MAIN:
+            e = g[(g.estimator == est) & (g.mediator == med)].sort_values("u")
+            if not len(e) or not np.isfinite(e.adjusted.to_numpy(float)).any():
+                continue
+            color, _, ls = style(est)
+            ax.plot(e.u, e.adjusted, color=color, ls=ls, label=label(est))
+        if len(h):
+            est, hw = float(h.estimate.iloc[0]), float(h.ci_halfwidth.iloc[0])
+            ax.axhspan(est - hw, est + hw, color="#999999", alpha=0.18, label="2SLS estimate +- half-width")
+            ax.axhline(est, color="#555555", lw=0.8)
+        ax.axhline(0, color="#d62728", ls="--", lw=1.2, label="zero")
+        ax.axvline(0, color="#bbbbbb", lw=0.6)
+        ax.set_xlabel(ds.range.axis if len(ds.range.axis) < 70 else ds.range.axis[:67] + "...", fontsize=8)
+        ax.set_ylabel(f"bias-adjusted estimate ({med})", fontsize=8)
+        ax.set_title(f"{ds.assumption.label}: {med}", fontsize=9)
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    p = folder / f"{ds.key}.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def _contour_figure(plt, name: str, con: dict, med: str, folder: Path) -> Path:
+    """One contour plot of the bias-adjusted 2SLS estimate over two dials, for one mediator."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    z = con["adjusted"][med]
+    e, hw = con["estimate"][med], con["halfwidth"][med]
+    X, Y = np.meshgrid(con["x"], con["y"])
+    cs = ax.contour(X, Y, z, levels=12, colors="#444444", linewidths=0.7)
+    ax.clabel(cs, fontsize=7, fmt="%.3g")
+    if np.nanmin(z) < 0 < np.nanmax(z):
+        zc = ax.contour(X, Y, z, levels=[0], colors="#d62728", linewidths=2, linestyles="--")
+        ax.clabel(zc, fmt={0: "0"}, fontsize=8)
+    for lv in (e - hw, e + hw):
+        if np.nanmin(z) < lv < np.nanmax(z):
+            ax.contour(X, Y, z, levels=[lv], colors="#1f77b4", linewidths=1.2, linestyles=":")
+    ax.plot([0], [0], marker="^", color="black", ms=8)
+    ax.annotate(f"study: {e:.3g}", (0, 0), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    ax.set_xlabel(f"{con['x_label']}: {con['x_unit']}"[:90], fontsize=8)
+    ax.set_ylabel(f"{con['y_label']}: {con['y_unit']}"[:90], fontsize=8)
+    ax.set_title(f"bias-adjusted 2SLS estimate ({med}); red: zero, blue: estimate +- half-width", fontsize=8)
+    fig.tight_layout()
+    p = folder / f"contour_{name}_{med}.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
 
 
 # ---------------------------------------------------------------------------
@@ -221,17 +226,36 @@ def report_data(res, figs: dict[str, list[Path]]) -> dict:
         What ``sensitivity_report.*.j2`` read.
     """
     s = res.settings
-    a = res.analysis
-    est_rows = []
-    for _, r in a[a.mediator != "direct_effect"].iterrows():
-        est_rows.append({"estimator": label(r.estimator), "mediator": r.mediator, "estimate": _f(r.estimate, 4),
-                         "ci": f"[{_f(r.conf_low, 4)}, {_f(r.conf_high, 4)}]",
-                         "halfwidth": _f((r.conf_high - r.conf_low) / 2, 3), "status": r.status})
+    rows = _dial_rows(res, figs)
+    base, checks0 = _baseline(res.monte_carlo)
+    return {"title": s.get("title") or "the study", "n": s["n"], "n_sites": s["n_sites"], "n_arms": s["n_arms"],
+            "arms": ", ".join(map(str, s.get("arms", []))), "columns": s, "estimates": _estimate_rows(res.analysis),
+            "diagnostics": _diagnostics(res.analysis), "not_identified": res.not_identified, "dials": rows,
+            "table": _breakdown_table(res.breakdown), "baseline": base, "baseline_checks": checks0,
+            "contours": _contour_rows(res, figs), "reps": s["reps"], "grid": s["grid"], "command": _command(s),
+            "headline": [x for r in rows if r["skipped"] is None for x in r["sentences"]]}
+
+
+def _estimate_rows(a: pd.DataFrame) -> list[dict]:
+    """The study's estimates, one row per estimator x mediator (the direct effect left out)."""
+    return [{"estimator": label(r.estimator), "mediator": r.mediator, "estimate": _f(r.estimate, 4),
+             "ci": f"[{_f(r.conf_low, 4)}, {_f(r.conf_high, 4)}]",
+             "halfwidth": _f((r.conf_high - r.conf_low) / 2, 3), "status": r.status}
+            for _, r in a[a.mediator != "direct_effect"].iterrows()]
+
+
+def _diagnostics(a: pd.DataFrame) -> list[str]:
+    """The study's own checks in words: first-stage F per mediator, overidentification, nonlinearity."""
     first = a.iloc[0]
     diag = [f"first-stage F ({r.mediator}): {_f(r.first_stage_f)}; conditional F: {_f(r.conditional_f)}"
             for _, r in a.drop_duplicates("mediator").iterrows() if r.mediator != "direct_effect"]
     diag.append(f"overidentification (Sargan, 2SLS): p = {_f(first.overid_p)}")
     diag.append(f"nonlinearity of the between-site relation (falsification test): p = {_f(first.nonlinearity_p)}")
+    return diag
+
+
+def _dial_rows(res, figs: dict[str, list[Path]]) -> list[dict]:
+    """One entry per assumption: what it means, its range, its breakdown sentences and figures."""
     b = res.breakdown
     rows = []
     for ds in res.dials:
@@ -244,6 +268,11 @@ def report_data(res, figs: dict[str, list[Path]]) -> dict:
             row["sentences"] = [sentence(r) for _, r in g.iterrows()]
             row["figures"] = [{"name": p.name, "src": _img(p)} for p in figs.get(ds.key, [])]
         rows.append(row)
+    return rows
+
+
+def _breakdown_table(b: pd.DataFrame) -> list[dict]:
+    """The breakdown table's cells, formatted (with the Monte Carlo numbers at each breakdown value)."""
     table = []
     for _, r in b.iterrows():
         table.append({"assumption": r.numeral, "dial": r.dial, "estimator": label(r.estimator), "mediator": r.mediator,
@@ -259,33 +288,41 @@ def report_data(res, figs: dict[str, list[Path]]) -> dict:
                       "each": "; ".join(_pct(r[f"{c}_at_breakdown"], r[f"{c}_mcse_at_breakdown"]) for c in
                                         ("weak_first_stage", "overidentification", "nonlinearity")),
                       "mc_value": _f(r.mc_value), "reference": r.estimator == "ols"})
-    mc = res.monte_carlo
+    return table
+
+
+def _baseline(mc: pd.DataFrame) -> tuple[list[dict], dict]:
+    """The Monte Carlo cell at no violation: each estimator's bias, coverage, RMSE; the checks' rates."""
     base = []
-    if len(mc):
-        m0 = mc[mc.dial == "none"]
-        for _, r in m0.iterrows():
-            base.append({"estimator": label(r.estimator), "mediator": r.mediator,
-                         "bias": f"{_f(r.bias)} ({_f(r.bias_mcse, 2)})",
-                         "coverage": _pct(r.coverage, r.coverage_mcse), "rmse": f"{_f(r.rmse)} ({_f(r.rmse_mcse, 2)})",
-                         "reps": int(r.reps)})
-        checks0 = {k: _pct(m0[f"{k}_rate"].iloc[0], m0[f"{k}_mcse"].iloc[0]) for k in
-                   ("weak_first_stage", "overidentification", "nonlinearity", "any_check") if f"{k}_rate" in m0}
-    else:
-        checks0 = {}
+    if not len(mc):
+        return base, {}
+    m0 = mc[mc.dial == "none"]
+    for _, r in m0.iterrows():
+        base.append({"estimator": label(r.estimator), "mediator": r.mediator,
+                     "bias": f"{_f(r.bias)} ({_f(r.bias_mcse, 2)})",
+                     "coverage": _pct(r.coverage, r.coverage_mcse), "rmse": f"{_f(r.rmse)} ({_f(r.rmse_mcse, 2)})",
+                     "reps": int(r.reps)})
+    checks0 = {k: _pct(m0[f"{k}_rate"].iloc[0], m0[f"{k}_mcse"].iloc[0]) for k in
+               ("weak_first_stage", "overidentification", "nonlinearity", "any_check") if f"{k}_rate" in m0}
+    return base, checks0
+
+
+def _contour_rows(res, figs: dict[str, list[Path]]) -> list[dict]:
+    """The two contour sections: title, why one is missing, figures."""
     contours = []
     for name, title in (("ix", "Between-site independence (ix) against a mean direct effect (ii)"),
                         ("v", "Parallel mediators (v) against a mean direct effect (ii)")):
         con = res.contours.get(name)
         contours.append({"title": title, "why": con if isinstance(con, str) else None,
                          "figures": [{"name": p.name, "src": _img(p)} for p in figs.get(f"contour_{name}", [])]})
-    cmd = ("simulate sensitivity DATA.csv --site " + s["site"] + " --treatment " + s["treatment"]
-           + "".join(f" --mediator {m}" for m in s["mediators"]) + f" --outcome {s['outcome']} --reps {s['reps']}"
-           + f" --seed {s['seed']} --out DIR")
-    return {"title": s.get("title") or "the study", "n": s["n"], "n_sites": s["n_sites"], "n_arms": s["n_arms"],
-            "arms": ", ".join(map(str, s.get("arms", []))), "columns": s, "estimates": est_rows, "diagnostics": diag,
-            "not_identified": res.not_identified, "dials": rows, "table": table, "baseline": base,
-            "baseline_checks": checks0, "contours": contours, "reps": s["reps"], "grid": s["grid"],
-            "command": cmd, "headline": [x for r in rows if r["skipped"] is None for x in r["sentences"]]}
+    return contours
+
+
+def _command(s: dict) -> str:
+    """The command line that reproduces the analysis."""
+    return ("simulate sensitivity DATA.csv --site " + s["site"] + " --treatment " + s["treatment"]
+            + "".join(f" --mediator {m}" for m in s["mediators"]) + f" --outcome {s['outcome']} --reps {s['reps']}"
+            + f" --seed {s['seed']} --out DIR")
 
 
 def _write_tables(res, out: Path) -> None:
