@@ -5,7 +5,7 @@ A run directory ``DIR`` holds::
     DIR/manifest.json                    scenario(s), hashes, seed, code and package versions, truth, timings
     DIR/parts/cell00000_rep000000000-000000100.parquet   rows of reps [0, 100) of cell 0
     DIR/damaged/                         part files found damaged on resume, moved aside
-    DIR/summary.csv                      performance measures with Monte Carlo SEs (:mod:`simulate.summary`)
+    DIR/summary.csv                      performance measures with Monte Carlo SEs (:mod:`simulate.run_summary`)
     DIR/.lock                            the lock of the run that holds the directory (:mod:`simulate._lock`)
 
 Every file is written to a temporary name in its folder and renamed (atomic on
@@ -16,7 +16,7 @@ moved to ``DIR/damaged/`` (:func:`repair_parts`).  The replications that no whol
 covers are :func:`gaps`.
 
 This module knows nothing of how rows are computed, nor of summaries: the runner
-(:mod:`simulate.runner`) and the summary (:mod:`simulate.summary`) both read and
+(:mod:`simulate.runner`) and the summary (:mod:`simulate.run_summary`) both read and
 write through it.
 """
 

@@ -6,6 +6,29 @@ r"""Numba kernels: every estimator, its standard errors and the diagnostics, fro
 (:mod:`.sitelevel_nb`) and the pooled Wald estimator.  Each stage is a named step below
 that writes its estimator's rows of the output arrays.
 
+Notation
+--------
+Persons i = 1..n in sites s = 0..K-1 and arms t = 0..L (A = L + 1 arms); a cell
+c = (s, t). The Q = P + 1 variables are stacked as v_i = (Y_i, M_1i, ..., M_Pi), so
+index 0 is the outcome and indices 1..P are the mediators (the endogenous regressors
+x_i). With site fixed effects W (K dummies) and the saturated site-by-arm instruments
+Z (K L dummies, arms 1..L in every site), [Z, W] spans the K A cell dummies, so
+
+* P_{[Z,W]} v = cell means, P_W v = site means, and P_{Z~} = P_{[Z,W]} - P_W with
+  Z~ = M_W Z;
+* ``B  = V' P_{Z~} V = sum_c n_c (vbar_c - vbar_s)(vbar_c - vbar_s)'``
+  (between cells, within sites);
+* ``Wc = V' M_{[Z,W]} V = sum_c sum_{i in c} (v_i - vbar_c)(v_i - vbar_c)'``
+  (within cells);
+* ``V' M_W V = Wc + B`` (within sites).
+
+Every k-class estimator with site fixed effects is then
+``beta(kappa) = A_XX^{-1} A_XY`` with ``A = B + (1 - kappa) Wc``:
+OLS (kappa = 0), 2SLS (kappa = 1), LIML (kappa = smallest root of
+det(Wc + B - kappa Wc) = 0), Fuller (kappa_LIML - alpha / (n - K A)) and the
+modified bias-corrected 2SLS of Kolesar, Chetty, Friedman, Glaeser & Imbens (2015)
+(kappa = 1 + K L / (n - K A)). See ``notes/estimators.md`` for every formula.
+
 Compile time: the steps and the orchestration are inlined into their caller when Numba
 builds its IR (``inline="always"``), so they cost no compilation of their own, and the
 fused replication kernel compiles the estimation once instead of once per layer.  Integer

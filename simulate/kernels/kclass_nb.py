@@ -5,7 +5,7 @@ AR is the Anderson-Rubin statistic.
 
 Every k-class estimator is ``beta(kappa) = A_XX^{-1} A_XY`` with ``A = B + (1 - kappa) Wc``,
 B the between-cell and Wc the within-cell cross-products of v = (Y, M) (see
-:mod:`simulate.kernels.estimators_nb`).
+:mod:`simulate.kernels.fit_nb`).
 """
 
 import numpy as np

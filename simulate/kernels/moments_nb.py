@@ -2,7 +2,7 @@ r"""Numba kernels: cell-level sufficient statistics of v = (Y, M_1, ..., M_P).
 
 Persons i in sites s = 0..K-1 and arms t = 0..A-1; a cell c = (s, t).  Everything the
 estimators need is a function of the cells' counts n_c, means vbar_c and centred
-cross-products W_c (see :mod:`simulate.kernels.estimators_nb` for the notation).
+cross-products W_c (see :mod:`simulate.kernels.fit_nb` for the notation).
 """
 
 import numpy as np

@@ -109,7 +109,7 @@ def replicate_batch(states_batch, plan, fuller_alpha):
                 site[start + i] = s
             add_sample_sums(n, eff, comp, ty, sums)
             # the site's cell statistics while its persons are in cache: the same sums, in the same
-            # order, as kernels.estimators_nb.cell_statistics over all persons
+            # order, as moments_nb.cell_statistics over all persons
             site_cell_statistics(s, arm, M, Y, start, stop, count, mean, cross, cell_w)
             start = stop
         N = start
