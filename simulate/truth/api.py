@@ -161,6 +161,24 @@ class Truth:
                 "notes": list(self.notes)}
 
 
+def _by_simulation(model, n_mediators: int, n_sites: int, seed: int):
+    """The limits from ``n_sites`` simulated sites: the pooled moments, the limits, and each limit's SE.
+
+    The sites are drawn in :data:`SE_BATCHES` batches; the spread of the limits computed batch by
+    batch gives each limit's standard error (and the compliance-weighted estimand's).
+    """
+    batches = site_moments(model, n_sites, seed, batches=min(SE_BATCHES, n_sites))
+    moments = sum(batches[1:], batches[0])
+    lim = _limits_noted(model, moments)
+    runs = [_limits_quiet(model, b) for b in batches]
+    se = {name: _batch_se([getattr(r, name) for r in runs]) for name in ("tsls", "between_ols",
+                                                                        "between_intercept", "liml")}
+    se["wald"] = _batch_se([np.array(r.wald, float) for r in runs])
+    cw_se = _batch_se([b.cw_num / b.cw_den if np.all(b.cw_den != 0) else np.full(n_mediators, np.nan)
+                       for b in batches])
+    return moments, lim, se, cw_se
+
+
 def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED, method: str = "auto") -> Truth:
     """The truth of a scenario: population estimands and large-sample limits.
 
@@ -205,15 +223,7 @@ def truth(sc: Scenario, n_sites: int = TRUTH_SITES, seed: int = TRUTH_SEED, meth
         cw_se = np.zeros(sc.n_mediators)
         simulated = 0
     else:
-        batches = site_moments(model, n_sites, seed, batches=min(SE_BATCHES, n_sites))
-        moments = sum(batches[1:], batches[0])
-        lim = _limits_noted(model, moments)
-        runs = [_limits_quiet(model, b) for b in batches]
-        se = {name: _batch_se([getattr(r, name) for r in runs]) for name in ("tsls", "between_ols",
-                                                                            "between_intercept", "liml")}
-        se["wald"] = _batch_se([np.array(r.wald, float) for r in runs])
-        cw_se = _batch_se([b.cw_num / b.cw_den if np.all(b.cw_den != 0) else np.full(sc.n_mediators, np.nan)
-                           for b in batches])
+        moments, lim, se, cw_se = _by_simulation(model, sc.n_mediators, n_sites, seed)
         nodes, error, simulated = 0, 0.0, n_sites
     cw, cw_from_moments = _compliance_weighted(sc, pl, model, cw_closed, moments.cw_num, moments.cw_den,
                                                moments.weight)
