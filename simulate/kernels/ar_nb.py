@@ -45,6 +45,7 @@ import numpy as np
 from numba import njit
 
 from .codes_nb import AR_MAX_Q, D_AR_B, D_AR_G, D_AR_V, D_AR_W, D_BALANCED, D_JAR_N, D_JAR_PHI
+from .moments_nb import dot4
 
 
 @njit(inline="always")
@@ -160,28 +161,13 @@ def _quadratic_coefficients(S, pi, pj, out):
         out[p] = S[i, j] if i == j else S[i, j] + S[j, i]
 
 
-@njit(inline="always")
-def jackknife_ar_statistics(diag, site, arm, mediators, outcome, count, mean, cross):
-    """Store the jackknife AR's numerator matrix N and variance quartic Phi (module docstring) in ``diag``.
+_JAR_BLOCK = 128  # persons per block of the jackknife AR's person pass
 
-    Parameters
-    ----------
-    diag : float64 (N_DIAGNOSTICS,)
-        Written at ``D_JAR_N`` (upper triangle of N) and ``D_JAR_PHI`` (Phi's monomial coefficients);
-        left as they are (NaN) when a cell has fewer than two persons or Q > ``AR_MAX_Q``.
-    site, arm : int64 (n,)
-    mediators : float64 (n, P)
-    outcome : float64 (n,)
-    count, mean, cross : the cell statistics of the same persons (:func:`.moments_nb.cell_statistics`).
-    """
+
+@njit(cache=True)
+def _jar_cell_terms(count, mean, cross, pi, pj, prod, n_quart):
+    """The cell and site sums of the jackknife AR: (site means sm, k_c, N, Phi without the person term)."""
     K, A, Q = mean.shape
-    if Q > AR_MAX_Q:
-        return
-    for s in range(K):
-        for t in range(A):
-            if count[s, t] < 2:
-                return
-    pi, pj, prod, n_quart = _quartic_tables(Q)
     Q2 = pi.shape[0]
     sm = np.zeros((K, Q))
     ns = np.zeros(K)
@@ -222,33 +208,73 @@ def jackknife_ar_statistics(diag, site, arm, mediators, outcome, count, mean, cr
         for p in range(Q2):
             for r in range(Q2):
                 phi[prod[p, r]] += 2.0 * lam * U[p] * U[r]
-    # the person pass: sum_c k_c sum_{i in c} f_i f_i' = Fw Fw', column i of Fw the monomial coefficients f_i of
-    # a'(v_i - vbar_s)(v_i - vbar_c)'a times sqrt(k_c) (k_c >= 0); dot products of its rows, mapped to Phi's monomials
+    return sm, kc, N, phi
+
+
+@njit(cache=True)
+def _jar_person_pass(site, arm, mediators, outcome, sm, mean, kc, pi, pj, prod, phi):
+    """Subtract the person term of Phi: ``sum_c k_c sum_{i in c} f_i f_i' = Fw Fw'``.
+
+    Column i of Fw holds the monomial coefficients f_i of ``a'(v_i - vbar_s)(v_i - vbar_c)'a`` times
+    ``sqrt(k_c)`` (k_c >= 0).  Persons go in blocks of ``_JAR_BLOCK`` columns; each block adds the
+    :func:`dot4` of every pair of its rows.  Explicit loops, not BLAS: the same bits whatever the threads,
+    workers or batch.
+    """
     n = outcome.shape[0]
-    Fw = np.empty((Q2, n))
-    v = np.empty(Q)
+    Q = sm.shape[1]
+    P = Q - 1
+    Q2 = pi.shape[0]
+    Fw = np.empty((Q2, _JAR_BLOCK))
+    Hs = np.zeros((Q2, Q2))
     x = np.empty(Q)
     y = np.empty(Q)
     rk = np.sqrt(kc)
-    P = Q - 1
-    for i in range(n):
-        s, t = site[i], arm[i]
-        v[0] = outcome[i]
-        for p in range(P):
-            v[p + 1] = mediators[i, p]
-        for q in range(Q):
-            x[q] = v[q] - sm[s, q]
-            y[q] = v[q] - mean[s, t, q]
-        w = rk[s, t]
+    for i0 in range(0, n, _JAR_BLOCK):
+        m = min(_JAR_BLOCK, n - i0)
+        for j in range(m):
+            i = i0 + j
+            s, t = site[i], arm[i]
+            x[0] = outcome[i] - sm[s, 0]
+            y[0] = outcome[i] - mean[s, t, 0]
+            for p in range(P):
+                x[p + 1] = mediators[i, p] - sm[s, p + 1]
+                y[p + 1] = mediators[i, p] - mean[s, t, p + 1]
+            w = rk[s, t]
+            for p in range(Q2):
+                a, b = pi[p], pj[p]
+                Fw[p, j] = w * (x[a] * y[a] if a == b else x[a] * y[b] + x[b] * y[a])
         for p in range(Q2):
-            a, b = pi[p], pj[p]
-            Fw[p, i] = w * (x[a] * y[a] if a == b else x[a] * y[b] + x[b] * y[a])
-    for p in range(Q2):  # explicit dot products, not BLAS: the same bits whatever the threads or batch
+            for r in range(p, Q2):
+                Hs[p, r] += dot4(Fw[p], Fw[r], m)
+    for p in range(Q2):
         for r in range(p, Q2):
-            h = 0.0
-            for i in range(n):
-                h += Fw[p, i] * Fw[r, i]
-            phi[prod[p, r]] -= (2.0 if p == r else 4.0) * h
+            phi[prod[p, r]] -= (2.0 if p == r else 4.0) * Hs[p, r]
+
+
+@njit(cache=True)
+def jackknife_ar_statistics(diag, site, arm, mediators, outcome, count, mean, cross):
+    """Store the jackknife AR's numerator matrix N and variance quartic Phi (module docstring) in ``diag``.
+
+    Parameters
+    ----------
+    diag : float64 (N_DIAGNOSTICS,)
+        Written at ``D_JAR_N`` (upper triangle of N) and ``D_JAR_PHI`` (Phi's monomial coefficients);
+        left as they are (NaN) when a cell has fewer than two persons or Q > ``AR_MAX_Q``.
+    site, arm : int64 (n,)
+    mediators : float64 (n, P)
+    outcome : float64 (n,)
+    count, mean, cross : the cell statistics of the same persons (:func:`.moments_nb.cell_statistics`).
+    """
+    K, A, Q = mean.shape
+    if Q > AR_MAX_Q:
+        return
+    for s in range(K):
+        for t in range(A):
+            if count[s, t] < 2:
+                return
+    pi, pj, prod, n_quart = _quartic_tables(Q)
+    sm, kc, N, phi = _jar_cell_terms(count, mean, cross, pi, pj, prod, n_quart)
+    _jar_person_pass(site, arm, mediators, outcome, sm, mean, kc, pi, pj, prod, phi)
     _put_upper(diag, D_JAR_N, N)
     for m in range(n_quart):
         diag[D_JAR_PHI + m] = phi[m]

@@ -108,15 +108,11 @@ def _leverage(G, GGi, n_sites, L):
 
 
 @njit(cache=True)
-def _htz_from_leverage(G, GGi, F, H, idx, n_sites, L):
-    """The nu of :func:`htz_df` from the blocks of :func:`_leverage` (see there for the algebra)."""
-    k = G.shape[1]
+def _htz_omega(F, H, idx, n_sites, L):
+    """``Omega = sum_s a_s H_s a_s'`` (m, m) from the blocks of :func:`_leverage`."""
     m = idx.shape[0]
-    K = n_sites
-    d = m * k
-    # Omega = sum_s a_s H_s a_s'
     Om = np.zeros((m, m))
-    for s in range(K):
+    for s in range(n_sites):
         for i in range(m):
             for j in range(m):
                 acc = 0.0
@@ -126,11 +122,20 @@ def _htz_from_leverage(G, GGi, F, H, idx, n_sites, L):
                         hr += H[s, r, q] * F[s, idx[j], q]
                     acc += F[s, idx[i], r] * hr
                 Om[i, j] += acc
-    ev = np.linalg.eigvalsh(Om)
-    if not ev[0] > 1e-14 * max(ev[m - 1], 1e-300):
-        return np.nan
-    Li = np.linalg.inv(np.linalg.cholesky(Om))
-    # per site: b = Li a_s (m, L), E = b G_s (m, k), X = E GGi (m, k); rows vec(E_s), vec(X_s)
+    return Om
+
+
+@njit(cache=True)
+def _htz_site_terms(G, GGi, F, Li, idx, n_sites, L):
+    """The per-site part of :func:`htz_df`'s double sum: (t1, t2, Em, Xm).
+
+    Per site ``b = Li a_s`` (m, L), ``E = b G_s`` (m, k), ``X = E GGi`` (m, k); rows ``vec(E_s)`` of Em and
+    ``vec(X_s)`` of Xm; t1 and t2 the diagonal (s = t) terms of the two traces.
+    """
+    k = G.shape[1]
+    m = idx.shape[0]
+    K = n_sites
+    d = m * k
     Em = np.empty((K, d))
     Xm = np.empty((K, d))
     b = np.empty((m, L))
@@ -178,6 +183,21 @@ def _htz_from_leverage(G, GGi, F, H, idx, n_sites, L):
                     trXE += xe_ji
         t1 += trD * trD - 2.0 * trD * trXE
         t2 += DD - 2.0 * DXE
+    return t1, t2, Em, Xm
+
+
+@njit(cache=True)
+def _htz_from_leverage(G, GGi, F, H, idx, n_sites, L):
+    """The nu of :func:`htz_df` from the blocks of :func:`_leverage` (see there for the algebra)."""
+    k = G.shape[1]
+    m = idx.shape[0]
+    d = m * k
+    Om = _htz_omega(F, H, idx, n_sites, L)
+    ev = np.linalg.eigvalsh(Om)
+    if not ev[0] > 1e-14 * max(ev[m - 1], 1e-300):
+        return np.nan
+    Li = np.linalg.inv(np.linalg.cholesky(Om))
+    t1, t2, Em, Xm = _htz_site_terms(G, GGi, F, Li, idx, n_sites, L)
     # S_x = sum_s vec(X_s) vec(X_s)', S_e likewise: two products of the stacked (K, d) matrices
     Sx = np.ascontiguousarray(Xm.T) @ Xm
     Se = np.ascontiguousarray(Em.T) @ Em

@@ -145,32 +145,18 @@ def person_meats(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujiv
 
 
 @njit(cache=True)
-def person_meats_all(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujive, beta_mbtsls):
-    r"""The person-level meats and moments: OLS and UJIVE HC0, UJIVE heterogeneity, MBTSLS third and fourth moments.
+def _person_cell_table(count, mean, beta_ujive):
+    """Per cell c = s A + t, the constants of :func:`person_meats_all`'s person pass.
 
-    Returns ``(meat_ols, meat_uj, meat_uh, m_wwuu, m_wuu, m_wwu)``.  The first two are those
-    of :func:`person_meats` (the same operations in the same order).
-
-    ``meat_uh = sum_i psi_i psi_i'`` is the meat of the heterogeneity-robust SE of UJIVE
-    (Kolesar 2013; ManyIV's ``se_hte``): ``psi_i = u_i Xdot_i + GY_i (x_i - xbar_c)`` with
-    ``GY_i = g_c - a_c e_i``, ``g_c = b'(vbar_c - vbar_s)`` (the reduced-form residual of the
-    cell), ``e_i = b'(v_i - vbar_c)`` and ``a_c = (1/n_c - 1/n_s) / (1 - 1/n_c)``
-    (``(P_[Z,W] - P_W)_ii / (1 - (P_[Z,W])_ii)``), ``b = (1, -beta_ujive')``.  The second
-    term is the first stage's estimation error, which matters when effects vary.
-
-    ``m_wwuu = sum_i w_i w_i' r_i^2``, ``m_wuu = sum_i w_i r_i^2``, ``m_wwu = sum_i w_i w_i' r_i``
-    with ``w_i = x_i - xbar_c`` and ``r_i = b'(v_i - vbar_c)``, ``b = (1, -beta_mbtsls')``:
-    the moments of :func:`simulate.kernels.kclass_nb.kcfgi_complete_se` (zeros when
-    ``beta_mbtsls`` is NaN).
+    ``cell[c]``: ybar_s, xbar_s (columns 1..P), c2_c (column 1 + P) and (c1_s - c2_c) d_c (columns 2 + P ..);
+    ``cell_h[c]``: g_c of UJIVE and a_c.  Zeros for a cell or site with fewer than two persons.
     """
-    P = mediators.shape[1]
-    K, A = count.shape
+    K, A, Q = mean.shape
+    P = Q - 1
     n_site, site_mean, _ = site_moments(count, mean)
-    # per cell c = s A + t: ybar_s, xbar_s (columns 1..P), c2_c and (c1_s - c2_c) d_c
     C2 = 1 + P
     ALPHA = 2 + P
     cell = np.zeros((K * A, 2 + 2 * P))
-    # per cell: g_c of UJIVE, a_c
     cell_h = np.zeros((K * A, 2))
     for s in range(K):
         ns = n_site[s]
@@ -191,72 +177,125 @@ def person_meats_all(site, arm, mediators, outcome, count, mean, beta_ols, beta_
                     g -= beta_ujive[p] * (mean[s, t, p + 1] - site_mean[s, p + 1])
                 cell_h[c, 0] = g
                 cell_h[c, 1] = (1.0 / nc - 1.0 / ns) / (1.0 - 1.0 / nc)
-    n = outcome.shape[0]
-    score_ols = np.empty((P, _PERSON_BLOCK))
-    score_uj = np.empty((P, _PERSON_BLOCK))
-    score_uh = np.empty((P, _PERSON_BLOCK))
-    u_ols = np.empty(_PERSON_BLOCK)
-    u_uj = np.empty(_PERSON_BLOCK)
-    meat_ols = np.zeros((P, P))
-    meat_uj = np.zeros((P, P))
-    meat_uh = np.zeros((P, P))
-    m_wwuu = np.zeros((P, P))
-    m_wuu = np.zeros(P)
-    m_wwu = np.zeros((P, P))
-    w = np.empty(P)
-    do_uj = np.isfinite(beta_ujive[0])
-    do_mb = np.isfinite(beta_mbtsls[0])
-    for i0 in range(0, n, _PERSON_BLOCK):
-        m = min(_PERSON_BLOCK, n - i0)
-        # h_i of both fits by column, and their residuals u_i
-        for j in range(m):
-            i = i0 + j
-            c = site[i] * A + arm[i]
-            uo = outcome[i] - cell[c, 0]
-            uu = uo
-            c2 = cell[c, C2]
+    return cell, cell_h
+
+
+@njit(cache=True)
+def _person_block(i0, m, site, arm, mediators, outcome, mean, cell, cell_h, beta_ols, beta_ujive, beta_mbtsls,
+                  do_extra, work):
+    """Fill the block's columns for persons i0 .. i0 + m - 1 (see :func:`person_meats_all`).
+
+    ``work = (score_ols, score_uj, score_uh, u_ols, u_uj, wcol, rcol, wr)``: the h_i of OLS and UJIVE by column
+    (not yet scaled by their residuals u_i), the heterogeneity scores psi_i, the residuals, and
+    ``w_i = x_i - xbar_c`` and the MBTSLS residual ``r_i`` by column (``wr``, w_i r_i, is filled later).
+    """
+    score_ols, score_uj, score_uh, u_ols, u_uj, wcol, rcol, _ = work
+    P = mediators.shape[1]
+    A = mean.shape[1]
+    C2 = 1 + P
+    ALPHA = 2 + P
+    for j in range(m):
+        i = i0 + j
+        c = site[i] * A + arm[i]
+        uo = outcome[i] - cell[c, 0]
+        uu = uo
+        c2 = cell[c, C2]
+        for p in range(P):
+            hp = mediators[i, p] - cell[c, 1 + p]
+            score_ols[p, j] = hp
+            score_uj[p, j] = cell[c, ALPHA + p] + c2 * hp
+            uo -= hp * beta_ols[p]
+            uu -= hp * beta_ujive[p]
+        u_ols[j] = uo
+        u_uj[j] = uu
+        if do_extra:
+            s_i = site[i]
+            t_i = arm[i]
+            y_c = outcome[i] - mean[s_i, t_i, 0]
+            e = y_c
+            rr = y_c
             for p in range(P):
-                hp = mediators[i, p] - cell[c, 1 + p]
-                score_ols[p, j] = hp
-                score_uj[p, j] = cell[c, ALPHA + p] + c2 * hp
-                uo -= hp * beta_ols[p]
-                uu -= hp * beta_ujive[p]
-            u_ols[j] = uo
-            u_uj[j] = uu
-            if do_uj or do_mb:
-                s_i = site[i]
-                t_i = arm[i]
-                y_c = outcome[i] - mean[s_i, t_i, 0]
-                e = y_c
-                rr = y_c
-                for p in range(P):
-                    w[p] = mediators[i, p] - mean[s_i, t_i, p + 1]
-                    e -= w[p] * beta_ujive[p]
-                    rr -= w[p] * beta_mbtsls[p]
-                if do_uj:
-                    gy = cell_h[c, 0] - cell_h[c, 1] * e
-                    for p in range(P):
-                        score_uh[p, j] = uu * score_uj[p, j] + gy * w[p]
-                if do_mb:
-                    r2 = rr * rr
-                    for p in range(P):
-                        m_wuu[p] += w[p] * r2
-                        for q in range(P):
-                            m_wwuu[p, q] += w[p] * w[q] * r2
-                            m_wwu[p, q] += w[p] * w[q] * rr
+                wp = mediators[i, p] - mean[s_i, t_i, p + 1]
+                wcol[p, j] = wp
+                e -= wp * beta_ujive[p]
+                rr -= wp * beta_mbtsls[p]
+            rcol[j] = rr
+            gy = cell_h[c, 0] - cell_h[c, 1] * e
+            for p in range(P):
+                score_uh[p, j] = uu * score_uj[p, j] + gy * wcol[p, j]
+
+
+@njit(cache=True)
+def _accumulate_block(m, do_uj, do_mb, work, meats):
+    """Add the block's m persons to ``meats = (meat_ols, meat_uj, meat_uh, m_wwuu, m_wuu, m_wwu)``, upper triangles.
+
+    Every sum is a :func:`dot4` of two rows of the block: the meats of ``h_i u_i``, the MBTSLS moments of
+    ``w_i r_i`` (``wr = w r``: ``m_wwuu = sum wr . wr``, ``m_wwu = sum w . wr``, ``m_wuu = sum wr . r``).
+    """
+    score_ols, score_uj, score_uh, u_ols, u_uj, wcol, rcol, wr = work
+    meat_ols, meat_uj, meat_uh, m_wwuu, m_wuu, m_wwu = meats
+    P = score_ols.shape[0]
+    for p in range(P):
+        for j in range(m):
+            score_ols[p, j] *= u_ols[j]
+            score_uj[p, j] *= u_uj[j]
+    for p in range(P):
+        for r in range(p, P):
+            meat_ols[p, r] += dot4(score_ols[p], score_ols[r], m)
+            if do_uj:
+                meat_uj[p, r] += dot4(score_uj[p], score_uj[r], m)
+                meat_uh[p, r] += dot4(score_uh[p], score_uh[r], m)
+    if do_mb:
         for p in range(P):
             for j in range(m):
-                score_ols[p, j] *= u_ols[j]
-                score_uj[p, j] *= u_uj[j]
+                wr[p, j] = wcol[p, j] * rcol[j]
         for p in range(P):
+            m_wuu[p] += dot4(wr[p], rcol, m)
             for r in range(p, P):
-                meat_ols[p, r] += dot4(score_ols[p], score_ols[r], m)
-                if do_uj:
-                    meat_uj[p, r] += dot4(score_uj[p], score_uj[r], m)
-                    meat_uh[p, r] += dot4(score_uh[p], score_uh[r], m)
+                m_wwuu[p, r] += dot4(wr[p], wr[r], m)
+                m_wwu[p, r] += dot4(wcol[p], wr[r], m)
+
+
+@njit(cache=True)
+def person_meats_all(site, arm, mediators, outcome, count, mean, beta_ols, beta_ujive, beta_mbtsls):
+    r"""The person-level meats and moments: OLS and UJIVE HC0, UJIVE heterogeneity, MBTSLS third and fourth moments.
+
+    Returns ``(meat_ols, meat_uj, meat_uh, m_wwuu, m_wuu, m_wwu)``.  The first two are those
+    of :func:`person_meats` (the same operations in the same order).
+
+    ``meat_uh = sum_i psi_i psi_i'`` is the meat of the heterogeneity-robust SE of UJIVE
+    (Kolesar 2013; ManyIV's ``se_hte``): ``psi_i = u_i Xdot_i + GY_i (x_i - xbar_c)`` with
+    ``GY_i = g_c - a_c e_i``, ``g_c = b'(vbar_c - vbar_s)`` (the reduced-form residual of the
+    cell), ``e_i = b'(v_i - vbar_c)`` and ``a_c = (1/n_c - 1/n_s) / (1 - 1/n_c)``
+    (``(P_[Z,W] - P_W)_ii / (1 - (P_[Z,W])_ii)``), ``b = (1, -beta_ujive')``.  The second
+    term is the first stage's estimation error, which matters when effects vary.
+
+    ``m_wwuu = sum_i w_i w_i' r_i^2``, ``m_wuu = sum_i w_i r_i^2``, ``m_wwu = sum_i w_i w_i' r_i``
+    with ``w_i = x_i - xbar_c`` and ``r_i = b'(v_i - vbar_c)``, ``b = (1, -beta_mbtsls')``:
+    the moments of :func:`simulate.kernels.kclass_nb.kcfgi_complete_se` (zeros when
+    ``beta_mbtsls`` is NaN), blocked like the meats: per block of persons, dot products of rows.
+    """
+    P = mediators.shape[1]
+    cell, cell_h = _person_cell_table(count, mean, beta_ujive)
+    n = outcome.shape[0]
+    B = _PERSON_BLOCK
+    work = (np.empty((P, B)), np.empty((P, B)), np.empty((P, B)), np.empty(B), np.empty(B), np.empty((P, B)),
+            np.empty(B), np.empty((P, B)))
+    meats = (np.zeros((P, P)), np.zeros((P, P)), np.zeros((P, P)), np.zeros((P, P)), np.zeros(P), np.zeros((P, P)))
+    do_uj = np.isfinite(beta_ujive[0])
+    do_mb = np.isfinite(beta_mbtsls[0])
+    do_extra = do_uj or do_mb
+    for i0 in range(0, n, B):
+        m = min(B, n - i0)
+        _person_block(i0, m, site, arm, mediators, outcome, mean, cell, cell_h, beta_ols, beta_ujive, beta_mbtsls,
+                      do_extra, work)
+        _accumulate_block(m, do_uj, do_mb, work, meats)
+    meat_ols, meat_uj, meat_uh, m_wwuu, m_wuu, m_wwu = meats
     for p in range(P):
         for r in range(p + 1, P):
             meat_ols[r, p] = meat_ols[p, r]
             meat_uj[r, p] = meat_uj[p, r]
             meat_uh[r, p] = meat_uh[p, r]
+            m_wwuu[r, p] = m_wwuu[p, r]
+            m_wwu[r, p] = m_wwu[p, r]
     return meat_ols, meat_uj, meat_uh, m_wwuu, m_wuu, m_wwu

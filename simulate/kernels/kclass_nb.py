@@ -315,15 +315,21 @@ def kcfgi_complete_se(B, Wc, beta, n, count, dev, m_wwuu, m_wuu, m_wwu):
     m4 = n - 4.0 * (k + l)
     if nu <= 0 or m3 <= 0 or m4 <= 0 or k <= 0:
         return out
-    T = B / n
     S = Wc / nu
-    Xi = T - (k / n) * S
-    tau = (k / n) * (n - l) / nu
-    b = coef_vector(beta)
-    Xb = Xi @ b
-    Sb = S @ b
-    bXb = b @ Xb
-    bSb = b @ Sb
+    Xi = B / n - (k / n) * S
+    delta, m2, mu = _kcfgi_leverage_sums(count, dev, n, k, nu)
+    G = _kcfgi_complete_meat(S, Xi, coef_vector(beta), n, k, l, nu, m2, m3, m4, delta, mu, m_wwuu, m_wuu, m_wwu)
+    Xxx = np.ascontiguousarray(Xi[1:, 1:])
+    Xi_inv, ok = sym_inverse(Xxx, np.bool_(True))
+    if not ok:
+        return out
+    return sandwich_se(Xi_inv, G, 1.0 / n)
+
+
+@njit(cache=True)
+def _kcfgi_leverage_sums(count, dev, n, k, nu):
+    """``(delta, m2, mu)`` of :func:`kcfgi_complete_se`, sums over cells of the diagonal ``h_c``."""
+    K, A, Q = dev.shape
     delta = 0.0
     m2 = 0.0
     mu = np.zeros(Q)
@@ -342,6 +348,19 @@ def kcfgi_complete_se(B, Wc, beta, n, count, dev, m_wwuu, m_wuu, m_wwu):
                 mu[q] += nc * dev[s, t, q] * h
     delta /= k
     mu /= np.sqrt(n * float(k))
+    return delta, m2, mu
+
+
+@njit(cache=True)
+def _kcfgi_complete_meat(S, Xi, b, n, k, l, nu, m2, m3, m4, delta, mu, m_wwuu, m_wuu, m_wwu):
+    """The (P, P) ``G`` of :func:`kcfgi_complete_se`: the Gaussian part of :func:`kcfgi_se` plus D2 and D3."""
+    Q = S.shape[0]
+    P = Q - 1
+    tau = (k / n) * (n - l) / nu
+    Xb = Xi @ b
+    Sb = S @ b
+    bXb = b @ Xb
+    bSb = b @ Sb
     bmu = b @ mu
     G = np.empty((P, P))
     for p in range(P):
@@ -354,11 +373,7 @@ def kcfgi_complete_se(B, Wc, beta, n, count, dev, m_wwuu, m_wuu, m_wwu):
             d2 = (k / n) * delta * (psi4 - S[a, c] * bSb - 2.0 * Sb[a] * Sb[c])
             d3 = np.sqrt(k / n) * (mu[a] * m_wuu[r] + mu[c] * m_wuu[p] + 2.0 * bmu * m_wwu[p, r]) / m3
             G[p, r] = gauss + d2 + d3
-    Xxx = np.ascontiguousarray(Xi[1:, 1:])
-    Xi_inv, ok = sym_inverse(Xxx, np.bool_(True))
-    if not ok:
-        return out
-    return sandwich_se(Xi_inv, G, 1.0 / n)
+    return G
 
 
 @njit(cache=True)
